@@ -1,0 +1,114 @@
+import path from "node:path";
+import { z } from "zod";
+import { CA_KEY_ALGORITHMS } from "./hsm/key-algorithms.ts";
+
+/**
+ * Every setting comes from the environment (HSM_CA_*), so the same build runs
+ * on a laptop, in compose and under a process manager. README.md lists them.
+ */
+const DEFAULT_SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so";
+
+const list = z
+  .string()
+  .transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean));
+const port = z.coerce.number().int().min(0).max(65535);
+const keyAlgorithm = z.enum(CA_KEY_ALGORITHMS);
+
+const envSchema = z.object({
+  HSM_CA_DATA_DIR: z.string().default("./data"),
+  HSM_CA_PROFILES_DIR: z.string().default("./profiles"),
+  HSM_CA_PKCS11_MODULE: z.string().optional(),
+  HSM_CA_TOKEN_LABEL: z.string().min(1).default("hsm-ca"),
+  HSM_CA_PIN: z.string().min(1).optional(),
+  HSM_CA_PIN_FILE: z.string().min(1).optional(),
+  HSM_CA_HSM_SESSIONS: z.coerce.number().int().min(1).max(64).default(4),
+  DATABASE_URL: z.string().min(1).optional(),
+  HSM_CA_HTTPS_HOST: z.string().default("127.0.0.1"),
+  HSM_CA_HTTPS_PORT: port.default(8443),
+  HSM_CA_HTTP_HOST: z.string().default("127.0.0.1"),
+  HSM_CA_HTTP_PORT: port.default(8080),
+  HSM_CA_SERVER_NAMES: list.default(["localhost", "127.0.0.1"]),
+  HSM_CA_ROOT_SUBJECT: z.string().default("CN=hsm-ca Root CA,O=hsm-ca"),
+  HSM_CA_ROOT_ALGORITHM: keyAlgorithm.default("ecdsa-p384"),
+  HSM_CA_ROOT_VALIDITY_DAYS: z.coerce.number().int().positive().default(3650),
+  HSM_CA_INTERMEDIATE_SUBJECT: z.string().default("CN=hsm-ca Issuing CA 1,O=hsm-ca"),
+  HSM_CA_INTERMEDIATE_ALGORITHM: keyAlgorithm.default("ecdsa-p256"),
+  HSM_CA_INTERMEDIATE_VALIDITY_DAYS: z.coerce.number().int().positive().default(365),
+  HSM_CA_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+
+export interface HsmConfig {
+  /** Path of the PKCS#11 shared library. */
+  module: string;
+  tokenLabel: string;
+  /** Where the user PIN comes from; the PIN itself is read only when logging in. */
+  pinSource: { env: string } | { file: string };
+  sessions: number;
+  /** True when hsm-ca owns a SoftHSM2 token under the data directory. */
+  embedded: boolean;
+}
+
+export interface HierarchyConfig {
+  rootSubject: string;
+  rootAlgorithm: z.infer<typeof keyAlgorithm>;
+  rootValidityDays: number;
+  intermediateSubject: string;
+  intermediateAlgorithm: z.infer<typeof keyAlgorithm>;
+  intermediateValidityDays: number;
+}
+
+export interface Config {
+  dataDir: string;
+  profilesDir: string;
+  hsm: HsmConfig;
+  /** Unset: embedded PGlite under dataDir. */
+  databaseUrl?: string;
+  https: { host: string; port: number };
+  http: { host: string; port: number };
+  serverNames: string[];
+  hierarchy: HierarchyConfig;
+  logLevel: z.infer<typeof envSchema>["HSM_CA_LOG_LEVEL"];
+}
+
+export class ConfigError extends Error {}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ConfigError(`invalid setting ${issue.path.join(".")}: ${issue.message}`);
+  }
+  const e = parsed.data;
+  const dataDir = path.resolve(e.HSM_CA_DATA_DIR);
+  const embedded = e.HSM_CA_PKCS11_MODULE === undefined;
+  if (!embedded && !e.HSM_CA_PIN && !e.HSM_CA_PIN_FILE) {
+    throw new ConfigError("HSM_CA_PKCS11_MODULE is set: give the token PIN in HSM_CA_PIN or HSM_CA_PIN_FILE");
+  }
+  const pinSource = e.HSM_CA_PIN
+    ? { env: "HSM_CA_PIN" }
+    : { file: path.resolve(e.HSM_CA_PIN_FILE ?? path.join(dataDir, "hsm", "user.pin")) };
+  return {
+    dataDir,
+    profilesDir: path.resolve(e.HSM_CA_PROFILES_DIR),
+    hsm: {
+      module: e.HSM_CA_PKCS11_MODULE ?? DEFAULT_SOFTHSM,
+      tokenLabel: e.HSM_CA_TOKEN_LABEL,
+      pinSource,
+      sessions: e.HSM_CA_HSM_SESSIONS,
+      embedded,
+    },
+    databaseUrl: e.DATABASE_URL,
+    https: { host: e.HSM_CA_HTTPS_HOST, port: e.HSM_CA_HTTPS_PORT },
+    http: { host: e.HSM_CA_HTTP_HOST, port: e.HSM_CA_HTTP_PORT },
+    serverNames: e.HSM_CA_SERVER_NAMES,
+    hierarchy: {
+      rootSubject: e.HSM_CA_ROOT_SUBJECT,
+      rootAlgorithm: e.HSM_CA_ROOT_ALGORITHM,
+      rootValidityDays: e.HSM_CA_ROOT_VALIDITY_DAYS,
+      intermediateSubject: e.HSM_CA_INTERMEDIATE_SUBJECT,
+      intermediateAlgorithm: e.HSM_CA_INTERMEDIATE_ALGORITHM,
+      intermediateValidityDays: e.HSM_CA_INTERMEDIATE_VALIDITY_DAYS,
+    },
+    logLevel: e.HSM_CA_LOG_LEVEL,
+  };
+}

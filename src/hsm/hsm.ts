@@ -1,0 +1,198 @@
+import * as graphene from "graphene-pk11";
+import * as pkcs11 from "pkcs11js";
+import type { Crypto } from "node-webcrypto-p11";
+import type { HsmConfig } from "../config.ts";
+import { ensureEmbeddedTokenInitialised, prepareEmbeddedToken } from "./embedded-softhsm.ts";
+import { KEY_ALGORITHM_SPECS, type CaKeyAlgorithm } from "./key-algorithms.ts";
+import { findSlotByTokenLabel, HsmUnavailableError, loadModule, unloadModule } from "./module.ts";
+import { readPin } from "./pin.ts";
+import { SessionPool, type PooledSession } from "./session-pool.ts";
+
+export { HsmUnavailableError } from "./module.ts";
+
+/** Attributes that say where a key came from and whether it can leave the token. */
+export interface KeyProvenance {
+  token: boolean;
+  local: boolean;
+  sensitive: boolean;
+  alwaysSensitive: boolean;
+  extractable: boolean;
+  neverExtractable: boolean;
+}
+
+export interface GeneratedKey {
+  label: string;
+  /** CKA_ID, hex. */
+  id: string;
+  algorithm: CaKeyAlgorithm;
+  /** SubjectPublicKeyInfo, DER. */
+  spki: ArrayBuffer;
+}
+
+export class HsmKeyError extends Error {}
+
+/**
+ * The only door to the HSM: a pool of logged-in sessions on the token found
+ * by label, and CA keys addressed by their CKA_LABEL. Callers get WebCrypto
+ * keys and providers, never PKCS#11 handles.
+ */
+export class Hsm {
+  private constructor(
+    private readonly config: HsmConfig,
+    private readonly pool: SessionPool,
+    /** Set on the embedded default's first start: the PIN files were just generated. */
+    readonly pinsGenerated: boolean,
+  ) {}
+
+  static open(config: HsmConfig, dataDir: string): Hsm {
+    let pinsGenerated = false;
+    if (config.embedded) pinsGenerated = prepareEmbeddedToken(dataDir).pinsGenerated;
+    const mod = loadModule(config.module);
+    if (config.embedded) ensureEmbeddedTokenInitialised(mod, dataDir, config.tokenLabel);
+    const slot = findSlotByTokenLabel(mod, config.tokenLabel);
+    if (!slot) throw new HsmUnavailableError(`no token labelled "${config.tokenLabel}" in ${config.module}`);
+    const pool = new SessionPool(slot, config.sessions);
+    try {
+      login(pool.first.session, readPin(config.pinSource));
+    } catch (err) {
+      pool.close();
+      throw err;
+    }
+    return new Hsm(config, pool, pinsGenerated);
+  }
+
+  get tokenLabel(): string {
+    return this.config.tokenLabel;
+  }
+
+  get poolStats() {
+    return { size: this.pool.size, inUse: this.pool.inUse, waiting: this.pool.waiting };
+  }
+
+  hasKey(label: string): boolean {
+    return findObject(this.pool.first.session, graphene.ObjectClass.PRIVATE_KEY, label) !== undefined;
+  }
+
+  /**
+   * Generates a CA key pair on the token: token object, sensitive, never
+   * extractable. Refuses to create a second key under an existing label.
+   */
+  async generateKey(label: string, algorithm: CaKeyAlgorithm): Promise<GeneratedKey> {
+    if (this.hasKey(label)) throw new HsmKeyError(`a key labelled "${label}" already exists on the token`);
+    const spec = KEY_ALGORITHM_SPECS[algorithm];
+    return this.pool.use(async ({ crypto }) => {
+      const pair = (await crypto.subtle.generateKey(
+        { ...spec.keyParams, token: true, sensitive: true, label } as Algorithm,
+        false,
+        ["sign", "verify"],
+      )) as CryptoKeyPair;
+      const spki = await crypto.subtle.exportKey("spki", pair.publicKey);
+      const id = findObject(crypto.session, graphene.ObjectClass.PRIVATE_KEY, label)!.getAttribute("id") as Buffer;
+      return { label, id: id.toString("hex"), algorithm, spki };
+    });
+  }
+
+  /** The public half of a CA key, SubjectPublicKeyInfo DER. */
+  async publicKeySpki(label: string, algorithm: CaKeyAlgorithm): Promise<ArrayBuffer> {
+    return this.pool.use(async ({ crypto, session }) => {
+      const obj = findObject(session, graphene.ObjectClass.PUBLIC_KEY, label);
+      if (!obj) throw new HsmKeyError(`no public key labelled "${label}" on the token`);
+      const key = await crypto.keyStorage.getItem(storageId("public", obj), KEY_ALGORITHM_SPECS[algorithm].keyParams, true, ["verify"]);
+      return crypto.subtle.exportKey("spki", key);
+    });
+  }
+
+  keyId(label: string): string {
+    const obj = findObject(this.pool.first.session, graphene.ObjectClass.PRIVATE_KEY, label);
+    if (!obj) throw new HsmKeyError(`no private key labelled "${label}" on the token`);
+    return (obj.getAttribute("id") as Buffer).toString("hex");
+  }
+
+  provenance(label: string): KeyProvenance {
+    const obj = findObject(this.pool.first.session, graphene.ObjectClass.PRIVATE_KEY, label);
+    if (!obj) throw new HsmKeyError(`no private key labelled "${label}" on the token`);
+    const a = obj.getAttribute({
+      token: null,
+      local: null,
+      sensitive: null,
+      alwaysSensitive: null,
+      extractable: null,
+      neverExtractable: null,
+    });
+    return {
+      token: !!a.token,
+      local: !!a.local,
+      sensitive: !!a.sensitive,
+      alwaysSensitive: !!a.alwaysSensitive,
+      extractable: !!a.extractable,
+      neverExtractable: !!a.neverExtractable,
+    };
+  }
+
+  /**
+   * Lends a session's WebCrypto provider and the CA private key on it for
+   * the duration of fn. Every CA signature goes through here.
+   */
+  async withSigningKey<T>(
+    label: string,
+    algorithm: CaKeyAlgorithm,
+    fn: (key: CryptoKey, crypto: Crypto) => Promise<T>,
+  ): Promise<T> {
+    return this.pool.use(async (member) => fn(await privateKeyOn(member, label, algorithm), member.crypto));
+  }
+
+  /** Asks the token something cheap; false when the HSM cannot be used. */
+  health(): { ok: true } | { ok: false; detail: string } {
+    try {
+      const token = this.pool.first.session.slot.getToken();
+      if (token.label.trim() !== this.config.tokenLabel) return { ok: false, detail: "token label changed" };
+      return { ok: true };
+    } catch (err) {
+      return { ok: false, detail: pkcs11Reason(err) };
+    }
+  }
+
+  close(): void {
+    this.pool.close();
+    unloadModule(this.config.module);
+  }
+}
+
+async function privateKeyOn(member: PooledSession, label: string, algorithm: CaKeyAlgorithm): Promise<CryptoKey> {
+  const cached = member.keys.get(label);
+  if (cached) return cached;
+  const obj = findObject(member.session, graphene.ObjectClass.PRIVATE_KEY, label);
+  if (!obj) throw new HsmKeyError(`no private key labelled "${label}" on the token`);
+  const key = await member.crypto.keyStorage.getItem(storageId("private", obj), KEY_ALGORITHM_SPECS[algorithm].keyParams, false, ["sign"]);
+  member.keys.set(label, key);
+  return key;
+}
+
+function findObject(session: graphene.Session, cls: graphene.ObjectClass, label: string): graphene.SessionObject | undefined {
+  const found = session.find({ class: cls, label, token: true });
+  if (found.length > 1) throw new HsmKeyError(`${found.length} objects share the label "${label}" on the token`);
+  return found.length === 1 ? found.items(0) : undefined;
+}
+
+/** node-webcrypto-p11's key storage index: class, handle and CKA_ID. */
+function storageId(kind: "private" | "public", obj: graphene.SessionObject): string {
+  return `${kind}-${obj.handle.toString("hex")}-${(obj.getAttribute("id") as Buffer).toString("hex")}`;
+}
+
+function login(session: graphene.Session, pin: string): void {
+  try {
+    session.login(pin, graphene.UserType.USER);
+  } catch (err) {
+    if (err instanceof pkcs11.Pkcs11Error && err.code === pkcs11.CKR_USER_ALREADY_LOGGED_IN) return;
+    throw new HsmUnavailableError(`HSM login failed: ${pkcs11Reason(err)}`);
+  }
+}
+
+/** The PKCS#11 return code's name only: never anything that could carry a secret. */
+export function pkcs11Reason(err: unknown): string {
+  if (err instanceof pkcs11.Pkcs11Error) {
+    const name = Object.entries(pkcs11).find(([k, v]) => k.startsWith("CKR_") && v === err.code)?.[0];
+    return name ?? `PKCS#11 error 0x${err.code.toString(16)}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}

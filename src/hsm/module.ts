@@ -1,0 +1,61 @@
+import * as graphene from "graphene-pk11";
+import * as pkcs11 from "pkcs11js";
+
+/**
+ * One initialised PKCS#11 module per library path per process: C_Initialize
+ * may run only once, and every session of the process shares it.
+ */
+const loaded = new Map<string, graphene.Module>();
+
+export class HsmUnavailableError extends Error {}
+
+export function loadModule(library: string): graphene.Module {
+  const existing = loaded.get(library);
+  if (existing) return existing;
+  let mod: graphene.Module;
+  try {
+    mod = graphene.Module.load(library, "hsm-ca");
+  } catch (err) {
+    throw new HsmUnavailableError(`cannot load the PKCS#11 module ${library}: ${(err as Error).message}`);
+  }
+  try {
+    // OS locking: without it, concurrent calls from libuv worker threads
+    // corrupted SoftHSM2's memory (see ../shared/notes/hsm.md).
+    mod.initialize({ flags: pkcs11.CKF_OS_LOCKING_OK });
+  } catch (err) {
+    if (!(err instanceof pkcs11.Pkcs11Error && err.code === pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) throw err;
+  }
+  loaded.set(library, mod);
+  return mod;
+}
+
+export function unloadModule(library: string): void {
+  const mod = loaded.get(library);
+  if (!mod) return;
+  loaded.delete(library);
+  try {
+    mod.finalize();
+  } catch {
+    // already finalised
+  }
+}
+
+/** Tokens are found by label: slot ids change when a token is initialised. */
+export function findSlotByTokenLabel(mod: graphene.Module, label: string): graphene.Slot | undefined {
+  const slots = mod.getSlots(true);
+  for (let i = 0; i < slots.length; i++) {
+    const slot = slots.items(i);
+    const token = slot.getToken();
+    if (token.label.trim() === label && token.flags & graphene.TokenFlag.TOKEN_INITIALIZED) return slot;
+  }
+  return undefined;
+}
+
+export function findFreeSlot(mod: graphene.Module): graphene.Slot | undefined {
+  const slots = mod.getSlots(true);
+  for (let i = 0; i < slots.length; i++) {
+    const slot = slots.items(i);
+    if (!(slot.getToken().flags & graphene.TokenFlag.TOKEN_INITIALIZED)) return slot;
+  }
+  return undefined;
+}
