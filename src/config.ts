@@ -34,6 +34,7 @@ const envSchema = z.object({
   HSM_CA_INTERMEDIATE_SUBJECT: z.string().default("CN=hsm-ca Issuing CA 1,O=hsm-ca"),
   HSM_CA_INTERMEDIATE_ALGORITHM: keyAlgorithm.default("ecdsa-p256"),
   HSM_CA_INTERMEDIATE_VALIDITY_DAYS: z.coerce.number().int().positive().default(365),
+  HSM_CA_AUTO_INIT: z.enum(["true", "false"]).optional(),
   HSM_CA_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -67,6 +68,8 @@ export interface Config {
   http: { host: string; port: number };
   serverNames: string[];
   hierarchy: HierarchyConfig;
+  /** Create the root and intermediate on start when missing (default: only on the embedded SoftHSM2). */
+  autoInit: boolean;
   logLevel: z.infer<typeof envSchema>["HSM_CA_LOG_LEVEL"];
 }
 
@@ -109,6 +112,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       intermediateAlgorithm: e.HSM_CA_INTERMEDIATE_ALGORITHM,
       intermediateValidityDays: e.HSM_CA_INTERMEDIATE_VALIDITY_DAYS,
     },
+    autoInit: e.HSM_CA_AUTO_INIT ? e.HSM_CA_AUTO_INIT === "true" : embedded,
     logLevel: e.HSM_CA_LOG_LEVEL,
   };
 }

@@ -1,6 +1,7 @@
 import * as graphene from "graphene-pk11";
 import * as pkcs11 from "pkcs11js";
 import type { Crypto } from "node-webcrypto-p11";
+import type { CaSigner } from "../ca/signer.ts";
 import type { HsmConfig } from "../config.ts";
 import { ensureEmbeddedTokenInitialised, prepareEmbeddedToken } from "./embedded-softhsm.ts";
 import { KEY_ALGORITHM_SPECS, type CaKeyAlgorithm } from "./key-algorithms.ts";
@@ -81,8 +82,10 @@ export class Hsm {
     if (this.hasKey(label)) throw new HsmKeyError(`a key labelled "${label}" already exists on the token`);
     const spec = KEY_ALGORITHM_SPECS[algorithm];
     return this.pool.use(async ({ crypto }) => {
+      // token/sensitive/label are node-webcrypto-p11's PKCS#11 extensions to the algorithm.
+      const params: EcKeyGenParams | RsaHashedKeyGenParams = Object.assign({}, spec.keyParams, { token: true, sensitive: true, label });
       const pair = (await crypto.subtle.generateKey(
-        { ...spec.keyParams, token: true, sensitive: true, label } as Algorithm,
+        params,
         false,
         ["sign", "verify"],
       )) as CryptoKeyPair;
@@ -139,6 +142,14 @@ export class Hsm {
     fn: (key: CryptoKey, crypto: Crypto) => Promise<T>,
   ): Promise<T> {
     return this.pool.use(async (member) => fn(await privateKeyOn(member, label, algorithm), member.crypto));
+  }
+
+  /** The CA's view of a key on this HSM. */
+  signer(label: string, algorithm: CaKeyAlgorithm): CaSigner {
+    return {
+      signingAlgorithm: KEY_ALGORITHM_SPECS[algorithm].signParams,
+      use: (fn) => this.withSigningKey(label, algorithm, fn),
+    };
   }
 
   /** Asks the token something cheap; false when the HSM cannot be used. */

@@ -1,0 +1,60 @@
+import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { Rejection } from "../errors.ts";
+import { HsmKeyError, HsmUnavailableError } from "../hsm/hsm.ts";
+import type { AppContext, AppEnv } from "./context.ts";
+import { problem } from "./problem.ts";
+import { caRoutes } from "./routes/cas.ts";
+import { certificateRoutes } from "./routes/certificates.ts";
+import { healthRoutes } from "./routes/health.ts";
+import { publicCaRoutes } from "./routes/public-ca.ts";
+
+/** The HTTPS API: authenticated REST plus the public routes. */
+export function createApiApp(ctx: AppContext): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.route("/api/v1/certificates", certificateRoutes(ctx));
+  app.route("/api/v1/cas", caRoutes(ctx));
+  mountPublic(app, ctx);
+  return app;
+}
+
+/** The plain-HTTP listener: CA material and health only (later CRLs and OCSP). */
+export function createPublicApp(ctx: AppContext): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  mountPublic(app, ctx);
+  return app;
+}
+
+function mountPublic(app: Hono<AppEnv>, ctx: AppContext): void {
+  app.route("/ca", publicCaRoutes(ctx));
+  app.route("/", healthRoutes(ctx));
+  app.notFound((c) => problem(c, "not-found", `no route ${c.req.method} ${c.req.path}`));
+  app.onError((err, c) => {
+    if (err instanceof Rejection) return problem(c, err.kind, err.detail);
+    if (err instanceof HTTPException) return problem(c, "malformed-request", err.message);
+    if (err instanceof HsmUnavailableError || err instanceof HsmKeyError || isPkcs11Error(err)) {
+      ctx.log.error({ err: err.message, route: c.req.path }, "HSM failure");
+      c.header("retry-after", "5");
+      return problem(c, "hsm-unavailable", "the HSM could not complete the operation; try again later");
+    }
+    if (isDatabaseDown(err)) {
+      ctx.log.error({ err: err.message, route: c.req.path }, "database failure");
+      c.header("retry-after", "5");
+      return problem(c, "database-unavailable", "the database could not complete the operation; try again later");
+    }
+    ctx.log.error({ err, route: c.req.path }, "unexpected error");
+    return problem(c, "internal", "an unexpected error occurred; it has been logged");
+  });
+}
+
+function isPkcs11Error(err: Error): boolean {
+  return err.constructor?.name === "Pkcs11Error" || /^CKR_/.test(err.message);
+}
+
+function isDatabaseDown(err: Error): boolean {
+  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
+    const code = (e as { code?: string }).code ?? "";
+    if (["ECONNREFUSED", "ECONNRESET", "CONNECTION_CLOSED", "CONNECT_TIMEOUT", "CONNECTION_ENDED", "57P01"].includes(code)) return true;
+  }
+  return false;
+}

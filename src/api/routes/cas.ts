@@ -1,0 +1,43 @@
+import { Hono } from "hono";
+import { mayRead } from "../../auth/api-tokens.ts";
+import type { KeyProvenance } from "../../hsm/hsm.ts";
+import { listCas } from "../../store/cas.ts";
+import type { AppContext, AppEnv } from "../context.ts";
+import { requireRole } from "../require-role.ts";
+
+/** The CA hierarchy with each key's provenance as the HSM reports it now. */
+export function caRoutes(ctx: AppContext) {
+  const app = new Hono<AppEnv>();
+  app.get("/", requireRole(ctx, mayRead), async (c) => {
+    const rows = await listCas(ctx.store.db);
+    return c.json({
+      items: rows.map((row) => {
+        let provenance: KeyProvenance | null = null;
+        let keyError: string | undefined;
+        try {
+          provenance = ctx.hsm.provenance(row.keyLabel);
+        } catch (err) {
+          keyError = (err as Error).message;
+        }
+        return {
+          id: row.id,
+          role: row.role,
+          status: row.status,
+          subject: row.subject,
+          serial: row.serial,
+          keyLabel: row.keyLabel,
+          keyId: row.keyId,
+          keyAlgorithm: row.keyAlgorithm,
+          notBefore: row.notBefore.toISOString(),
+          notAfter: row.notAfter.toISOString(),
+          fingerprintSha256: row.fingerprintSha256,
+          parentId: row.parentId,
+          keyProvenance: provenance,
+          ...(keyError ? { keyError } : {}),
+          certificate: row.certificatePem,
+        };
+      }),
+    });
+  });
+  return app;
+}

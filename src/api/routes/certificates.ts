@@ -1,0 +1,110 @@
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { z } from "zod";
+import { mayIssue, mayRead, type Principal } from "../../auth/api-tokens.ts";
+import { Rejection } from "../../errors.ts";
+import { issueCertificate } from "../../issuance/issue-certificate.ts";
+import { certificateBySerial, listCertificates, type CertificateRow } from "../../store/certificates.ts";
+import type { AppContext, AppEnv } from "../context.ts";
+import { problem } from "../problem.ts";
+import { requireRole } from "../require-role.ts";
+
+export const MAX_BODY_BYTES = 64 * 1024;
+
+const issueBody = z.object({
+  csr: z.string().min(1).max(MAX_BODY_BYTES),
+  profile: z.string().min(1).max(100),
+  validity: z.string().max(20).optional(),
+});
+
+const listQuery = z.object({
+  profile: z.string().max(100).optional(),
+  status: z.enum(["valid", "revoked"]).optional(),
+  cursor: z.string().regex(/^[0-9]{1,15}$/, "cursor must be a value from nextCursor").optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+});
+
+export function certificateRoutes(ctx: AppContext) {
+  const app = new Hono<AppEnv>();
+
+  app.post(
+    "/",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) => problem(c, "payload-too-large", `send at most ${MAX_BODY_BYTES} bytes`),
+    }),
+    requireRole(ctx, (p) => p.role === "admin" || p.role === "issuer"),
+    async (c) => {
+      const body = issueBody.safeParse(await c.req.json().catch(() => undefined));
+      if (!body.success) {
+        const issue = body.error.issues[0];
+        const detail = issue ? `${issue.path.join(".") || "body"}: ${issue.message}` : "invalid body";
+        return problem(c, "malformed-request", `expected JSON {csr, profile, validity?}; ${detail}`);
+      }
+      const { csr, profile, validity } = body.data;
+      if (!ctx.profiles.has(profile)) {
+        throw new Rejection("unknown-profile", `no profile "${profile}"; known: ${[...ctx.profiles.keys()].join(", ")}`);
+      }
+      const principal = c.get("principal");
+      if (!mayIssue(principal, profile)) return problem(c, "forbidden", `this token may not issue from profile ${profile}`);
+      const issuer = ctx.issuer();
+      const row = await issueCertificate(
+        { db: ctx.store.db, profiles: ctx.profiles, issuer },
+        { csrPem: csr, profile, validity, requestedBy: principal.tokenId },
+      );
+      ctx.log.info({ serial: row.serial, profile, token: principal.tokenId }, "certificate issued");
+      c.header("location", `/api/v1/certificates/${row.serial}`);
+      return c.json({ ...view(row), chain: issuer.chainPem }, 201);
+    },
+  );
+
+  app.get("/", requireRole(ctx, mayRead), async (c) => {
+    const q = listQuery.safeParse(c.req.query());
+    if (!q.success) return problem(c, "malformed-request", q.error.issues[0]!.message);
+    const scope = scopeOf(c.get("principal"));
+    if (scope && q.data.profile && !scope.includes(q.data.profile)) {
+      return problem(c, "forbidden", `this token may not read profile ${q.data.profile}`);
+    }
+    const rows = await listCertificates(ctx.store.db, {
+      profile: q.data.profile,
+      profiles: scope,
+      status: q.data.status,
+      afterId: q.data.cursor === undefined ? undefined : Number(q.data.cursor),
+      limit: q.data.limit,
+    });
+    const last = rows.at(-1);
+    return c.json({
+      items: rows.map(view),
+      nextCursor: rows.length === q.data.limit && last ? String(last.id) : null,
+    });
+  });
+
+  app.get("/:serial", requireRole(ctx, mayRead), async (c) => {
+    const serial = c.req.param("serial").toLowerCase();
+    const row = /^[0-9a-f]{1,40}$/.test(serial) ? await certificateBySerial(ctx.store.db, serial) : undefined;
+    const scope = scopeOf(c.get("principal"));
+    if (!row || (scope && !scope.includes(row.profile))) return problem(c, "not-found", `no certificate with serial ${serial}`);
+    return c.json(view(row));
+  });
+
+  return app;
+}
+
+/** Issuers see the certificates of their own profiles; admins and auditors see all. */
+function scopeOf(p: Principal): string[] | undefined {
+  return p.role === "issuer" ? p.profiles : undefined;
+}
+
+function view(row: CertificateRow) {
+  return {
+    serial: row.serial,
+    profile: row.profile,
+    status: row.status,
+    subject: row.subject,
+    sans: row.sans,
+    notBefore: row.notBefore.toISOString(),
+    notAfter: row.notAfter.toISOString(),
+    fingerprintSha256: row.fingerprintSha256,
+    certificate: row.certificatePem,
+  };
+}

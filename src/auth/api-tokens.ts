@@ -1,0 +1,63 @@
+import crypto from "node:crypto";
+import { Rejection } from "../errors.ts";
+import { activeApiTokenByHash, insertApiToken, type ApiTokenRow } from "../store/api-tokens.ts";
+import type { Database } from "../store/database.ts";
+
+export const ROLES = ["admin", "issuer", "auditor"] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Who is calling, as far as authorization cares. Never holds the secret. */
+export interface Principal {
+  tokenId: string;
+  role: Role;
+  /** For issuers: the profiles they may issue from. */
+  profiles: string[];
+}
+
+export interface NewApiToken {
+  id: string;
+  /** Shown once; only its SHA-256 is stored. */
+  secret: string;
+  role: Role;
+  profiles: string[];
+}
+
+const PREFIX = "hsmca_";
+
+function hash(secret: string): string {
+  return crypto.createHash("sha256").update(secret).digest("hex");
+}
+
+export async function createApiToken(
+  db: Database,
+  opts: { role: Role; profiles?: string[]; description?: string },
+): Promise<NewApiToken> {
+  const profiles = opts.profiles ?? [];
+  if (opts.role === "issuer" && profiles.length === 0) {
+    throw new Rejection("malformed-request", "an issuer token needs at least one --profile");
+  }
+  if (opts.role !== "issuer" && profiles.length > 0) {
+    throw new Rejection("malformed-request", `--profile applies to issuer tokens only, not ${opts.role}`);
+  }
+  const id = crypto.randomBytes(6).toString("hex");
+  const secret = `${PREFIX}${id}_${crypto.randomBytes(24).toString("base64url")}`;
+  await insertApiToken(db, { id, secretSha256: hash(secret), role: opts.role, profiles, description: opts.description ?? null });
+  return { id, secret, role: opts.role, profiles };
+}
+
+/** Undefined for a missing, malformed, unknown or revoked token: the caller says 401 either way. */
+export async function authenticate(db: Database, secret: string | undefined): Promise<Principal | undefined> {
+  if (!secret || !secret.startsWith(PREFIX) || secret.length > 200) return undefined;
+  const row: ApiTokenRow | undefined = await activeApiTokenByHash(db, hash(secret));
+  if (!row) return undefined;
+  return { tokenId: row.id, role: row.role, profiles: row.profiles };
+}
+
+/** What each role may do. Issuers are bound to their listed profiles. */
+export function mayIssue(p: Principal, profile: string): boolean {
+  return p.role === "admin" || (p.role === "issuer" && p.profiles.includes(profile));
+}
+
+export function mayRead(p: Principal): boolean {
+  return p.role === "admin" || p.role === "auditor" || p.role === "issuer";
+}

@@ -1,0 +1,118 @@
+import * as x509 from "@peculiar/x509";
+import type { Decision } from "../policy/decide.ts";
+import type { CaSigner } from "./signer.ts";
+
+const CA_KEY_USAGE = x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign;
+
+/** Software WebCrypto for hashing key identifiers: no reason to spend HSM time on SHA-1. */
+const soft = globalThis.crypto;
+
+export interface CaCertificateInput {
+  subject: string;
+  spki: ArrayBuffer;
+  serial: string;
+  notBefore: Date;
+  notAfter: Date;
+  signer: CaSigner;
+}
+
+/** A self-signed root: CA true, pathLen 1 (one level of intermediates below it). */
+export async function buildRootCertificate(input: CaCertificateInput): Promise<x509.X509Certificate> {
+  const publicKey = new x509.PublicKey(input.spki);
+  const ski = await x509.SubjectKeyIdentifierExtension.create(publicKey, false, soft);
+  return input.signer.use((signingKey, crypto) =>
+    x509.X509CertificateGenerator.create(
+      {
+        serialNumber: input.serial,
+        subject: input.subject,
+        issuer: input.subject,
+        notBefore: input.notBefore,
+        notAfter: input.notAfter,
+        publicKey,
+        signingKey,
+        signingAlgorithm: input.signer.signingAlgorithm,
+        extensions: [
+          new x509.BasicConstraintsExtension(true, 1, true),
+          new x509.KeyUsagesExtension(CA_KEY_USAGE, true),
+          ski,
+          new x509.AuthorityKeyIdentifierExtension(ski.keyId),
+        ],
+      },
+      crypto,
+    ),
+  );
+}
+
+/** An issuing intermediate signed by its parent: CA true, pathLen 0. */
+export async function buildIntermediateCertificate(
+  input: CaCertificateInput & { issuer: x509.X509Certificate },
+): Promise<x509.X509Certificate> {
+  const publicKey = new x509.PublicKey(input.spki);
+  return input.signer.use(async (signingKey, crypto) =>
+    x509.X509CertificateGenerator.create(
+      {
+        serialNumber: input.serial,
+        subject: input.subject,
+        issuer: input.issuer.subjectName,
+        notBefore: input.notBefore,
+        notAfter: input.notAfter,
+        publicKey,
+        signingKey,
+        signingAlgorithm: input.signer.signingAlgorithm,
+        extensions: [
+          new x509.BasicConstraintsExtension(true, 0, true),
+          new x509.KeyUsagesExtension(CA_KEY_USAGE, true),
+          await x509.SubjectKeyIdentifierExtension.create(publicKey, false, soft),
+          authorityKeyId(input.issuer),
+        ],
+      },
+      crypto,
+    ),
+  );
+}
+
+export interface LeafInput {
+  decision: Decision;
+  spki: ArrayBuffer;
+  serial: string;
+  issuer: x509.X509Certificate;
+  signer: CaSigner;
+}
+
+/** An end-entity certificate exactly as the profile decided it. */
+export async function buildLeafCertificate(input: LeafInput): Promise<x509.X509Certificate> {
+  const { decision } = input;
+  const publicKey = new x509.PublicKey(input.spki);
+  const keyUsage = decision.keyUsage.reduce((flags, u) => flags | x509.KeyUsageFlags[u], 0);
+  const extensions: x509.Extension[] = [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(keyUsage, true),
+    new x509.ExtendedKeyUsageExtension(decision.extendedKeyUsage, false),
+    await x509.SubjectKeyIdentifierExtension.create(publicKey, false, soft),
+    authorityKeyId(input.issuer),
+  ];
+  if (decision.sans.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(decision.sans, decision.sanCritical));
+  const subject = new x509.Name(decision.subject.map(([attr, value]) => ({ [attr]: [value] })));
+  return input.signer.use((signingKey, crypto) =>
+    x509.X509CertificateGenerator.create(
+      {
+        serialNumber: input.serial,
+        subject,
+        issuer: input.issuer.subjectName,
+        notBefore: decision.notBefore,
+        notAfter: decision.notAfter,
+        publicKey,
+        signingKey,
+        signingAlgorithm: input.signer.signingAlgorithm,
+        extensions,
+      },
+      crypto,
+    ),
+  );
+}
+
+function authorityKeyId(issuer: x509.X509Certificate): x509.AuthorityKeyIdentifierExtension {
+  const ski = issuer.getExtension(x509.SubjectKeyIdentifierExtension);
+  if (!ski) throw new Error(`issuer ${issuer.subject} has no subjectKeyIdentifier`);
+  return new x509.AuthorityKeyIdentifierExtension(ski.keyId, false);
+}

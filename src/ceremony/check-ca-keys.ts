@@ -1,0 +1,26 @@
+import * as x509 from "@peculiar/x509";
+import { sha256Hex } from "../ca/fingerprint.ts";
+import type { Hsm } from "../hsm/hsm.ts";
+import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
+import { listCas } from "../store/cas.ts";
+import type { Database } from "../store/database.ts";
+
+export class CaKeyMismatchError extends Error {}
+
+/**
+ * Refuses to serve when an active CA's key is missing from the token or is
+ * not the key its certificate names (a database paired with the wrong HSM).
+ */
+export async function checkCaKeys(hsm: Hsm, db: Database): Promise<void> {
+  for (const ca of await listCas(db)) {
+    if (ca.status !== "active") continue;
+    if (!hsm.hasKey(ca.keyLabel)) {
+      throw new CaKeyMismatchError(`the ${ca.role} CA's key "${ca.keyLabel}" is not on token "${hsm.tokenLabel}": is this the right HSM for this database?`);
+    }
+    const spki = await hsm.publicKeySpki(ca.keyLabel, ca.keyAlgorithm as CaKeyAlgorithm);
+    const expected = sha256Hex(new x509.X509Certificate(ca.certificatePem).publicKey.rawData);
+    if (sha256Hex(spki) !== expected) {
+      throw new CaKeyMismatchError(`the key "${ca.keyLabel}" on the token does not match the ${ca.role} CA certificate`);
+    }
+  }
+}

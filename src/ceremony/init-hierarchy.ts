@@ -1,0 +1,158 @@
+import { pemOf } from "../ca/pem.ts";
+import crypto from "node:crypto";
+import * as x509 from "@peculiar/x509";
+import { buildIntermediateCertificate, buildRootCertificate } from "../ca/build-certificates.ts";
+import { colonHex, sha256Hex } from "../ca/fingerprint.ts";
+import { newSerial } from "../ca/serial.ts";
+import type { HierarchyConfig } from "../config.ts";
+import type { Hsm, KeyProvenance } from "../hsm/hsm.ts";
+import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
+import { activeCa, insertCa, type CaRow } from "../store/cas.ts";
+import { insertCeremony } from "../store/ceremonies.ts";
+import type { Database } from "../store/database.ts";
+import { LOCKS, withAdvisoryLock } from "../store/locks.ts";
+
+export interface TranscriptEntry {
+  role: "root" | "intermediate";
+  subject: string;
+  keyLabel: string;
+  keyId: string;
+  keyAlgorithm: CaKeyAlgorithm;
+  publicKeySha256: string;
+  provenance: KeyProvenance;
+  serial: string;
+  certificateSha256: string;
+  notBefore: string;
+  notAfter: string;
+}
+
+export interface Transcript {
+  ceremony: "init";
+  at: string;
+  token: string;
+  created: TranscriptEntry[];
+}
+
+/** CA certificates start an hour early so that every leaf's validity nests inside them. */
+const CA_BACKDATE_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+
+/**
+ * Creates what is missing of root + issuing intermediate, and nothing else:
+ * an existing CA is never replaced, and every new key gets a fresh label so
+ * that no key on the token is ever overwritten. Replicas take turns.
+ */
+export async function initHierarchy(hsm: Hsm, db: Database, opts: HierarchyConfig): Promise<Transcript | undefined> {
+  return withAdvisoryLock(db, LOCKS.hierarchy, async (tx) => {
+    const created: TranscriptEntry[] = [];
+    let root = await activeCa(tx, "root");
+    if (!root) {
+      root = await createRoot(hsm, tx, opts);
+      created.push(await entryFor(hsm, root));
+    }
+    if (!(await activeCa(tx, "intermediate"))) {
+      const intermediate = await createIntermediate(hsm, tx, root, opts);
+      created.push(await entryFor(hsm, intermediate));
+    }
+    if (created.length === 0) return undefined;
+    const transcript: Transcript = { ceremony: "init", at: new Date().toISOString(), token: hsm.tokenLabel, created };
+    await insertCeremony(tx, "init", transcript);
+    return transcript;
+  });
+}
+
+async function createRoot(hsm: Hsm, db: Database, opts: HierarchyConfig): Promise<CaRow> {
+  const key = await hsm.generateKey(newLabel("root"), opts.rootAlgorithm);
+  const now = Date.now();
+  const cert = await buildRootCertificate({
+    subject: opts.rootSubject,
+    spki: key.spki,
+    serial: newSerial(),
+    notBefore: new Date(now - CA_BACKDATE_MS),
+    notAfter: new Date(now + opts.rootValidityDays * DAY_MS),
+    signer: hsm.signer(key.label, key.algorithm),
+  });
+  return insertCa(db, caRow("root", cert, key.label, key.id, key.algorithm, null));
+}
+
+async function createIntermediate(hsm: Hsm, db: Database, root: CaRow, opts: HierarchyConfig): Promise<CaRow> {
+  const key = await hsm.generateKey(newLabel("intermediate"), opts.intermediateAlgorithm);
+  const rootCert = new x509.X509Certificate(root.certificatePem);
+  const now = Date.now();
+  const notAfter = Math.min(now + opts.intermediateValidityDays * DAY_MS, rootCert.notAfter.getTime());
+  const cert = await buildIntermediateCertificate({
+    subject: opts.intermediateSubject,
+    spki: key.spki,
+    serial: newSerial(),
+    notBefore: new Date(now - CA_BACKDATE_MS / 2),
+    notAfter: new Date(notAfter),
+    issuer: rootCert,
+    signer: hsm.signer(root.keyLabel, root.keyAlgorithm as CaKeyAlgorithm),
+  });
+  return insertCa(db, caRow("intermediate", cert, key.label, key.id, key.algorithm, root.id));
+}
+
+function caRow(
+  role: CaRow["role"],
+  cert: x509.X509Certificate,
+  keyLabel: string,
+  keyId: string,
+  keyAlgorithm: CaKeyAlgorithm,
+  parentId: number | null,
+) {
+  return {
+    role,
+    subject: cert.subject,
+    keyLabel,
+    keyId,
+    keyAlgorithm,
+    certificatePem: pemOf(cert),
+    serial: cert.serialNumber.toLowerCase(),
+    fingerprintSha256: sha256Hex(cert.rawData),
+    spkiSha256: sha256Hex(cert.publicKey.rawData),
+    parentId,
+    notBefore: cert.notBefore,
+    notAfter: cert.notAfter,
+  };
+}
+
+async function entryFor(hsm: Hsm, row: CaRow): Promise<TranscriptEntry> {
+  return {
+    role: row.role,
+    subject: row.subject,
+    keyLabel: row.keyLabel,
+    keyId: row.keyId,
+    keyAlgorithm: row.keyAlgorithm as CaKeyAlgorithm,
+    publicKeySha256: row.spkiSha256,
+    provenance: hsm.provenance(row.keyLabel),
+    serial: row.serial,
+    certificateSha256: row.fingerprintSha256,
+    notBefore: row.notBefore.toISOString(),
+    notAfter: row.notAfter.toISOString(),
+  };
+}
+
+/** hsm-ca/<role>/<date>-<random>: readable in pkcs11-tool, unique on the token. */
+function newLabel(role: string): string {
+  const date = new Date().toISOString().slice(0, 10).replaceAll("-", "");
+  return `hsm-ca/${role}/${date}-${crypto.randomBytes(4).toString("hex")}`;
+}
+
+export function formatTranscript(t: Transcript): string {
+  const lines = [`Key ceremony: ${t.ceremony} at ${t.at} on token "${t.token}"`];
+  for (const e of t.created) {
+    lines.push(
+      "",
+      `${e.role.toUpperCase()} CA  ${e.subject}`,
+      `  key label            ${e.keyLabel}`,
+      `  key id (CKA_ID)      ${e.keyId}`,
+      `  key algorithm        ${e.keyAlgorithm}`,
+      `  public key SHA-256   ${colonHex(e.publicKeySha256)}`,
+      `  key provenance       local=${e.provenance.local} sensitive=${e.provenance.sensitive} extractable=${e.provenance.extractable} neverExtractable=${e.provenance.neverExtractable}`,
+      `  certificate serial   ${e.serial}`,
+      `  certificate SHA-256  ${colonHex(e.certificateSha256)}`,
+      `  valid                ${e.notBefore} .. ${e.notAfter}`,
+    );
+  }
+  return lines.join("\n");
+}

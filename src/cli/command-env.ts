@@ -1,0 +1,28 @@
+import type { Config } from "../config.ts";
+import type { Hsm } from "../hsm/hsm.ts";
+import type { Store } from "../store/database.ts";
+
+/**
+ * What a CLI command runs against. In a standalone CLI process it opens the
+ * database and HSM itself; inside the running service (reached over the
+ * control socket) it borrows the service's own.
+ */
+export interface CommandEnv {
+  config: Config;
+  store(): Promise<Store>;
+  hsm(): Hsm;
+  out(text: string): void;
+  err(text: string): void;
+  /** Tells a running service that the CA hierarchy changed. */
+  hierarchyChanged(): Promise<void>;
+}
+
+/** A refusal the CLI prints as one line and exits non-zero on. */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 2,
+  ) {
+    super(message);
+  }
+}

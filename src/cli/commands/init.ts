@@ -1,0 +1,58 @@
+import { parseArgs } from "node:util";
+import { formatTranscript, initHierarchy } from "../../ceremony/init-hierarchy.ts";
+import { isCaKeyAlgorithm, CA_KEY_ALGORITHMS } from "../../hsm/key-algorithms.ts";
+import { listCas } from "../../store/cas.ts";
+import { CliError, type CommandEnv } from "../command-env.ts";
+
+export const initUsage = `hsm-ca init [--root-subject DN] [--root-algorithm ALG] [--root-validity-days N]
+            [--intermediate-subject DN] [--intermediate-algorithm ALG] [--intermediate-validity-days N]
+  Creates the root and issuing intermediate CA keys in the HSM and their certificates,
+  if they do not exist yet, and prints the ceremony transcript. ALG: ${CA_KEY_ALGORITHMS.join(", ")}`;
+
+export async function initCommand(args: string[], env: CommandEnv): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      "root-subject": { type: "string" },
+      "root-algorithm": { type: "string" },
+      "root-validity-days": { type: "string" },
+      "intermediate-subject": { type: "string" },
+      "intermediate-algorithm": { type: "string" },
+      "intermediate-validity-days": { type: "string" },
+    },
+    strict: true,
+  });
+  const h = { ...env.config.hierarchy };
+  if (values["root-subject"]) h.rootSubject = values["root-subject"];
+  if (values["intermediate-subject"]) h.intermediateSubject = values["intermediate-subject"];
+  if (values["root-algorithm"]) h.rootAlgorithm = algorithm(values["root-algorithm"], "--root-algorithm");
+  if (values["intermediate-algorithm"]) h.intermediateAlgorithm = algorithm(values["intermediate-algorithm"], "--intermediate-algorithm");
+  if (values["root-validity-days"]) h.rootValidityDays = days(values["root-validity-days"], "--root-validity-days");
+  if (values["intermediate-validity-days"]) {
+    h.intermediateValidityDays = days(values["intermediate-validity-days"], "--intermediate-validity-days");
+  }
+  const store = await env.store();
+  const transcript = await initHierarchy(env.hsm(), store.db, h);
+  if (!transcript) {
+    env.out("The CA hierarchy already exists; nothing was created. Existing CAs:");
+    for (const ca of await listCas(store.db)) {
+      env.out(`  ${ca.role.padEnd(12)} ${ca.status.padEnd(7)} ${ca.subject}  key ${ca.keyLabel}  sha256 ${ca.fingerprintSha256}`);
+    }
+    return 0;
+  }
+  await env.hierarchyChanged();
+  env.out(formatTranscript(transcript));
+  env.out("\nThe transcript is stored in the database (ceremonies table).");
+  return 0;
+}
+
+function algorithm(value: string, flag: string) {
+  if (!isCaKeyAlgorithm(value)) throw new CliError(`${flag} must be one of ${CA_KEY_ALGORITHMS.join(", ")}, not "${value}"`);
+  return value;
+}
+
+function days(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new CliError(`${flag} must be a positive number of days, not "${value}"`);
+  return n;
+}

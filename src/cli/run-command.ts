@@ -1,0 +1,57 @@
+import { CaKeyMismatchError } from "../ceremony/check-ca-keys.ts";
+import { ConfigError } from "../config.ts";
+import { Rejection } from "../errors.ts";
+import { HsmKeyError, HsmUnavailableError } from "../hsm/hsm.ts";
+import { PinError } from "../hsm/pin.ts";
+import { ProfileError } from "../policy/profiles.ts";
+import { DatabaseBusyError } from "../store/database.ts";
+import { CliError, type CommandEnv } from "./command-env.ts";
+import { initCommand, initUsage } from "./commands/init.ts";
+import { statusCommand, statusUsage } from "./commands/status.ts";
+import { tokenCommand, tokenUsage } from "./commands/token.ts";
+
+type Command = (args: string[], env: CommandEnv) => Promise<number>;
+
+/** Commands that run against a CommandEnv, in this process or in the running service. */
+export const COMMANDS: Record<string, { run: Command; usage: string }> = {
+  init: { run: initCommand, usage: initUsage },
+  token: { run: tokenCommand, usage: tokenUsage },
+  status: { run: statusCommand, usage: statusUsage },
+};
+
+export const USAGE = [
+  "usage: hsm-ca <command> [options]",
+  "",
+  "hsm-ca serve\n  Starts the CA service (HTTPS API, plain-HTTP CA material), creating the embedded default CA on first start.",
+  ...Object.values(COMMANDS).map((c) => c.usage),
+].join("\n");
+
+/** Runs one command; errors become one line on stderr and a non-zero exit code. */
+export async function runCommand(argv: string[], env: CommandEnv): Promise<number> {
+  const [name, ...args] = argv;
+  if (!name || name === "help" || name === "--help" || name === "-h") {
+    env.out(USAGE);
+    return name ? 0 : 2;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    env.err(`hsm-ca: unknown command "${name}"; run "hsm-ca help"`);
+    return 2;
+  }
+  try {
+    return await command.run(args, env);
+  } catch (err) {
+    env.err(`hsm-ca ${name}: ${oneLine(err)}`);
+    return err instanceof CliError ? err.exitCode : 1;
+  }
+}
+
+const EXPECTED = [CaKeyMismatchError, CliError, Rejection, ConfigError, ProfileError, PinError, HsmUnavailableError, HsmKeyError, DatabaseBusyError];
+
+export function oneLine(err: unknown): string {
+  if (EXPECTED.some((E) => err instanceof E)) return (err as Error).message.split("\n")[0]!;
+  // parseArgs errors carry a code and a readable message.
+  if (err instanceof TypeError && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS")) return err.message;
+  const message = err instanceof Error ? err.message : String(err);
+  return `unexpected error: ${message.split("\n")[0]}`;
+}

@@ -1,0 +1,32 @@
+/**
+ * Why a request was refused, independent of the door it came through: the
+ * REST API turns these into RFC 9457 problems, the CLI into one-line errors.
+ */
+export const REJECTIONS = {
+  "malformed-request": { status: 400, title: "The request is malformed" },
+  "bad-csr": { status: 400, title: "The CSR cannot be parsed" },
+  "bad-csr-signature": { status: 400, title: "The CSR's signature does not verify" },
+  "bad-public-key": { status: 400, title: "The CSR's public key is not accepted" },
+  "rejected-identifier": { status: 400, title: "A requested name is not allowed by the profile" },
+  "bad-subject": { status: 400, title: "The CSR's subject is not accepted by the profile" },
+  "bad-validity": { status: 400, title: "The requested validity is not allowed" },
+  "unknown-profile": { status: 404, title: "No such certificate profile" },
+  "not-found": { status: 404, title: "Not found" },
+  "payload-too-large": { status: 413, title: "The request body is too large" },
+  unauthorized: { status: 401, title: "A valid API token is required" },
+  forbidden: { status: 403, title: "The API token may not do this" },
+  "hsm-unavailable": { status: 503, title: "The HSM is not available" },
+  "database-unavailable": { status: 503, title: "The database is not available" },
+  "ca-not-ready": { status: 503, title: "The CA hierarchy is not set up" },
+} as const;
+
+export type RejectionKind = keyof typeof REJECTIONS;
+
+export class Rejection extends Error {
+  constructor(
+    readonly kind: RejectionKind,
+    readonly detail: string,
+  ) {
+    super(detail);
+  }
+}

@@ -1,0 +1,69 @@
+import { pemOf } from "../ca/pem.ts";
+import { buildLeafCertificate } from "../ca/build-certificates.ts";
+import { parseCsr } from "../ca/csr.ts";
+import { sha256Hex } from "../ca/fingerprint.ts";
+import { newSerial } from "../ca/serial.ts";
+import { Rejection } from "../errors.ts";
+import { decide } from "../policy/decide.ts";
+import type { Profile } from "../policy/profile-schema.ts";
+import { insertCertificate, type CertificateRow } from "../store/certificates.ts";
+import type { Database } from "../store/database.ts";
+import { isUniqueViolation } from "../store/errors.ts";
+import type { ActiveIssuer } from "./issuer.ts";
+
+export interface IssueRequest {
+  csrPem: string;
+  profile: string;
+  validity?: string;
+  /** API token id (or later ACME account) that asked, for the record. */
+  requestedBy?: string;
+}
+
+export interface IssueContext {
+  db: Database;
+  profiles: ReadonlyMap<string, Profile>;
+  issuer: ActiveIssuer;
+}
+
+/** A serial collision at 127 bits means a broken RNG; a few retries, then give up loudly. */
+const SERIAL_ATTEMPTS = 3;
+
+/**
+ * CSR in, stored certificate out. The certificate is returned only after
+ * the database holds it: one that the database does not know never leaves.
+ */
+export async function issueCertificate(ctx: IssueContext, req: IssueRequest): Promise<CertificateRow> {
+  const profile = ctx.profiles.get(req.profile);
+  if (!profile) {
+    throw new Rejection("unknown-profile", `no profile "${req.profile}"; known: ${[...ctx.profiles.keys()].join(", ")}`);
+  }
+  const csr = await parseCsr(req.csrPem);
+  const decision = decide({ profile, csr, validity: req.validity, issuerNotAfter: ctx.issuer.certificate.notAfter });
+  for (let attempt = 1; ; attempt++) {
+    const serial = newSerial();
+    const cert = await buildLeafCertificate({
+      decision,
+      spki: csr.spki,
+      serial,
+      issuer: ctx.issuer.certificate,
+      signer: ctx.issuer.signer,
+    });
+    try {
+      return await insertCertificate(ctx.db, {
+        serial,
+        issuerId: ctx.issuer.row.id,
+        profile: profile.name,
+        subject: cert.subject,
+        sans: decision.sans.map((s) => `${s.type}:${s.value}`),
+        notBefore: cert.notBefore,
+        notAfter: cert.notAfter,
+        certificatePem: pemOf(cert),
+        fingerprintSha256: sha256Hex(cert.rawData),
+        spkiSha256: sha256Hex(csr.spki),
+        requestedBy: req.requestedBy ?? null,
+      });
+    } catch (err) {
+      if (!isUniqueViolation(err) || attempt >= SERIAL_ATTEMPTS) throw err;
+    }
+  }
+}

@@ -1,0 +1,55 @@
+import { pemOf } from "../ca/pem.ts";
+import crypto from "node:crypto";
+import { buildLeafCertificate } from "../ca/build-certificates.ts";
+import { sha256Hex } from "../ca/fingerprint.ts";
+import { newSerial } from "../ca/serial.ts";
+import { EXTENDED_KEY_USAGES } from "../policy/profile-schema.ts";
+import { insertCertificate } from "../store/certificates.ts";
+import type { Database } from "../store/database.ts";
+import type { ActiveIssuer } from "./issuer.ts";
+
+export const SERVER_PROFILE = "hsm-ca-server";
+const LIFETIME_MS = 30 * 86_400_000;
+
+/**
+ * The HTTPS listener's own certificate, issued by the active intermediate at
+ * every start and stored like any other. Its key is a software key in this
+ * process: it protects the transport, it signs nothing of the CA's.
+ */
+export async function issueServerCertificate(db: Database, issuer: ActiveIssuer, names: string[]) {
+  const { privateKey, publicKey } = crypto.generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const spki = new Uint8Array(publicKey.export({ format: "der", type: "spki" })).buffer;
+  const now = Date.now();
+  const sans = names.map((n) => (/^[0-9.]+$|:/.test(n) ? { type: "ip" as const, value: n } : { type: "dns" as const, value: n }));
+  const serial = newSerial();
+  const cert = await buildLeafCertificate({
+    decision: {
+      subject: names[0] ? [["CN", names[0]]] : [],
+      sans,
+      sanCritical: names.length === 0,
+      keyUsage: ["digitalSignature"],
+      extendedKeyUsage: [EXTENDED_KEY_USAGES.serverAuth],
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(Math.min(now + LIFETIME_MS, issuer.certificate.notAfter.getTime())),
+    },
+    spki,
+    serial,
+    issuer: issuer.certificate,
+    signer: issuer.signer,
+  });
+  const pem = pemOf(cert);
+  await insertCertificate(db, {
+    serial,
+    issuerId: issuer.row.id,
+    profile: SERVER_PROFILE,
+    subject: cert.subject,
+    sans: sans.map((s) => `${s.type}:${s.value}`),
+    notBefore: cert.notBefore,
+    notAfter: cert.notAfter,
+    certificatePem: pem,
+    fingerprintSha256: sha256Hex(cert.rawData),
+    spkiSha256: sha256Hex(spki),
+    requestedBy: null,
+  });
+  return { certPem: pem + issuer.chainPem, keyPem: privateKey.export({ format: "pem", type: "pkcs8" }).toString() };
+}

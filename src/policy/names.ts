@@ -1,0 +1,56 @@
+import net from "node:net";
+
+/**
+ * Name checks shared by every front door (REST now, ACME later): one
+ * engine for what a profile's SAN rules allow.
+ */
+const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+export function isDnsName(name: string): boolean {
+  if (name.length > 253) return false;
+  return name.split(".").every((l) => LABEL.test(l));
+}
+
+/** A DNS name, lower-case, optionally with one leading "*." label. */
+export function dnsNameProblem(name: string, wildcards: boolean): string | undefined {
+  const bare = name.startsWith("*.") ? name.slice(2) : name;
+  if (name !== name.toLowerCase()) return `DNS name "${name}" must be lower-case`;
+  if (!isDnsName(bare)) return `"${name}" is not a valid DNS name`;
+  if (bare !== name && !wildcards) return `wildcard name "${name}" is not allowed by this profile`;
+  if (bare !== name && !bare.includes(".")) return `wildcard name "${name}" is too broad`;
+  return undefined;
+}
+
+export function matchesSuffix(name: string, suffixes: readonly string[]): boolean {
+  const bare = name.startsWith("*.") ? name.slice(2) : name;
+  return suffixes.some((s) => bare === s || bare.endsWith("." + s));
+}
+
+export function ipRangeList(ranges: readonly string[]): net.BlockList {
+  const list = new net.BlockList();
+  for (const range of ranges) {
+    const [addr, prefix] = range.split("/");
+    const type = net.isIPv6(addr!) ? "ipv6" : "ipv4";
+    list.addSubnet(addr!, Number(prefix), type);
+  }
+  return list;
+}
+
+export function ipInRanges(ip: string, list: net.BlockList): boolean {
+  const family = net.isIP(ip);
+  if (family === 0) return false;
+  return list.check(ip, family === 6 ? "ipv6" : "ipv4");
+}
+
+/** spiffe://<trust domain>/<path>, per the SPIFFE ID specification. */
+export function spiffeIdProblem(uri: string, trustDomains: readonly string[]): string | undefined {
+  const m = /^spiffe:\/\/([^/?#]+)(\/[^?#]*)$/.exec(uri);
+  if (!m) return `"${uri}" is not a SPIFFE ID (spiffe://<trust domain>/<path>, no query or fragment)`;
+  const [, domain, path] = m;
+  if (domain !== domain!.toLowerCase() || !isDnsName(domain!)) return `"${domain}" is not a valid trust domain`;
+  if (!trustDomains.includes(domain!)) return `trust domain "${domain}" is not served by this profile`;
+  if (path!.split("/").slice(1).some((seg) => seg === "" || seg === "." || seg === ".." || !/^[A-Za-z0-9._-]+$/.test(seg))) {
+    return `"${uri}" has an invalid path segment`;
+  }
+  return undefined;
+}

@@ -1,0 +1,131 @@
+import type http from "node:http";
+import https from "node:https";
+import { serve, type ServerType } from "@hono/node-server";
+import type { Logger } from "pino";
+import { createApiApp, createPublicApp } from "./api/app.ts";
+import type { AppContext } from "./api/context.ts";
+import { formatTranscript, initHierarchy } from "./ceremony/init-hierarchy.ts";
+import { checkCaKeys } from "./ceremony/check-ca-keys.ts";
+import type { CommandEnv } from "./cli/command-env.ts";
+import { runCommand } from "./cli/run-command.ts";
+import type { Config } from "./config.ts";
+import { startControlSocket } from "./control/control-socket.ts";
+import { Hsm } from "./hsm/hsm.ts";
+import { loadActiveIssuer, type ActiveIssuer } from "./issuance/issuer.ts";
+import { issueServerCertificate } from "./issuance/server-certificate.ts";
+import { createLogger } from "./logger.ts";
+import { loadProfiles } from "./policy/profiles.ts";
+import { openStore, type Store } from "./store/database.ts";
+
+export interface Service {
+  ctx: AppContext;
+  httpsUrl: string;
+  httpUrl: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Wires the parts together: profiles, HSM, database, CA hierarchy, then
+ * the HTTPS API, the plain-HTTP listener and the CLI's control socket.
+ */
+export async function startService(config: Config, log: Logger = createLogger(config.logLevel)): Promise<Service> {
+  const profiles = loadProfiles(config.profilesDir);
+  const hsm = Hsm.open(config.hsm, config.dataDir);
+  const closers: Array<() => Promise<void> | void> = [() => hsm.close()];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) await close();
+  };
+  try {
+    if (hsm.pinsGenerated) {
+      log.warn(
+        { pinFile: config.hsm.pinSource },
+        "generated the PINs of the embedded SoftHSM2 token under the data directory (0600). " +
+          "This is for trying hsm-ca out: production points HSM_CA_PKCS11_MODULE at its HSM and supplies its own PIN (HSM_CA_PIN_FILE).",
+      );
+    }
+    const store: Store = await openStore(config);
+    closers.push(() => store.close());
+    if (config.autoInit) {
+      const transcript = await initHierarchy(hsm, store.db, config.hierarchy);
+      if (transcript) {
+        log.info({ transcript }, "created the CA hierarchy");
+        process.stdout.write(formatTranscript(transcript) + "\n\n");
+      }
+    }
+    await checkCaKeys(hsm, store.db);
+    let issuer: ActiveIssuer = await loadActiveIssuer(store.db, hsm);
+    const ctx: AppContext = { store, hsm, profiles, issuer: () => issuer, log };
+
+    const commandEnv = (out: string[], err: string[]): CommandEnv => ({
+      config,
+      store: async () => store,
+      hsm: () => hsm,
+      out: (t) => out.push(t),
+      err: (t) => err.push(t),
+      hierarchyChanged: async () => {
+        issuer = await loadActiveIssuer(store.db, hsm);
+      },
+    });
+    if (store.kind === "pglite") {
+      const control = await startControlSocket(config.dataDir, async (argv) => {
+        const out: string[] = [];
+        const err: string[] = [];
+        const code = await runCommand(argv, commandEnv(out, err));
+        log.info({ command: argv[0], code }, "CLI command run over the control socket");
+        return { code, stdout: lines(out), stderr: lines(err) };
+      });
+      closers.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
+    }
+
+    const tls = await issueServerCertificate(store.db, issuer, config.serverNames);
+    const httpsServer = await listen(
+      serve({
+        fetch: createApiApp(ctx).fetch,
+        hostname: config.https.host,
+        port: config.https.port,
+        createServer: https.createServer,
+        serverOptions: { key: tls.keyPem, cert: tls.certPem },
+      }),
+    );
+    closers.push(() => closeServer(httpsServer));
+    const httpServer = await listen(serve({ fetch: createPublicApp(ctx).fetch, hostname: config.http.host, port: config.http.port }));
+    closers.push(() => closeServer(httpServer));
+
+    const httpsUrl = `https://${hostForUrl(config.https.host)}:${portOf(httpsServer)}`;
+    const httpUrl = `http://${hostForUrl(config.http.host)}:${portOf(httpServer)}`;
+    log.info({ https: httpsUrl, http: httpUrl, database: store.kind, tokenLabel: hsm.tokenLabel }, "hsm-ca is serving");
+    return { ctx, httpsUrl, httpUrl, close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+function lines(parts: string[]): string {
+  return parts.length ? parts.join("\n") + "\n" : "";
+}
+
+function listen(server: ServerType): Promise<ServerType> {
+  return new Promise((resolve, reject) => {
+    if (server.listening) return resolve(server);
+    server.once("listening", () => resolve(server));
+    server.once("error", reject);
+  });
+}
+
+function closeServer(server: ServerType): Promise<void> {
+  return new Promise((resolve) => {
+    (server as http.Server).closeAllConnections?.();
+    server.close(() => resolve());
+  });
+}
+
+function portOf(server: ServerType): number {
+  const addr = server.address();
+  return typeof addr === "object" && addr ? addr.port : 0;
+}
+
+function hostForUrl(host: string): string {
+  if (host === "0.0.0.0" || host === "::") return "localhost";
+  return host.includes(":") ? `[${host}]` : host;
+}

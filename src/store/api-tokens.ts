@@ -1,0 +1,18 @@
+import { and, eq, isNull } from "drizzle-orm";
+import type { Database } from "./database.ts";
+import { apiTokens } from "./schema.ts";
+
+export type ApiTokenRow = typeof apiTokens.$inferSelect;
+
+export async function insertApiToken(db: Database, row: typeof apiTokens.$inferInsert): Promise<ApiTokenRow> {
+  const [inserted] = await db.insert(apiTokens).values(row).returning();
+  return inserted!;
+}
+
+export async function activeApiTokenByHash(db: Database, secretSha256: string): Promise<ApiTokenRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(apiTokens)
+    .where(and(eq(apiTokens.secretSha256, secretSha256), isNull(apiTokens.revokedAt)));
+  return row;
+}

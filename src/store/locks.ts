@@ -1,0 +1,13 @@
+import { sql } from "drizzle-orm";
+import type { Database } from "./database.ts";
+
+/** Names of PostgreSQL advisory locks, so that replicas take turns. */
+export const LOCKS = { hierarchy: 0x68736d01 } as const;
+
+/** Runs fn in a transaction that holds the advisory lock until it ends. */
+export async function withAdvisoryLock<T>(db: Database, lock: number, fn: (tx: Database) => Promise<T>): Promise<T> {
+  return db.transaction(async (tx) => {
+    await tx.execute(sql`select pg_advisory_xact_lock(${lock})`);
+    return fn(tx as unknown as Database);
+  });
+}
