@@ -28,7 +28,12 @@ export interface Service {
  * Wires the parts together: profiles, HSM, database, CA hierarchy, then
  * the HTTPS API, the plain-HTTP listener and the CLI's control socket.
  */
-export async function startService(config: Config, log: Logger = createLogger(config.logLevel)): Promise<Service> {
+export async function startService(
+  config: Config,
+  log: Logger = createLogger(config.logLevel),
+  /** Where a ceremony transcript is printed for the operator (the terminal, when run by the CLI). */
+  announce: (text: string) => void = () => {},
+): Promise<Service> {
   const profiles = loadProfiles(config.profilesDir);
   const hsm = Hsm.open(config.hsm, config.dataDir);
   const closers: Array<() => Promise<void> | void> = [() => hsm.close()];
@@ -49,7 +54,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
       const transcript = await initHierarchy(hsm, store.db, config.hierarchy);
       if (transcript) {
         log.info({ transcript }, "created the CA hierarchy");
-        process.stdout.write(formatTranscript(transcript) + "\n\n");
+        announce(formatTranscript(transcript));
       }
     }
     await checkCaKeys(hsm, store.db);

@@ -48,7 +48,7 @@ export async function parseCsr(pem: string): Promise<ParsedCsr> {
   }
   let csr: x509.Pkcs10CertificateRequest;
   try {
-    csr = new x509.Pkcs10CertificateRequest(pem.replace("NEW CERTIFICATE REQUEST", "CERTIFICATE REQUEST"));
+    csr = new x509.Pkcs10CertificateRequest(pem.replace(/NEW CERTIFICATE REQUEST/g, "CERTIFICATE REQUEST"));
   } catch {
     throw new Rejection("bad-csr", "the PEM block does not contain a DER-encoded PKCS#10 certificate request");
   }

@@ -1,3 +1,5 @@
+// @peculiar/x509 needs the Reflect metadata polyfill before it loads.
+import "reflect-metadata";
 import { loadConfig, type Config } from "../config.ts";
 import { sendToRunningService } from "../control/control-socket.ts";
 import { Hsm } from "../hsm/hsm.ts";
@@ -62,7 +64,7 @@ function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
 async function serveCommand(config: Config): Promise<number> {
   let service;
   try {
-    service = await startService(config);
+    service = await startService(config, undefined, (text) => process.stdout.write(text + "\n\n"));
   } catch (err) {
     process.stderr.write(`hsm-ca serve: ${oneLine(err)}\n`);
     return 1;

@@ -5,7 +5,8 @@ const duration = z.string().refine((s) => parseDuration(s) !== undefined, {
   message: 'expected a duration like "1h", "30d" (units s, m, h, d)',
 });
 
-const dnsName = z.string().regex(/^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/, "expected a lower-case DNS name");
+/** Suffixes, trust domains and email domains: no wildcard, which could never match. */
+const dnsName = z.string().regex(/^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/, "expected a lower-case DNS name");
 const cidr = z.string().regex(/^[0-9a-fA-F:.]+\/[0-9]{1,3}$/, 'expected an address range like "10.0.0.0/8" or "fd00::/8"');
 
 export const KEY_USAGES = [

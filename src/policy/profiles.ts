@@ -18,8 +18,12 @@ export function loadProfiles(dir: string): Map<string, Profile> {
   }
   if (files.length === 0) throw new ProfileError(`no profiles (*.yaml, *.json) in ${dir}`);
   const profiles = new Map<string, Profile>();
+  const fileOf = new Map<string, string>();
   for (const file of files) {
     const profile = parseProfileFile(path.join(dir, file));
+    const earlier = fileOf.get(profile.name);
+    if (earlier) throw new ProfileError(`${file}: name: profile "${profile.name}" is already defined by ${earlier}`);
+    fileOf.set(profile.name, file);
     profiles.set(profile.name, profile);
   }
   return profiles;
