@@ -1,5 +1,6 @@
 import * as graphene from "graphene-pk11";
-import * as pkcs11 from "pkcs11js";
+// Default import: pkcs11js is CommonJS and its constants are not visible as ESM named exports.
+import pkcs11 from "pkcs11js";
 import type { Crypto } from "node-webcrypto-p11";
 import type { CaSigner } from "../ca/signer.ts";
 import type { HsmConfig } from "../config.ts";
@@ -49,14 +50,16 @@ export class Hsm {
     let pinsGenerated = false;
     if (config.embedded) pinsGenerated = prepareEmbeddedToken(dataDir).pinsGenerated;
     const mod = loadModule(config.module);
-    if (config.embedded) ensureEmbeddedTokenInitialised(mod, dataDir, config.tokenLabel);
-    const slot = findSlotByTokenLabel(mod, config.tokenLabel);
-    if (!slot) throw new HsmUnavailableError(`no token labelled "${config.tokenLabel}" in ${config.module}`);
-    const pool = new SessionPool(slot, config.sessions);
+    let pool: SessionPool | undefined;
     try {
+      if (config.embedded) ensureEmbeddedTokenInitialised(mod, dataDir, config.tokenLabel);
+      const slot = findSlotByTokenLabel(mod, config.tokenLabel);
+      if (!slot) throw new HsmUnavailableError(`no token labelled "${config.tokenLabel}" in ${config.module}`);
+      pool = new SessionPool(slot, config.sessions);
       login(pool.first.session, readPin(config.pinSource));
     } catch (err) {
-      pool.close();
+      pool?.close();
+      unloadModule(config.module);
       throw err;
     }
     return new Hsm(config, pool, pinsGenerated);

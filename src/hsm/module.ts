@@ -1,17 +1,21 @@
 import * as graphene from "graphene-pk11";
-import * as pkcs11 from "pkcs11js";
+// Default import: pkcs11js is CommonJS and its constants are not visible as ESM named exports.
+import pkcs11 from "pkcs11js";
 
 /**
  * One initialised PKCS#11 module per library path per process: C_Initialize
  * may run only once, and every session of the process shares it.
  */
-const loaded = new Map<string, graphene.Module>();
+const loaded = new Map<string, { mod: graphene.Module; users: number }>();
 
 export class HsmUnavailableError extends Error {}
 
 export function loadModule(library: string): graphene.Module {
   const existing = loaded.get(library);
-  if (existing) return existing;
+  if (existing) {
+    existing.users++;
+    return existing.mod;
+  }
   let mod: graphene.Module;
   try {
     mod = graphene.Module.load(library, "hsm-ca");
@@ -25,16 +29,17 @@ export function loadModule(library: string): graphene.Module {
   } catch (err) {
     if (!(err instanceof pkcs11.Pkcs11Error && err.code === pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) throw err;
   }
-  loaded.set(library, mod);
+  loaded.set(library, { mod, users: 1 });
   return mod;
 }
 
+/** C_Finalize once the last user in this process lets go. */
 export function unloadModule(library: string): void {
-  const mod = loaded.get(library);
-  if (!mod) return;
+  const entry = loaded.get(library);
+  if (!entry || --entry.users > 0) return;
   loaded.delete(library);
   try {
-    mod.finalize();
+    entry.mod.finalize();
   } catch {
     // already finalised
   }
