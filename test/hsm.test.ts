@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.ts";
 import { Hsm } from "../src/hsm/hsm.ts";
 import { CA_KEY_ALGORITHMS, KEY_ALGORITHM_SPECS } from "../src/hsm/key-algorithms.ts";
+import { MODULE_INIT_OPTIONS } from "../src/hsm/module.ts";
 import { tempDir } from "./helpers/openssl.ts";
 
 /** The HSM layer against a real SoftHSM2 token in a fresh directory. */
@@ -95,6 +96,10 @@ describe("CA keys", () => {
 });
 
 describe("session pool", () => {
+  it("initialises the module for multi-threaded use (CKF_OS_LOCKING_OK)", () => {
+    expect(MODULE_INIT_OPTIONS.flags).toBe(0x2);
+  });
+
   it("runs 400 concurrent signatures on 2 sessions without CKR_OPERATION_ACTIVE", async () => {
     const spec = KEY_ALGORITHM_SPECS["ecdsa-p256"];
     const data = new Uint8Array(32);

@@ -10,6 +10,12 @@ const loaded = new Map<string, { mod: graphene.Module; users: number }>();
 
 export class HsmUnavailableError extends Error {}
 
+/**
+ * OS locking: without it, concurrent calls from libuv worker threads
+ * corrupted SoftHSM2's memory (see ../shared/notes/hsm.md).
+ */
+export const MODULE_INIT_OPTIONS = { flags: pkcs11.CKF_OS_LOCKING_OK };
+
 export function loadModule(library: string): graphene.Module {
   const existing = loaded.get(library);
   if (existing) {
@@ -23,9 +29,7 @@ export function loadModule(library: string): graphene.Module {
     throw new HsmUnavailableError(`cannot load the PKCS#11 module ${library}: ${(err as Error).message}`);
   }
   try {
-    // OS locking: without it, concurrent calls from libuv worker threads
-    // corrupted SoftHSM2's memory (see ../shared/notes/hsm.md).
-    mod.initialize({ flags: pkcs11.CKF_OS_LOCKING_OK });
+    mod.initialize(MODULE_INIT_OPTIONS);
   } catch (err) {
     if (!(err instanceof pkcs11.Pkcs11Error && err.code === pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) throw err;
   }

@@ -1,0 +1,141 @@
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "./helpers/cli.ts";
+import { tempDir } from "./helpers/openssl.ts";
+
+/** The hsm-ca executable as an admin runs it, with no service running (embedded PGlite). */
+const dataDir = tempDir("hsmca-cli-");
+const env = { HSM_CA_DATA_DIR: dataDir };
+const pin = () => fs.readFileSync(path.join(dataDir, "hsm/user.pin"), "utf8").trim();
+
+afterAll(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+
+describe("hsm-ca init", () => {
+  let first: Awaited<ReturnType<typeof runCli>>;
+  beforeAll(async () => {
+    first = await runCli(
+      [
+        "init",
+        "--root-subject", "CN=Example Root,O=Example",
+        "--root-algorithm", "rsa-2048",
+        "--root-validity-days", "800",
+        "--intermediate-subject", "CN=Example Issuing,O=Example",
+        "--intermediate-algorithm", "ecdsa-p384",
+        "--intermediate-validity-days", "30",
+      ],
+      env,
+      120_000,
+    );
+  });
+
+  it("creates the hierarchy with the options given and prints a ceremony transcript", () => {
+    expect(first.stderr).toBe("");
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/ROOT CA\s+CN=Example Root, O=Example/);
+    expect(first.stdout).toMatch(/INTERMEDIATE CA\s+CN=Example Issuing, O=Example/);
+    expect(first.stdout).toMatch(/key algorithm\s+rsa-2048/);
+    expect(first.stdout).toMatch(/key algorithm\s+ecdsa-p384/);
+    expect(first.stdout.match(/key id \(CKA_ID\)\s+[0-9a-f]{16,}/g)).toHaveLength(2);
+    expect(first.stdout.match(/public key SHA-256\s+([0-9A-F]{2}:){31}[0-9A-F]{2}/g)).toHaveLength(2);
+    expect(first.stdout.match(/certificate SHA-256\s+([0-9A-F]{2}:){31}[0-9A-F]{2}/g)).toHaveLength(2);
+    expect(first.stdout).toMatch(/sensitive=true extractable=false neverExtractable=true/);
+    expect(first.stdout).not.toContain(pin());
+  });
+
+  it("prints fingerprints that match the stored certificates and reports them in status", async () => {
+    const status = await runCli(["status"], env);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(/ROOT CA \(active\)\s+CN=Example Root/);
+    const fingerprints = [...status.stdout.matchAll(/sha256\s+([0-9a-f]{64})/g)].map((m) => m[1]!.toUpperCase().match(/../g)!.join(":"));
+    expect(fingerprints).toHaveLength(2);
+    for (const fp of fingerprints) expect(first.stdout).toContain(`certificate SHA-256  ${fp}`);
+    // The root lives 800 days, the intermediate 30.
+    const valid = [...status.stdout.matchAll(/valid\s+(\S+) \.\. (\S+)/g)].map((m) => (Date.parse(m[2]!) - Date.now()) / 86_400_000);
+    expect(Math.round(valid[0]!)).toBe(800);
+    expect(Math.round(valid[1]!)).toBe(30);
+  });
+
+  it("is idempotent: a second run creates nothing and keeps the keys", async () => {
+    const again = await runCli(["init", "--root-algorithm", "ecdsa-p256"], env);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/already exists; nothing was created/);
+    expect(listPrivateKeys()).toHaveLength(2);
+  });
+});
+
+describe("hsm-ca token create", () => {
+  it("prints the token once on stdout and what it is on stderr", async () => {
+    const r = await runCli(["token", "create", "--role", "issuer", "--profile", "tls-server", "--profile", "spiffe-svid"], env);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toMatch(/^hsmca_[0-9a-f]{12}_[A-Za-z0-9_-]{32}$/);
+    expect(r.stderr).toMatch(/issuer token [0-9a-f]{12} for profiles tls-server, spiffe-svid/);
+    // Only its hash is kept: the secret is not in the database files.
+    const secret = r.stdout.trim().split("_").pop()!;
+    expect(grepDir(path.join(dataDir, "pglite"), secret)).toBe(false);
+  });
+
+  const refusals: Array<[string, string[], RegExp]> = [
+    ["an issuer token without a profile", ["token", "create", "--role", "issuer"], /needs at least one --profile/],
+    ["an unknown role", ["token", "create", "--role", "wizard"], /--role must be one of admin, issuer, auditor/],
+    ["an unknown profile", ["token", "create", "--role", "issuer", "--profile", "nope"], /no profile "nope"/],
+    ["an unknown option", ["token", "create", "--role", "admin", "--colour", "red"], /Unknown option '--colour'/],
+    ["an unknown command", ["frobnicate"], /unknown command "frobnicate"/],
+    ["a bad algorithm", ["init", "--root-algorithm", "dsa-1024"], /--root-algorithm must be one of ecdsa-p256/],
+  ];
+  for (const [what, args, message] of refusals) {
+    it(`refuses ${what} with one line and a non-zero exit`, async () => {
+      const r = await runCli(args, env);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stdout).toBe("");
+    });
+  }
+});
+
+describe("secrets and configuration errors", () => {
+  it("fails with a wrong PIN without printing it or the real one", async () => {
+    const wrong = "wrong-pin-0815";
+    const r = await runCli(["status"], { ...env, HSM_CA_PIN: wrong });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/HSM login failed: CKR_PIN_INCORRECT/);
+    expect(r.stderr + r.stdout).not.toContain(wrong);
+    expect(r.stderr + r.stdout).not.toContain(pin());
+  });
+
+  it("refuses to serve with a broken profile, naming the file and field", async () => {
+    const profiles = tempDir("hsmca-profiles-");
+    fs.copyFileSync(path.resolve("profiles/tls-server.yaml"), path.join(profiles, "tls-server.yaml"));
+    fs.writeFileSync(path.join(profiles, "broken.yaml"), fs.readFileSync("profiles/tls-client.yaml", "utf8").replace("name: tls-client", "name: broken").replace("max: 30d", "max: forever"));
+    const r = await runCli(["serve"], { ...env, HSM_CA_PROFILES_DIR: profiles });
+    fs.rmSync(profiles, { recursive: true, force: true });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toMatch(/^hsm-ca serve: broken\.yaml: lifetime\.max: expected a duration/);
+  });
+
+  it("refuses a bad setting with one line", async () => {
+    const r = await runCli(["status"], { ...env, HSM_CA_HSM_SESSIONS: "lots" });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toMatch(/^hsm-ca: invalid setting HSM_CA_HSM_SESSIONS/);
+  });
+});
+
+/** The token's private keys as pkcs11-tool, the user's view, lists them. */
+function listPrivateKeys(): string[] {
+  const text = execFileSync(
+    "pkcs11-tool",
+    ["--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "hsm-ca", "--login", "--pin", pin(), "--list-objects", "--type", "privkey"],
+    { encoding: "utf8", env: { ...process.env, SOFTHSM2_CONF: path.join(dataDir, "hsm/softhsm2.conf") } },
+  );
+  return text.split(/^Private Key Object/m).slice(1);
+}
+
+function grepDir(dir: string, needle: string): boolean {
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue;
+    if (fs.readFileSync(path.join(entry.parentPath, entry.name)).includes(needle)) return true;
+  }
+  return false;
+}
