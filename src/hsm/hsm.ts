@@ -33,6 +33,9 @@ export interface GeneratedKey {
 
 export class HsmKeyError extends Error {}
 
+/** PKCS#11 session state "read/write, user logged in" (pkcs11js does not export CKS_*). */
+const CKS_RW_USER_FUNCTIONS = 3;
+
 /**
  * The only door to the HSM: a pool of logged-in sessions on the token found
  * by label, and CA keys addressed by their CKA_LABEL. Callers get WebCrypto
@@ -155,11 +158,16 @@ export class Hsm {
     };
   }
 
-  /** Asks the token something cheap; false when the HSM cannot be used. */
+  /**
+   * Asks the token something cheap: is the first session still open and
+   * logged in? False when the token is gone, sessions were closed or the
+   * login was lost.
+   */
   health(): { ok: true } | { ok: false; detail: string } {
     try {
-      const token = this.pool.first.session.slot.getToken();
-      if (token.label.trim() !== this.config.tokenLabel) return { ok: false, detail: "token label changed" };
+      const session = this.pool.first.session;
+      const info = session.lib.C_GetSessionInfo(session.handle);
+      if (info.state !== CKS_RW_USER_FUNCTIONS) return { ok: false, detail: "the session is not logged in" };
       return { ok: true };
     } catch (err) {
       return { ok: false, detail: pkcs11Reason(err) };
