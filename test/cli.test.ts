@@ -2,6 +2,8 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { listCeremonies } from "../src/store/ceremonies.ts";
+import { openStore } from "../src/store/database.ts";
 import { runCli } from "./helpers/cli.ts";
 import { tempDir } from "./helpers/openssl.ts";
 
@@ -61,7 +63,25 @@ describe("hsm-ca init", () => {
     const again = await runCli(["init", "--root-algorithm", "ecdsa-p256"], env);
     expect(again.code).toBe(0);
     expect(again.stdout).toMatch(/already exists; nothing was created/);
-    expect(listPrivateKeys()).toHaveLength(2);
+    const keys = listPrivateKeys();
+    expect(keys).toHaveLength(2);
+    for (const k of keys) expect(k).toMatch(/Access:\s+sensitive, always sensitive, never extractable, local/);
+  });
+
+  it("stored the transcript in the database, naming the keys that are on the token", async () => {
+    const store = await openStore({ dataDir });
+    try {
+      const ceremonies = await listCeremonies(store.db);
+      expect(ceremonies).toHaveLength(1);
+      const transcript = ceremonies[0]!.transcript as { created: Array<{ keyId: string; certificateSha256: string }> };
+      expect(transcript.created).toHaveLength(2);
+      for (const entry of transcript.created) {
+        expect(first.stdout).toContain(entry.keyId);
+        expect(listPrivateKeys().join("")).toContain(`ID:         ${entry.keyId}`);
+      }
+    } finally {
+      await store.close();
+    }
   });
 });
 
