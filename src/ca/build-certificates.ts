@@ -17,7 +17,21 @@ export interface CaCertificateInput {
 }
 
 /** A self-signed root: CA true, pathLen 1 (one level of intermediates below it). */
-export async function buildRootCertificate(input: CaCertificateInput): Promise<x509.X509Certificate> {
+export function buildRootCertificate(input: CaCertificateInput): Promise<x509.X509Certificate> {
+  return buildCaCertificate(input, 1);
+}
+
+/** An issuing intermediate signed by its parent: CA true, pathLen 0. */
+export function buildIntermediateCertificate(input: CaCertificateInput & { issuer: x509.X509Certificate }): Promise<x509.X509Certificate> {
+  return buildCaCertificate(input, 0, input.issuer);
+}
+
+/** Without an issuer the certificate is self-signed: its own key identifier is also the authority's. */
+async function buildCaCertificate(
+  input: CaCertificateInput,
+  pathLength: number,
+  issuer?: x509.X509Certificate,
+): Promise<x509.X509Certificate> {
   const publicKey = new x509.PublicKey(input.spki);
   const ski = await x509.SubjectKeyIdentifierExtension.create(publicKey, false, soft);
   return input.signer.use((signingKey, crypto) =>
@@ -25,45 +39,17 @@ export async function buildRootCertificate(input: CaCertificateInput): Promise<x
       {
         serialNumber: input.serial,
         subject: input.subject,
-        issuer: input.subject,
+        issuer: issuer ? issuer.subjectName : input.subject,
         notBefore: input.notBefore,
         notAfter: input.notAfter,
         publicKey,
         signingKey,
         signingAlgorithm: input.signer.signingAlgorithm,
         extensions: [
-          new x509.BasicConstraintsExtension(true, 1, true),
+          new x509.BasicConstraintsExtension(true, pathLength, true),
           new x509.KeyUsagesExtension(CA_KEY_USAGE, true),
           ski,
-          new x509.AuthorityKeyIdentifierExtension(ski.keyId),
-        ],
-      },
-      crypto,
-    ),
-  );
-}
-
-/** An issuing intermediate signed by its parent: CA true, pathLen 0. */
-export async function buildIntermediateCertificate(
-  input: CaCertificateInput & { issuer: x509.X509Certificate },
-): Promise<x509.X509Certificate> {
-  const publicKey = new x509.PublicKey(input.spki);
-  return input.signer.use(async (signingKey, crypto) =>
-    x509.X509CertificateGenerator.create(
-      {
-        serialNumber: input.serial,
-        subject: input.subject,
-        issuer: input.issuer.subjectName,
-        notBefore: input.notBefore,
-        notAfter: input.notAfter,
-        publicKey,
-        signingKey,
-        signingAlgorithm: input.signer.signingAlgorithm,
-        extensions: [
-          new x509.BasicConstraintsExtension(true, 0, true),
-          new x509.KeyUsagesExtension(CA_KEY_USAGE, true),
-          await x509.SubjectKeyIdentifierExtension.create(publicKey, false, soft),
-          authorityKeyId(input.issuer),
+          issuer ? authorityKeyId(issuer) : new x509.AuthorityKeyIdentifierExtension(ski.keyId),
         ],
       },
       crypto,
