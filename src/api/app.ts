@@ -30,7 +30,10 @@ function mountPublic(app: Hono<AppEnv>, ctx: AppContext): void {
   app.route("/", healthRoutes(ctx));
   app.notFound((c) => problem(c, "not-found", `no route ${c.req.method} ${c.req.path}`));
   app.onError((err, c) => {
-    if (err instanceof Rejection) return problem(c, err.kind, err.detail);
+    if (err instanceof Rejection) {
+      ctx.log.info({ route: c.req.path, problem: err.kind, detail: err.detail }, "request refused");
+      return problem(c, err.kind, err.detail);
+    }
     if (err instanceof HTTPException) return problem(c, "malformed-request", err.message);
     if (err instanceof HsmUnavailableError || err instanceof HsmKeyError || isPkcs11Error(err)) {
       ctx.log.error({ err: err.message, route: c.req.path }, "HSM failure");
