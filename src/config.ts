@@ -84,6 +84,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const e = parsed.data;
   const dataDir = path.resolve(e.HSM_CA_DATA_DIR);
   const embedded = e.HSM_CA_PKCS11_MODULE === undefined;
+  if (embedded && (e.HSM_CA_PIN || e.HSM_CA_PIN_FILE)) {
+    // The embedded token was initialised with the generated PIN in the data directory.
+    throw new ConfigError("HSM_CA_PIN and HSM_CA_PIN_FILE apply with HSM_CA_PKCS11_MODULE; the embedded token uses its generated PIN file");
+  }
   if (!embedded && !e.HSM_CA_PIN && !e.HSM_CA_PIN_FILE) {
     throw new ConfigError("HSM_CA_PKCS11_MODULE is set: give the token PIN in HSM_CA_PIN or HSM_CA_PIN_FILE");
   }

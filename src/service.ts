@@ -12,13 +12,15 @@ import type { Config } from "./config.ts";
 import { startControlSocket } from "./control/control-socket.ts";
 import { Hsm } from "./hsm/hsm.ts";
 import { loadActiveIssuer, type ActiveIssuer } from "./issuance/issuer.ts";
-import { issueServerCertificate } from "./issuance/server-certificate.ts";
+import { issueServerCertificate, serverCertificateDue } from "./issuance/server-certificate.ts";
 import { createLogger } from "./logger.ts";
 import { loadProfiles } from "./policy/profiles.ts";
 import { openStore, type Store } from "./store/database.ts";
 
 export interface Service {
   ctx: AppContext;
+  /** Re-issues the HTTPS listener's certificate when it is due (checked hourly; exposed for tests). */
+  renewServerCertificate(now?: Date): Promise<boolean>;
   httpsUrl: string;
   httpUrl: string;
   close(): Promise<void>;
@@ -82,7 +84,7 @@ export async function startService(
       closers.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
     }
 
-    const tls = await issueServerCertificate(store.db, issuer, config.serverNames);
+    let tls = await issueServerCertificate(store.db, issuer, config.serverNames);
     const httpsServer = await listen(
       serve({
         fetch: createApiApp(ctx).fetch,
@@ -96,10 +98,23 @@ export async function startService(
     const httpServer = await listen(serve({ fetch: createPublicApp(ctx).fetch, hostname: config.http.host, port: config.http.port }));
     closers.push(() => closeServer(httpServer));
 
+    const renewServerCertificate = async (now = new Date()) => {
+      if (!serverCertificateDue(tls, now)) return false;
+      tls = await issueServerCertificate(store.db, issuer, config.serverNames);
+      (httpsServer as https.Server).setSecureContext({ key: tls.keyPem, cert: tls.certPem });
+      log.info({ notAfter: tls.notAfter.toISOString() }, "renewed the HTTPS certificate");
+      return true;
+    };
+    const renewTimer = setInterval(() => {
+      renewServerCertificate().catch((err: Error) => log.error({ err: err.message }, "cannot renew the HTTPS certificate"));
+    }, 3_600_000);
+    renewTimer.unref();
+    closers.push(() => clearInterval(renewTimer));
+
     const httpsUrl = `https://${hostForUrl(config.https.host)}:${portOf(httpsServer)}`;
     const httpUrl = `http://${hostForUrl(config.http.host)}:${portOf(httpServer)}`;
     log.info({ https: httpsUrl, http: httpUrl, database: store.kind, tokenLabel: hsm.tokenLabel }, "hsm-ca is serving");
-    return { ctx, httpsUrl, httpUrl, close: closeAll };
+    return { ctx, httpsUrl, httpUrl, renewServerCertificate, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;

@@ -118,7 +118,13 @@ describe("hsm-ca token create", () => {
 describe("secrets and configuration errors", () => {
   it("fails with a wrong PIN without printing it or the real one", async () => {
     const wrong = "wrong-pin-0815";
-    const r = await runCli(["status"], { ...env, HSM_CA_PIN: wrong });
+    // The same token, addressed as any PKCS#11 module is: library path, label, PIN.
+    const r = await runCli(["status"], {
+      ...env,
+      HSM_CA_PKCS11_MODULE: "/usr/lib/softhsm/libsofthsm2.so",
+      SOFTHSM2_CONF: path.join(dataDir, "hsm/softhsm2.conf"),
+      HSM_CA_PIN: wrong,
+    });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/HSM login failed: CKR_PIN_INCORRECT/);
     expect(r.stderr + r.stdout).not.toContain(wrong);
@@ -133,6 +139,12 @@ describe("secrets and configuration errors", () => {
     fs.rmSync(profiles, { recursive: true, force: true });
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toMatch(/^hsm-ca serve: broken\.yaml: lifetime\.max: expected a duration/);
+  });
+
+  it("refuses a PIN setting for the embedded token, whose PIN is generated", async () => {
+    const r = await runCli(["status"], { ...env, HSM_CA_PIN: "1234" });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toMatch(/^hsm-ca: HSM_CA_PIN and HSM_CA_PIN_FILE apply with HSM_CA_PKCS11_MODULE/);
   });
 
   it("refuses a bad setting with one line", async () => {

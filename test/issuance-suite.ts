@@ -1,6 +1,7 @@
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import tls from "node:tls";
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../src/api/problem.ts";
@@ -13,6 +14,18 @@ import { startTestService, type Backend, type TestService } from "./helpers/serv
  * real database (PostgreSQL or PGlite), the real CLI for tokens, openssl
  * to make CSRs and to verify what comes back.
  */
+/** The certificate a fresh TLS connection is shown, checked against the root. */
+function peerCertificate(url: string, rootPem: string): Promise<tls.PeerCertificate> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: hostname, port: Number(port), ca: rootPem, servername: "localhost" }, () => {
+      resolve(socket.getPeerCertificate());
+      socket.end();
+    });
+    socket.on("error", reject);
+  });
+}
+
 export function issuanceSuite(backend: Backend) {
   let t: TestService;
   let issuerToken: string;
@@ -270,6 +283,22 @@ export function issuanceSuite(backend: Backend) {
       const res = await t.api("GET", "/api/v1/certificates/0abc", { token: auditorToken });
       expect(res.status).toBe(404);
       expect(res.body.type).toBe(PROBLEM_TYPE_PREFIX + "not-found");
+    });
+  });
+
+  describe(`HTTPS listener (${backend})`, () => {
+    it("serves a certificate from its own intermediate, stored, and renews it when two thirds of its life are gone", async () => {
+      const first = await peerCertificate(t.service.httpsUrl, t.rootPem);
+      expect(first.issuer.CN).toBe("hsm-ca Issuing CA 1");
+      expect(first.subjectaltname).toContain("IP Address:127.0.0.1");
+      const stored = await t.api("GET", `/api/v1/certificates/${first.serialNumber.toLowerCase()}`, { token: adminToken });
+      expect(stored.body.profile).toBe("hsm-ca-server");
+      expect(await t.service.renewServerCertificate(new Date())).toBe(false);
+      const later = new Date(Date.now() + 21 * 86_400_000);
+      expect(await t.service.renewServerCertificate(later)).toBe(true);
+      const second = await peerCertificate(t.service.httpsUrl, t.rootPem);
+      expect(second.serialNumber).not.toBe(first.serialNumber);
+      expect((await t.api("GET", "/healthz")).status).toBe(200);
     });
   });
 

@@ -18,7 +18,7 @@ export function requireRole(ctx: AppContext, allowed: (p: Principal) => boolean)
       return problem(c, "unauthorized", m ? "the API token is not valid" : "send an API token as 'Authorization: Bearer <token>'");
     }
     if (!allowed(principal)) {
-      return problem(c, "forbidden", `a ${principal.role} token may not ${c.req.method} ${c.req.path}`);
+      return problem(c, "forbidden", `an ${principal.role} token may not ${c.req.method} ${c.req.path}`);
     }
     c.set("principal", principal);
     await next();

@@ -16,7 +16,14 @@ const LIFETIME_MS = 30 * 86_400_000;
  * every start and stored like any other. Its key is a software key in this
  * process: it protects the transport, it signs nothing of the CA's.
  */
-export async function issueServerCertificate(db: Database, issuer: ActiveIssuer, names: string[]) {
+export interface ServerCertificate {
+  certPem: string;
+  keyPem: string;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+export async function issueServerCertificate(db: Database, issuer: ActiveIssuer, names: string[]): Promise<ServerCertificate> {
   const { privateKey, publicKey } = crypto.generateKeyPairSync("ec", { namedCurve: "P-256" });
   const spki = new Uint8Array(publicKey.export({ format: "der", type: "spki" })).buffer;
   const now = Date.now();
@@ -51,5 +58,16 @@ export async function issueServerCertificate(db: Database, issuer: ActiveIssuer,
     spkiSha256: sha256Hex(spki),
     requestedBy: null,
   });
-  return { certPem: pem + issuer.chainPem, keyPem: privateKey.export({ format: "pem", type: "pkcs8" }).toString() };
+  return {
+    certPem: pem + issuer.chainPem,
+    keyPem: privateKey.export({ format: "pem", type: "pkcs8" }).toString(),
+    notBefore: cert.notBefore,
+    notAfter: cert.notAfter,
+  };
+}
+
+/** Renew once two thirds of the lifetime have passed, as ACME clients do. */
+export function serverCertificateDue(cert: ServerCertificate, now: Date): boolean {
+  const life = cert.notAfter.getTime() - cert.notBefore.getTime();
+  return now.getTime() >= cert.notBefore.getTime() + (life * 2) / 3;
 }
