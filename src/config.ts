@@ -35,6 +35,12 @@ const envSchema = z.object({
   HSM_CA_INTERMEDIATE_ALGORITHM: keyAlgorithm.default("ecdsa-p256"),
   HSM_CA_INTERMEDIATE_VALIDITY_DAYS: z.coerce.number().int().positive().default(365),
   HSM_CA_AUTO_INIT: z.enum(["true", "false"]).optional(),
+  HSM_CA_PUBLIC_URL: z.string().url().optional(),
+  HSM_CA_ACME_PROFILES_DIR: z.string().optional(),
+  HSM_CA_ACME_HTTP01_PORT: port.default(80),
+  HSM_CA_ACME_TLSALPN01_PORT: port.default(443),
+  HSM_CA_ACME_RESOLVERS: list.default([]),
+  HSM_CA_ACME_VALIDATION_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
   HSM_CA_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -68,6 +74,19 @@ export interface Config {
   http: { host: string; port: number };
   serverNames: string[];
   hierarchy: HierarchyConfig;
+  /**
+   * Base of the absolute URLs the ACME server hands out (e.g. behind a proxy).
+   * Unset: taken from each request's Host header.
+   */
+  publicUrl?: string;
+  acme: {
+    profilesDir: string;
+    http01Port: number;
+    tlsAlpn01Port: number;
+    /** DNS servers ("host:port") for challenge validation; empty: the system's. */
+    resolvers: string[];
+    validationTimeoutMs: number;
+  };
   /** Create the root and intermediate on start when missing (default: only on the embedded SoftHSM2). */
   autoInit: boolean;
   logLevel: z.infer<typeof envSchema>["HSM_CA_LOG_LEVEL"];
@@ -115,6 +134,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       intermediateSubject: e.HSM_CA_INTERMEDIATE_SUBJECT,
       intermediateAlgorithm: e.HSM_CA_INTERMEDIATE_ALGORITHM,
       intermediateValidityDays: e.HSM_CA_INTERMEDIATE_VALIDITY_DAYS,
+    },
+    publicUrl: e.HSM_CA_PUBLIC_URL?.replace(/\/+$/, ""),
+    acme: {
+      profilesDir: path.resolve(e.HSM_CA_ACME_PROFILES_DIR ?? path.join(e.HSM_CA_PROFILES_DIR, "acme")),
+      http01Port: e.HSM_CA_ACME_HTTP01_PORT,
+      tlsAlpn01Port: e.HSM_CA_ACME_TLSALPN01_PORT,
+      resolvers: e.HSM_CA_ACME_RESOLVERS,
+      validationTimeoutMs: e.HSM_CA_ACME_VALIDATION_TIMEOUT_MS,
     },
     autoInit: e.HSM_CA_AUTO_INIT ? e.HSM_CA_AUTO_INIT === "true" : embedded,
     logLevel: e.HSM_CA_LOG_LEVEL,

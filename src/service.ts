@@ -14,7 +14,10 @@ import { Hsm } from "./hsm/hsm.ts";
 import { loadActiveIssuer, type ActiveIssuer } from "./issuance/issuer.ts";
 import { issueServerCertificate, serverCertificateDue } from "./issuance/server-certificate.ts";
 import { createLogger } from "./logger.ts";
-import { loadProfiles } from "./policy/profiles.ts";
+import { loadAcmeProfiles, loadProfiles } from "./policy/profiles.ts";
+import { directoryPaths } from "./acme/context.ts";
+import { acmeRoutes } from "./acme/router.ts";
+import { scheduleAcmeCleanup } from "./jobs/acme-cleanup.ts";
 import { openStore, type Store } from "./store/database.ts";
 
 export interface Service {
@@ -62,6 +65,29 @@ export async function startService(
     await checkCaKeys(hsm, store.db);
     let issuer: ActiveIssuer = await loadActiveIssuer(store.db, hsm);
     const ctx: AppContext = { store, hsm, profiles, issuer: () => issuer, log };
+    const acmeProfiles = loadAcmeProfiles(config.acme.profilesDir, profiles);
+    const paths = directoryPaths(acmeProfiles);
+    const acme = acmeRoutes({
+      db: store.db,
+      directories: new Map(
+        [...acmeProfiles].map(([name, p]) => [name, { profile: p, certificateProfile: profiles.get(p.certificateProfile)!, basePath: paths.get(name)! }]),
+      ),
+      profiles,
+      issuer: () => issuer,
+      validation: {
+        httpPort: config.acme.http01Port,
+        tlsAlpnPort: config.acme.tlsAlpn01Port,
+        resolvers: config.acme.resolvers,
+        timeoutMs: config.acme.validationTimeoutMs,
+        maxRedirects: 10,
+      },
+      publicUrl: config.publicUrl,
+      log,
+      now: () => new Date(),
+    });
+    closers.push(() => acme.runner.drain());
+    const cleanup = scheduleAcmeCleanup(store.db, log);
+    closers.push(() => cleanup.stop());
 
     const commandEnv = (out: string[], err: string[]): CommandEnv => ({
       config,
@@ -87,7 +113,7 @@ export async function startService(
     let tls = await issueServerCertificate(store.db, issuer, config.serverNames);
     const httpsServer = await listen(
       serve({
-        fetch: createApiApp(ctx).fetch,
+        fetch: createApiApp(ctx, acmeProfiles.size ? acme.app : undefined).fetch,
         hostname: config.https.host,
         port: config.https.port,
         createServer: https.createServer,

@@ -5,6 +5,7 @@
  */
 export const ACME_ERRORS = {
   accountDoesNotExist: 400,
+  alreadyReplaced: 409,
   alreadyRevoked: 400,
   badCSR: 400,
   badNonce: 400,

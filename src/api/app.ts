@@ -1,4 +1,6 @@
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
+import { AcmeProblem } from "../acme/problem.ts";
+import { toAcmeProblem } from "../acme/router.ts";
 import { HTTPException } from "hono/http-exception";
 import { Rejection } from "../errors.ts";
 import { HsmKeyError, HsmUnavailableError } from "../hsm/hsm.ts";
@@ -9,11 +11,12 @@ import { certificateRoutes } from "./routes/certificates.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { publicCaRoutes } from "./routes/public-ca.ts";
 
-/** The HTTPS API: authenticated REST plus the public routes. */
-export function createApiApp(ctx: AppContext): Hono<AppEnv> {
+/** The HTTPS API: authenticated REST, the ACME server, and the public routes. */
+export function createApiApp(ctx: AppContext, acme?: Hono): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.route("/api/v1/certificates", certificateRoutes(ctx));
   app.route("/api/v1/cas", caRoutes(ctx));
+  if (acme) app.route("/", acme);
   mountPublic(app, ctx);
   return app;
 }
@@ -28,8 +31,12 @@ export function createPublicApp(ctx: AppContext): Hono<AppEnv> {
 function mountPublic(app: Hono<AppEnv>, ctx: AppContext): void {
   app.route("/ca", publicCaRoutes(ctx));
   app.route("/", healthRoutes(ctx));
-  app.notFound((c) => problem(c, "not-found", `no route ${c.req.method} ${c.req.path}`));
+  app.notFound((c) => {
+    if (isAcmePath(c.req.path)) return acmeProblem(c, new AcmeProblem("malformed", `no ACME resource ${c.req.method} ${c.req.path}`, { status: 404 }));
+    return problem(c, "not-found", `no route ${c.req.method} ${c.req.path}`);
+  });
   app.onError((err, c) => {
+    if (isAcmePath(c.req.path)) return acmeError(ctx, c, err);
     if (err instanceof Rejection) {
       ctx.log.info({ route: c.req.path, problem: err.kind, detail: err.detail }, "request refused");
       return problem(c, err.kind, err.detail);
@@ -48,6 +55,30 @@ function mountPublic(app: Hono<AppEnv>, ctx: AppContext): void {
     ctx.log.error({ err, route: c.req.path }, "unexpected error");
     return problem(c, "internal", "an unexpected error occurred; it has been logged");
   });
+}
+
+function isAcmePath(path: string): boolean {
+  return path === "/acme" || path.startsWith("/acme/");
+}
+
+function acmeError(ctx: AppContext, c: Context, err: Error): Response {
+  let p = toAcmeProblem(err);
+  if (!(err instanceof AcmeProblem) && !(err instanceof Rejection)) {
+    if (err instanceof HsmUnavailableError || err instanceof HsmKeyError || isPkcs11Error(err)) {
+      p = new AcmeProblem("serverInternal", "the HSM could not complete the operation; try again later", { status: 503, retryAfterSeconds: 5 });
+    } else if (isDatabaseDown(err)) {
+      p = new AcmeProblem("serverInternal", "the database could not complete the operation; try again later", { status: 503, retryAfterSeconds: 5 });
+    }
+    ctx.log.error({ err, route: c.req.path }, "ACME request failed");
+  } else if (p.status >= 500) {
+    ctx.log.error({ err: err.message, route: c.req.path }, "ACME request failed");
+  }
+  return acmeProblem(c, p);
+}
+
+function acmeProblem(c: Context, p: AcmeProblem): Response {
+  if (p.extra.retryAfterSeconds !== undefined) c.header("retry-after", String(p.extra.retryAfterSeconds));
+  return c.body(JSON.stringify(p.toDocument()), p.status as 400, { "content-type": "application/problem+json" });
 }
 
 function isPkcs11Error(err: Error): boolean {

@@ -6,6 +6,7 @@ import { PinError } from "../hsm/pin.ts";
 import { ProfileError } from "../policy/profiles.ts";
 import { DatabaseBusyError } from "../store/database.ts";
 import { CliError, type CommandEnv } from "./command-env.ts";
+import { acmeCommand, acmeUsage } from "./commands/acme.ts";
 import { initCommand, initUsage } from "./commands/init.ts";
 import { statusCommand, statusUsage } from "./commands/status.ts";
 import { tokenCommand, tokenUsage } from "./commands/token.ts";
@@ -17,6 +18,7 @@ export const COMMANDS: Record<string, { run: Command; usage: string }> = {
   init: { run: initCommand, usage: initUsage },
   token: { run: tokenCommand, usage: tokenUsage },
   status: { run: statusCommand, usage: statusUsage },
+  acme: { run: acmeCommand, usage: acmeUsage },
 };
 
 export const USAGE = [

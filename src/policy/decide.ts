@@ -94,7 +94,12 @@ function checkSans(profile: Profile, csr: ParsedCsr): x509.JsonGeneralName[] {
   return out;
 }
 
-function sanProblem(profile: Profile, san: x509.JsonGeneralName, ipRanges: net.BlockList | undefined): string | undefined {
+/** Why the profile refuses this SAN, or undefined when it allows it. */
+export function sanProblem(
+  profile: Profile,
+  san: x509.JsonGeneralName,
+  ipRanges: net.BlockList | undefined = profile.sans.ip ? ipRangeList(profile.sans.ip.ranges) : undefined,
+): string | undefined {
   const rules = profile.sans;
   const refuse = (what: string) => `profile ${profile.name} does not allow ${what}`;
   switch (san.type) {

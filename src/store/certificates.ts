@@ -43,3 +43,13 @@ export async function listCertificates(db: Database, f: CertificateFilter): Prom
 export async function countCertificates(db: Database): Promise<number> {
   return db.$count(certificates);
 }
+
+/** valid -> revoked, once: undefined when the certificate was revoked already. */
+export async function revokeCertificate(db: Database, serial: string, reason: number, at: Date): Promise<CertificateRow | undefined> {
+  const [row] = await db
+    .update(certificates)
+    .set({ status: "revoked", revokedAt: at, revocationReason: reason })
+    .where(and(eq(certificates.serial, serial), eq(certificates.status, "valid")))
+    .returning();
+  return row;
+}

@@ -1,0 +1,110 @@
+import net from "node:net";
+import type { Context } from "hono";
+import { parseCsr } from "../ca/csr.ts";
+import { Rejection, type RejectionKind } from "../errors.ts";
+import { issueCertificate } from "../issuance/issue-certificate.ts";
+import { canonicalIp } from "../policy/acme-identifiers.ts";
+import { authorizationsOfOrder, updateOrder } from "../store/acme-orders.ts";
+import { certificateBySerial } from "../store/certificates.ts";
+import { payloadObject } from "./accounts.ts";
+import type { AcmeContext, AcmeDirectory } from "./context.ts";
+import { notFound, ownOrder, postAsGet } from "./orders.ts";
+import { AcmeProblem, type AcmeErrorType } from "./problem.ts";
+import { readSignedRequest } from "./signed-request.ts";
+import type { AcmeUrls } from "./urls.ts";
+import { orderView } from "./views.ts";
+
+const REJECTION_TO_ACME: Partial<Record<RejectionKind, AcmeErrorType>> = {
+  "bad-csr": "badCSR",
+  "bad-csr-signature": "badCSR",
+  "bad-subject": "badCSR",
+  "bad-validity": "badCSR",
+  "bad-public-key": "badPublicKey",
+  "rejected-identifier": "rejectedIdentifier",
+};
+
+/**
+ * finalize (§7.4): the CSR must name exactly the order's identifiers. A CSR
+ * that is refused leaves the order "ready" for another try; a certificate
+ * once signed is stored before the order says "valid".
+ */
+export async function finalize(c: Context, ctx: AcmeContext, dir: AcmeDirectory, urls: AcmeUrls, id: string): Promise<Response> {
+  const req = await readSignedRequest(c, ctx, dir, urls, "kid");
+  const order = await ownOrder(ctx, req, id);
+  if (order.status !== "ready") {
+    throw new AcmeProblem("orderNotReady", `the order is ${order.status}${order.status === "pending" ? ": complete its authorizations first" : ""}`);
+  }
+  const p = payloadObject(req.jws.payload);
+  if (typeof p.csr !== "string" || !/^[A-Za-z0-9_-]+$/.test(p.csr)) throw new AcmeProblem("malformed", "csr must be the base64url DER of a PKCS#10 request");
+  const der = Buffer.from(p.csr, "base64url");
+  const pem = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString("base64").replace(/(.{64})/g, "$1\n")}\n-----END CERTIFICATE REQUEST-----\n`;
+  const csr = await asAcme(parseCsr(pem));
+  checkNamesMatch(csr.sans, csr.csr.subjectName.getField("CN")[0], order.identifiers);
+
+  if (!(await updateOrder(ctx.db, order.id, { status: "processing" }, "ready"))) {
+    throw new AcmeProblem("orderNotReady", "the order is being finalized already");
+  }
+  let serial: string;
+  try {
+    const row = await asAcme(
+      issueCertificate(
+        { db: ctx.db, profiles: ctx.profiles, issuer: ctx.issuer() },
+        { csrPem: pem, profile: dir.certificateProfile.name, requestedBy: `acme:${req.account!.id}` },
+      ),
+    );
+    serial = row.serial;
+  } catch (err) {
+    await updateOrder(ctx.db, order.id, { status: "ready" }, "processing"); // nothing was issued: the client may try again
+    throw err;
+  }
+  const done = (await updateOrder(ctx.db, order.id, { status: "valid", certificateSerial: serial }))!;
+  ctx.log.info({ account: req.account!.id, order: order.id, serial }, "ACME order finalized");
+  c.header("location", urls.order(order.id));
+  return c.json(orderView(done, await authorizationsOfOrder(ctx.db, order.id), urls));
+}
+
+/** The certificate chain, PEM (§7.4.2): leaf, then the intermediate. */
+export async function certificateRequest(c: Context, ctx: AcmeContext, dir: AcmeDirectory, urls: AcmeUrls, serial: string): Promise<Response> {
+  const req = await readSignedRequest(c, ctx, dir, urls, "kid");
+  postAsGet(req);
+  const cert = /^[0-9a-f]{1,40}$/.test(serial) ? await certificateBySerial(ctx.db, serial) : undefined;
+  if (!cert || cert.requestedBy !== `acme:${req.account!.id}`) throw notFound("certificate");
+  const issuer = ctx.issuer();
+  // The chain names the issuer that signed it. Alternate chains (Link rel="alternate") appear once cross-signed issuers exist.
+  const chain = cert.issuerId === issuer.row.id ? issuer.chainPem : "";
+  return c.body(cert.certificatePem + chain, 200, { "content-type": "application/pem-certificate-chain" });
+}
+
+function checkNamesMatch(sans: Array<{ type: string; value: string }>, cn: string | undefined, identifiers: Array<{ type: string; value: string }>): void {
+  const wanted = new Set(identifiers.map((i) => `${i.type}:${i.value}`));
+  const got = new Set<string>();
+  for (const san of sans) {
+    if (san.type === "dns") got.add(`dns:${san.value.toLowerCase()}`);
+    else if (san.type === "ip" && net.isIP(san.value)) got.add(`ip:${canonicalIp(san.value)}`);
+    else throw new AcmeProblem("badCSR", `the CSR asks for a ${san.type} name, which the order does not have`);
+  }
+  const missing = [...wanted].filter((w) => !got.has(w));
+  const extra = [...got].filter((g) => !wanted.has(g));
+  if (missing.length || extra.length) {
+    throw new AcmeProblem(
+      "badCSR",
+      `the CSR's names must equal the order's identifiers${missing.length ? `; missing: ${missing.join(", ")}` : ""}${extra.length ? `; not in the order: ${extra.join(", ")}` : ""}`,
+    );
+  }
+  if (cn !== undefined) {
+    const cnKey = net.isIP(cn) ? `ip:${canonicalIp(cn)}` : `dns:${cn.toLowerCase()}`;
+    if (!wanted.has(cnKey)) throw new AcmeProblem("badCSR", `the CSR's common name "${cn}" is not one of the order's identifiers`);
+  }
+}
+
+async function asAcme<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    if (err instanceof Rejection) {
+      const type = REJECTION_TO_ACME[err.kind];
+      if (type) throw new AcmeProblem(type, err.detail);
+    }
+    throw err;
+  }
+}

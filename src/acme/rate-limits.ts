@@ -1,0 +1,37 @@
+import { parseDuration } from "../policy/duration.ts";
+import type { AcmeProfile } from "../policy/acme-profile-schema.ts";
+import { authorizationsForIdentifierSince, ordersByAccountSince } from "../store/acme-orders.ts";
+import type { Database } from "../store/database.ts";
+import { AcmeProblem } from "./problem.ts";
+
+/**
+ * Per-account and per-identifier limits on new orders, counted from the
+ * orders and authorizations the database already holds: every replica sees
+ * the same counts and there is no extra state to keep.
+ */
+export async function checkOrderRateLimits(
+  db: Database,
+  profile: AcmeProfile,
+  accountId: string,
+  identifiers: Array<{ value: string }>,
+  now: Date,
+): Promise<void> {
+  const perAccount = profile.rateLimits.newOrdersPerAccount;
+  const accountWindow = parseDuration(perAccount.window)!;
+  const orders = await ordersByAccountSince(db, accountId, new Date(now.getTime() - accountWindow));
+  if (orders >= perAccount.count) {
+    throw new AcmeProblem("rateLimited", `this account created ${orders} orders in the last ${perAccount.window} (limit ${perAccount.count})`, {
+      retryAfterSeconds: Math.ceil(accountWindow / 1000),
+    });
+  }
+  const perIdentifier = profile.rateLimits.ordersPerIdentifier;
+  const idWindow = parseDuration(perIdentifier.window)!;
+  for (const id of identifiers) {
+    const n = await authorizationsForIdentifierSince(db, id.value, new Date(now.getTime() - idWindow));
+    if (n >= perIdentifier.count) {
+      throw new AcmeProblem("rateLimited", `${id.value} was ordered ${n} times in the last ${perIdentifier.window} (limit ${perIdentifier.count})`, {
+        retryAfterSeconds: Math.ceil(idWindow / 1000),
+      });
+    }
+  }
+}

@@ -1,0 +1,92 @@
+import type { Context } from "hono";
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { Rejection } from "../errors.ts";
+import { orderIdsOfAccount } from "../store/acme-orders.ts";
+import { accountOrders, accountRequest, keyChange, newAccount } from "./accounts.ts";
+import type { AcmeContext, AcmeDirectory } from "./context.ts";
+import { certificateRequest, finalize } from "./finalize.ts";
+import { MAX_JWS_BYTES } from "./jws.ts";
+import { newNonce } from "./nonces.ts";
+import { authorizationRequest, challengeRequest, newOrder, orderRequest } from "./orders.ts";
+import { AcmeProblem } from "./problem.ts";
+import { renewalInfo } from "./renewal-info.ts";
+import { revokeCert } from "./revocation.ts";
+import { AcmeUrls } from "./urls.ts";
+import { ValidationRunner } from "./validation-runner.ts";
+
+/**
+ * The ACME server (RFC 8555): one directory per ACME profile. Resources are
+ * walked in the RFC's order: directory, nonce, account, order,
+ * authorization, challenge, finalize, certificate, revocation, plus
+ * renewal information (RFC 9773).
+ */
+export function acmeRoutes(ctx: AcmeContext): { app: Hono; runner: ValidationRunner } {
+  const app = new Hono();
+  const runner = new ValidationRunner(ctx);
+  // Longest base path first, so /acme/<name>/... is not taken for the default's.
+  const dirs = [...ctx.directories.values()].sort((a, b) => b.basePath.length - a.basePath.length);
+  for (const dir of dirs) mountDirectory(app, ctx, dir, runner);
+  return { app, runner };
+}
+
+function mountDirectory(app: Hono, ctx: AcmeContext, dir: AcmeDirectory, runner: ValidationRunner): void {
+  const base = dir.basePath;
+  const urlsOf = (c: Context) => new AcmeUrls(ctx.publicUrl ?? new URL(c.req.url).origin, base);
+  const limit = bodyLimit({ maxSize: MAX_JWS_BYTES, onError: () => { throw new AcmeProblem("malformed", `the request body exceeds ${MAX_JWS_BYTES} bytes`, { status: 413 }); } });
+
+  // Every response, errors included, carries a fresh nonce and the directory link (§6.5, §7.1).
+  app.use(`${base}/*`, async (c, next) => {
+    await next();
+    c.res.headers.set("replay-nonce", await newNonce(ctx.db, ctx.now()));
+    c.res.headers.set("cache-control", "no-store");
+    c.res.headers.append("link", `<${urlsOf(c).directory()}>;rel="index"`);
+  });
+
+  app.get(`${base}/directory`, (c) => {
+    const u = urlsOf(c);
+    return c.json({
+      newNonce: u.newNonce(),
+      newAccount: u.newAccount(),
+      newOrder: u.newOrder(),
+      revokeCert: u.revokeCert(),
+      keyChange: u.keyChange(),
+      renewalInfo: u.renewalInfo(),
+      meta: {
+        externalAccountRequired: dir.profile.externalAccountRequired,
+        ...(dir.profile.termsOfService ? { termsOfService: dir.profile.termsOfService } : {}),
+        ...(dir.profile.description ? { description: dir.profile.description } : {}),
+      },
+    });
+  });
+  // HEAD reaches the GET handler in Hono: 200 for HEAD, 204 for GET (§7.2).
+  app.get(`${base}/new-nonce`, (c) => c.body(null, c.req.method === "HEAD" ? 200 : 204));
+  app.get(`${base}/renewal-info/:certId`, (c) => renewalInfo(c, ctx, c.req.param("certId")));
+
+  const post = (path: string, handler: (c: Context, urls: AcmeUrls) => Promise<Response>) =>
+    app.post(`${base}${path}`, limit, (c) => handler(c, urlsOf(c)));
+  post("/new-account", (c, u) => newAccount(c, ctx, dir, u));
+  post("/acct/:id", (c, u) => accountRequest(c, ctx, dir, u, c.req.param("id")!));
+  post("/acct/:id/orders", (c, u) => accountOrders(c, ctx, dir, u, c.req.param("id")!, (id) => orderIdsOfAccount(ctx.db, id)));
+  post("/key-change", (c, u) => keyChange(c, ctx, dir, u));
+  post("/new-order", (c, u) => newOrder(c, ctx, dir, u));
+  post("/order/:id", (c, u) => orderRequest(c, ctx, dir, u, c.req.param("id")!));
+  post("/order/:id/finalize", (c, u) => finalize(c, ctx, dir, u, c.req.param("id")!));
+  post("/authz/:id", (c, u) => authorizationRequest(c, ctx, dir, u, c.req.param("id")!));
+  post("/chall/:id", (c, u) => challengeRequest(c, ctx, dir, u, c.req.param("id")!, runner));
+  post("/cert/:serial", (c, u) => certificateRequest(c, ctx, dir, u, c.req.param("serial")!));
+  post("/revoke-cert", (c, u) => revokeCert(c, ctx, dir, u));
+}
+
+/**
+ * ACME clients read only ACME problem documents: anything else that goes
+ * wrong on an ACME route is reported as one, with the right status.
+ */
+export function toAcmeProblem(err: Error): AcmeProblem {
+  if (err instanceof AcmeProblem) return err;
+  if (err instanceof Rejection) {
+    const status = err.kind === "hsm-unavailable" || err.kind === "database-unavailable" || err.kind === "ca-not-ready" ? 503 : 500;
+    return new AcmeProblem("serverInternal", err.detail, { status, retryAfterSeconds: status === 503 ? 5 : undefined });
+  }
+  return new AcmeProblem("serverInternal", "the server could not complete the request; try again later", { status: 500 });
+}

@@ -1,0 +1,62 @@
+import type { Context } from "hono";
+import { accountById, type AcmeAccountRow } from "../store/acme-accounts.ts";
+import type { AcmeContext, AcmeDirectory } from "./context.ts";
+import { publicJwk, type PublicJwk } from "./jwk.ts";
+import { parseJwsText, verifyJws, type ParsedJws } from "./jws.ts";
+import { useNonce } from "./nonces.ts";
+import { AcmeProblem } from "./problem.ts";
+import type { AcmeUrls } from "./urls.ts";
+
+export interface SignedRequest {
+  jws: ParsedJws;
+  /** The key that signed the request. */
+  jwk: PublicJwk;
+  /** The signing account (kid requests). */
+  account?: AcmeAccountRow;
+  /** The request URL, as the client signed it. */
+  url: string;
+}
+
+/**
+ * RFC 8555 §6.2-6.5, in order: media type, JWS syntax, nonce, url, then the
+ * key (jwk for newAccount and revokeCert-by-certificate-key, kid elsewhere)
+ * and the signature.
+ */
+export async function readSignedRequest(
+  c: Context,
+  ctx: AcmeContext,
+  dir: AcmeDirectory,
+  urls: AcmeUrls,
+  keyFrom: "jwk" | "kid" | "either",
+): Promise<SignedRequest> {
+  const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type !== "application/jose+json") {
+    throw new AcmeProblem("malformed", `Content-Type must be application/jose+json, not "${type || "(none)"}"`, { status: 415 });
+  }
+  const jws = parseJwsText(new Uint8Array(await c.req.arrayBuffer()));
+  const h = jws.header;
+  if (!(await useNonce(ctx.db, h.nonce, ctx.now()))) {
+    throw new AcmeProblem("badNonce", h.nonce === undefined ? "the JWS has no nonce" : "the nonce is unknown, expired or already used");
+  }
+  const url = urls.origin + new URL(c.req.url).pathname;
+  if (h.url !== url) {
+    throw new AcmeProblem("unauthorized", `the JWS "url" (${String(h.url)}) is not the URL requested (${url})`);
+  }
+  if (h.jwk !== undefined && keyFrom === "kid") throw new AcmeProblem("malformed", 'this request must be signed with "kid", not "jwk"');
+  if (h.kid !== undefined && keyFrom === "jwk") throw new AcmeProblem("malformed", 'this request must be signed with "jwk", not "kid"');
+
+  if (h.jwk !== undefined) {
+    const jwk = publicJwk(h.jwk);
+    verifyJws(jws, jwk);
+    return { jws, jwk, url };
+  }
+  const accountId = urls.accountIdOf(String(h.kid));
+  const account = accountId ? await accountById(ctx.db, accountId) : undefined;
+  if (!account || account.directory !== dir.profile.name) {
+    throw new AcmeProblem("accountDoesNotExist", `no account ${String(h.kid)} in this directory`);
+  }
+  const jwk = publicJwk(account.jwk);
+  verifyJws(jws, jwk);
+  if (account.status !== "valid") throw new AcmeProblem("unauthorized", `the account is ${account.status}`);
+  return { jws, jwk, account, url };
+}
