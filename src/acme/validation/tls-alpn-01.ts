@@ -34,7 +34,7 @@ export async function validateTlsAlpn01(
   try {
     const target = checkIdentifier(id);
     // Node refuses an IP address as SNI; RFC 8738 §6 uses the reverse-DNS name.
-    const servername = target;
+    const servername = id.type === "ip" ? reverseName(target) : target;
     const address = id.type === "ip" ? target : (await resolveAddress(makeResolver(cfg, abort), target)).address;
     const der = await handshake(address, cfg.tlsAlpnPort, servername, abort, cfg);
     checkCertificate(der, id, target, keyAuthorization);
