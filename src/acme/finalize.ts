@@ -1,6 +1,7 @@
 import net from "node:net";
 import type { Context } from "hono";
 import { parseCsr } from "../ca/csr.ts";
+import { derToPem } from "../ca/pem.ts";
 import { Rejection, type RejectionKind } from "../errors.ts";
 import { issueCertificate } from "../issuance/issue-certificate.ts";
 import { canonicalIp } from "../policy/acme-identifiers.ts";
@@ -37,7 +38,7 @@ export async function finalize(c: Context, ctx: AcmeContext, dir: AcmeDirectory,
   const p = payloadObject(req.jws.payload);
   if (typeof p.csr !== "string" || !/^[A-Za-z0-9_-]+$/.test(p.csr)) throw new AcmeProblem("malformed", "csr must be the base64url DER of a PKCS#10 request");
   const der = Buffer.from(p.csr, "base64url");
-  const pem = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString("base64").replace(/(.{64})/g, "$1\n")}\n-----END CERTIFICATE REQUEST-----\n`;
+  const pem = derToPem(der, "CERTIFICATE REQUEST");
   const csr = await asAcme(parseCsr(pem));
   checkNamesMatch(csr.sans, csr.csr.subjectName.getField("CN")[0], order.identifiers);
 
