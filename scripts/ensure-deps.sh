@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what hsm-ca needs to run on a fresh Debian machine with Node 20+:
 # the npm packages, and SoftHSM2 (+ OpenSC's pkcs11-tool) from Debian.
-# Sourced by scripts/start and scripts/test.
+# Sourced by scripts/start and scripts/test; with HSM_CA_TEST_DEPS=1 (scripts/test)
+# also the real ACME clients and DNS server the tests drive: certbot, lego, pebble.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,6 +17,12 @@ missing=()
 [ -e "$softhsm_lib" ] || missing+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ "${HSM_CA_TEST_DEPS:-0}" = 1 ]; then
+  command -v certbot >/dev/null 2>&1 || missing+=(certbot)
+  command -v lego >/dev/null 2>&1 || missing+=(lego)
+  command -v pebble-challtestsrv >/dev/null 2>&1 || missing+=(pebble)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "Installing from Debian: ${missing[*]}" >&2
