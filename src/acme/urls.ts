@@ -24,11 +24,21 @@ export class AcmeUrls {
   challenge = (id: string) => `${this.base}/chall/${id}`;
   certificate = (serial: string) => `${this.base}/cert/${serial}`;
 
-  /** The account id in a kid, if the kid is one of this directory's account URLs. */
+  /**
+   * The account id in a kid, if the kid is one of this directory's account
+   * URLs. Only the path counts: replicas behind one name, or reached by
+   * different names, share accounts.
+   */
   accountIdOf(kid: string): string | undefined {
-    const prefix = `${this.base}/acct/`;
-    if (!kid.startsWith(prefix)) return undefined;
-    const id = kid.slice(prefix.length);
+    let path: string;
+    try {
+      path = new URL(kid).pathname;
+    } catch {
+      return undefined;
+    }
+    const prefix = `${new URL(this.base).pathname}/acct/`;
+    if (!path.startsWith(prefix)) return undefined;
+    const id = path.slice(prefix.length);
     return /^[A-Za-z0-9_-]{1,64}$/.test(id) ? id : undefined;
   }
 }
