@@ -22,6 +22,8 @@ export async function newAccount(c: Context, ctx: AcmeContext, dir: AcmeDirector
   const thumbprint = jwkThumbprint(req.jwk);
   const existing = await accountByThumbprint(ctx.db, dir.profile.name, thumbprint);
   if (existing) {
+    // A deactivated account's key authorizes nothing any more (§7.3.6).
+    if (existing.status !== "valid") throw new AcmeProblem("unauthorized", `the account for this key is ${existing.status}`);
     c.header("location", urls.account(existing.id));
     return c.json(accountView(existing, urls), 200);
   }

@@ -54,7 +54,7 @@ export async function newOrder(c: Context, ctx: AcmeContext, dir: AcmeDirectory,
     throw new AcmeProblem(type, problems.length === 1 ? first.detail : `${problems.length} identifiers were refused; see subproblems`, { subproblems });
   }
   const now = ctx.now();
-  const replaces = p.replaces === undefined ? undefined : await checkReplaces(ctx, account.id, p.replaces);
+  const replaces = p.replaces === undefined ? undefined : await checkReplaces(ctx, account.id, p.replaces, accepted);
   await checkOrderRateLimits(ctx.db, dir.profile, account.id, accepted, now);
 
   const expiresAt = new Date(now.getTime() + ORDER_LIFETIME_MS);

@@ -27,7 +27,7 @@ export async function checkOrderRateLimits(
   const perIdentifier = profile.rateLimits.ordersPerIdentifier;
   const idWindow = parseDuration(perIdentifier.window)!;
   for (const id of identifiers) {
-    const n = await authorizationsForIdentifierSince(db, id.value, new Date(now.getTime() - idWindow));
+    const n = await authorizationsForIdentifierSince(db, profile.name, id.value, new Date(now.getTime() - idWindow));
     if (n >= perIdentifier.count) {
       throw new AcmeProblem("rateLimited", `${id.value} was ordered ${n} times in the last ${perIdentifier.window} (limit ${perIdentifier.count})`, {
         retryAfterSeconds: Math.ceil(idWindow / 1000),

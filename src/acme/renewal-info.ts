@@ -38,10 +38,20 @@ export async function renewalInfo(c: Context, ctx: AcmeContext, certId: string):
 }
 
 /** An order's "replaces" (RFC 9773 §5): a certificate of this account, not replaced already. */
-export async function checkReplaces(ctx: AcmeContext, accountId: string, replaces: unknown): Promise<string> {
+export async function checkReplaces(
+  ctx: AcmeContext,
+  accountId: string,
+  replaces: unknown,
+  identifiers: Array<{ type: string; value: string }>,
+): Promise<string> {
   if (typeof replaces !== "string") throw new AcmeProblem("malformed", "replaces must be a certificate identifier string");
   const cert = await certificateForCertId(ctx, replaces);
   if (cert.requestedBy !== `acme:${accountId}`) throw new AcmeProblem("unauthorized", "replaces names a certificate this account did not order");
+  // A replacement shares at least one identifier with what it replaces (RFC 9773 §5).
+  const ordered = new Set(identifiers.map((i) => `${i.type}:${i.value}`));
+  if (!cert.sans.some((san) => ordered.has(san))) {
+    throw new AcmeProblem("malformed", "replaces names a certificate that shares no identifier with this order");
+  }
   if ((await ordersReplacing(ctx.db, replaces)).some((o) => o.status !== "invalid")) {
     throw new AcmeProblem("alreadyReplaced", "another order already replaces this certificate");
   }

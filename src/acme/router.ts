@@ -33,7 +33,14 @@ export function acmeRoutes(ctx: AcmeContext): { app: Hono; runner: ValidationRun
 function mountDirectory(app: Hono, ctx: AcmeContext, dir: AcmeDirectory, runner: ValidationRunner): void {
   const base = dir.basePath;
   const urlsOf = (c: Context) => new AcmeUrls(ctx.publicUrl ?? new URL(c.req.url).origin, base);
-  const limit = bodyLimit({ maxSize: MAX_JWS_BYTES, onError: () => { throw new AcmeProblem("malformed", `the request body exceeds ${MAX_JWS_BYTES} bytes`, { status: 413 }); } });
+  const limit = bodyLimit({
+    maxSize: MAX_JWS_BYTES,
+    onError: (c) => {
+      // The unread body makes the connection unusable: tell the client not to reuse it.
+      c.header("connection", "close");
+      throw new AcmeProblem("malformed", `the request body exceeds ${MAX_JWS_BYTES} bytes`, { status: 413 });
+    },
+  });
 
   // Every response, errors included, carries a fresh nonce and the directory link (§6.5, §7.1).
   app.use(`${base}/*`, async (c, next) => {

@@ -83,11 +83,13 @@ export async function ordersByAccountSince(db: Database, accountId: string, sinc
   return row?.n ?? 0;
 }
 
-export async function authorizationsForIdentifierSince(db: Database, value: string, since: Date): Promise<number> {
+/** Orders of this directory, by any account, that asked for the identifier since then. */
+export async function authorizationsForIdentifierSince(db: Database, directory: string, value: string, since: Date): Promise<number> {
   const [row] = await db
     .select({ n: count() })
     .from(acmeAuthorizations)
-    .where(and(eq(acmeAuthorizations.identifierValue, value), gt(acmeAuthorizations.createdAt, since)));
+    .innerJoin(acmeOrders, eq(acmeOrders.id, acmeAuthorizations.orderId))
+    .where(and(eq(acmeOrders.directory, directory), eq(acmeAuthorizations.identifierValue, value), gt(acmeAuthorizations.createdAt, since)));
   return row?.n ?? 0;
 }
 

@@ -31,7 +31,11 @@ export function certificateRoutes(ctx: AppContext) {
     "/",
     bodyLimit({
       maxSize: MAX_BODY_BYTES,
-      onError: (c) => problem(c, "payload-too-large", `send at most ${MAX_BODY_BYTES} bytes`),
+      onError: (c) => {
+        // The unread body makes the connection unusable: tell the client not to reuse it.
+        c.header("connection", "close");
+        return problem(c, "payload-too-large", `send at most ${MAX_BODY_BYTES} bytes`);
+      },
     }),
     requireRole(ctx, (p) => p.role === "admin" || p.role === "issuer"),
     async (c) => {
