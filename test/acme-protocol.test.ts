@@ -12,6 +12,8 @@ import net from "node:net";
 import path from "node:path";
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cleanUpAcme } from "../src/jobs/acme-cleanup.ts";
+import { certificateBySerial } from "../src/store/certificates.ts";
 import { AcmeClient, type Account, type AcmeResponse } from "./helpers/acme-client.ts";
 import { b64url, keyAuthorization, newAccountKey, signEab, signJws, type AccountKey } from "./helpers/acme-jws.ts";
 import { REPO, runCli } from "./helpers/cli.ts";
@@ -831,6 +833,33 @@ describe("rate limits", () => {
     const perAccount = await newOrder(eab, account, [ip("127.0.0.52")]);
     expectProblem(perAccount, 429, "rateLimited");
     expect(perAccount.retryAfter).toBeGreaterThan(0);
+  });
+});
+
+describe("expiry and clean-up", () => {
+  it("expires pending work after 7 days and purges orders 30 days later, never certificates", async () => {
+    const account = await createAccount(acme);
+    const pending = await newOrder(acme, account, [ip("127.0.0.90")]);
+    expectOk(pending, 201);
+    const issued = await issue(account);
+    const db = t.service.ctx.store.db;
+    const leafSerial = new x509.X509Certificate(issued.leafPem).serialNumber.toLowerCase();
+
+    const week = await cleanUpAcme(db, new Date(Date.now() + 8 * 86_400_000));
+    expect(week.expired).toBeGreaterThanOrEqual(2); // at least the pending order and its authorization
+    expect(week.nonces).toBeGreaterThan(0); // every nonce handed out so far has expired by then
+    expectProblem(await acme.postAs(account, pending.location!, ""), 400, "badNonce"); // the client's saved nonce is gone
+    const order = expectOk(await acme.postAs(account, pending.location!, ""));
+    expect(order.status).toBe("invalid");
+    const authz = expectOk(await acme.postAs(account, order.authorizations[0], ""));
+    expect(authz.status).toBe("expired");
+
+    const later = await cleanUpAcme(db, new Date(Date.now() + 40 * 86_400_000));
+    expect(later.purged).toBeGreaterThanOrEqual(2);
+    await acme.request("HEAD", acme.directory.newNonce); // the saved nonce is gone again
+    expectProblem(await acme.postAs(account, pending.location!, ""), 404, "malformed");
+    expectProblem(await acme.postAs(account, issued.orderUrl, ""), 404, "malformed");
+    expect((await certificateBySerial(db, leafSerial))?.certificatePem).toBe(issued.leafPem);
   });
 });
 
