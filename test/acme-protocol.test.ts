@@ -12,6 +12,7 @@ import net from "node:net";
 import path from "node:path";
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "./helpers/ports.ts";
 import { cleanUpAcme } from "../src/jobs/acme-cleanup.ts";
 import { certificateBySerial } from "../src/store/certificates.ts";
 import { AcmeClient, type Account, type AcmeResponse } from "./helpers/acme-client.ts";
@@ -41,12 +42,6 @@ function listen(server: net.Server, host: string, port = 0): Promise<number> {
 }
 const close = (server: net.Server) => new Promise<void>((resolve) => server.close(() => resolve()));
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  const port = await listen(s, "127.0.0.1");
-  await close(s);
-  return port;
-}
 
 const EAB_PROFILE = `name: eab
 description: EAB-only directory with small limits, for tests.

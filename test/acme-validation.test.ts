@@ -18,6 +18,7 @@ import { validateHttp01 } from "../src/acme/validation/http-01.ts";
 import { validateChallenge } from "../src/acme/validation/index.ts";
 import { ACME_IDENTIFIER_OID, validateTlsAlpn01 } from "../src/acme/validation/tls-alpn-01.ts";
 import type { ValidationConfig, ValidationResult } from "../src/acme/validation/types.ts";
+import { freePort, waitForPort } from "./helpers/ports.ts";
 
 const webcrypto = crypto.webcrypto as unknown as Crypto;
 const b64u = (n: number) => crypto.randomBytes(n).toString("base64url");
@@ -34,25 +35,7 @@ function listen(server: net.Server, host: string): Promise<number> {
 }
 const close = (server: net.Server) => new Promise<void>((resolve) => server.close(() => resolve()));
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  const port = await listen(s, "127.0.0.1");
-  await close(s);
-  return port;
-}
 
-async function waitForPort(port: number, deadlineMs = 10_000): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, "127.0.0.1", () => (s.destroy(), resolve(true)));
-      s.on("error", () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > end) throw new Error(`nothing listening on 127.0.0.1:${port}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Waits (bounded) until a server has no open connections: the validators must not leave sockets behind. */
 async function expectNoConnections(server: net.Server): Promise<void> {
