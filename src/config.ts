@@ -1,6 +1,7 @@
 import path from "node:path";
 import { z } from "zod";
 import { CA_KEY_ALGORITHMS } from "./hsm/key-algorithms.ts";
+import { parseDuration } from "./policy/duration.ts";
 
 /**
  * Every setting comes from the environment (HSM_CA_*), so the same build runs
@@ -36,6 +37,14 @@ const envSchema = z.object({
   HSM_CA_INTERMEDIATE_VALIDITY_DAYS: z.coerce.number().int().positive().default(365),
   HSM_CA_AUTO_INIT: z.enum(["true", "false"]).optional(),
   HSM_CA_PUBLIC_URL: z.string().url().optional(),
+  HSM_CA_PUBLIC_HTTP_URL: z.string().url().optional(),
+  HSM_CA_CRL_PARTITIONS: z.coerce.number().int().min(0).max(1024).default(0),
+  HSM_CA_CRL_LIFETIME: z.string().regex(/^[1-9][0-9]*[smhd]$/).default("24h"),
+  HSM_CA_CRL_DELTA_LIFETIME: z.string().regex(/^[1-9][0-9]*[smhd]$/).default("1h"),
+  HSM_CA_OCSP_SIGNER: z.enum(["delegated", "ca"]).default("delegated"),
+  HSM_CA_OCSP_RESPONSE_LIFETIME: z.string().regex(/^[1-9][0-9]*[smhd]$/).default("12h"),
+  HSM_CA_OCSP_RESPONDER_LIFETIME: z.string().regex(/^[1-9][0-9]*[smhd]$/).default("30d"),
+  HSM_CA_OCSP_SIGN_RATE: z.coerce.number().int().min(1).max(100_000).default(200),
   HSM_CA_ACME_PROFILES_DIR: z.string().optional(),
   HSM_CA_ACME_HTTP01_PORT: port.default(80),
   HSM_CA_ACME_TLSALPN01_PORT: port.default(443),
@@ -79,6 +88,21 @@ export interface Config {
    * Unset: taken from each request's Host header.
    */
   publicUrl?: string;
+  /**
+   * Base of the plain-HTTP URLs written into certificates (CRLs, OCSP, CA
+   * certificates). Unset: http://<HTTP host>:<HTTP port> as listening.
+   */
+  publicHttpUrl?: string;
+  revocation: {
+    crlPartitions: number;
+    crlLifetimeMs: number;
+    crlDeltaLifetimeMs: number;
+    ocspSigner: "delegated" | "ca";
+    ocspResponseLifetimeMs: number;
+    ocspResponderLifetimeMs: number;
+    /** Background OCSP signatures per second at most, so that issuance keeps the HSM. */
+    ocspSignRate: number;
+  };
   acme: {
     profilesDir: string;
     http01Port: number;
@@ -136,6 +160,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       intermediateValidityDays: e.HSM_CA_INTERMEDIATE_VALIDITY_DAYS,
     },
     publicUrl: e.HSM_CA_PUBLIC_URL?.replace(/\/+$/, ""),
+    publicHttpUrl: e.HSM_CA_PUBLIC_HTTP_URL?.replace(/\/+$/, ""),
+    revocation: {
+      crlPartitions: e.HSM_CA_CRL_PARTITIONS,
+      crlLifetimeMs: parseDuration(e.HSM_CA_CRL_LIFETIME)!,
+      crlDeltaLifetimeMs: parseDuration(e.HSM_CA_CRL_DELTA_LIFETIME)!,
+      ocspSigner: e.HSM_CA_OCSP_SIGNER,
+      ocspResponseLifetimeMs: parseDuration(e.HSM_CA_OCSP_RESPONSE_LIFETIME)!,
+      ocspResponderLifetimeMs: parseDuration(e.HSM_CA_OCSP_RESPONDER_LIFETIME)!,
+      ocspSignRate: e.HSM_CA_OCSP_SIGN_RATE,
+    },
     acme: {
       profilesDir: path.resolve(e.HSM_CA_ACME_PROFILES_DIR ?? path.join(e.HSM_CA_PROFILES_DIR, "acme")),
       http01Port: e.HSM_CA_ACME_HTTP01_PORT,

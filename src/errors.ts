@@ -10,6 +10,8 @@ export const REJECTIONS = {
   "rejected-identifier": { status: 400, title: "A requested name is not allowed by the profile" },
   "bad-subject": { status: 400, title: "The CSR's subject is not accepted by the profile" },
   "bad-validity": { status: 400, title: "The requested validity is not allowed" },
+  "bad-revocation-reason": { status: 400, title: "The revocation reason is not accepted" },
+  "key-compromised": { status: 400, title: "The public key was revoked for key compromise" },
   "unknown-profile": { status: 404, title: "No such certificate profile" },
   "not-found": { status: 404, title: "Not found" },
   "payload-too-large": { status: 413, title: "The request body is too large" },

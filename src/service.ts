@@ -19,9 +19,13 @@ import { directoryPaths } from "./acme/context.ts";
 import { acmeRoutes } from "./acme/router.ts";
 import { scheduleAcmeCleanup } from "./jobs/acme-cleanup.ts";
 import { openStore, type Store } from "./store/database.ts";
+import { Rejection } from "./errors.ts";
+import { startRevocationServices, type RevocationServices } from "./revocation/revocation-services.ts";
+import { RevocationUrls } from "./revocation/urls.ts";
 
 export interface Service {
   ctx: AppContext;
+  revocation: RevocationServices;
   /** Re-issues the HTTPS listener's certificate when it is due (checked hourly; exposed for tests). */
   renewServerCertificate(now?: Date): Promise<boolean>;
   httpsUrl: string;
@@ -55,16 +59,33 @@ export async function startService(
     }
     const store: Store = await openStore(config);
     closers.push(() => store.close());
+
+    let issuer: ActiveIssuer | undefined;
+    let revocation: RevocationServices | undefined;
+    const currentIssuer = () => {
+      if (!issuer) throw new Rejection("ca-not-ready", "no active issuing CA: run `hsm-ca init`, or rotate to a new intermediate");
+      return issuer;
+    };
+    const ctx: AppContext = { store, hsm, profiles, issuer: currentIssuer, ocsp: () => revocation?.ocsp, log };
+
+    // Plain HTTP first: its address is part of every certificate (CRL and OCSP URLs).
+    const httpServer = await listen(serve({ fetch: createPublicApp(ctx).fetch, hostname: config.http.host, port: config.http.port }));
+    closers.push(() => closeServer(httpServer));
+    const httpUrl = `http://${hostForUrl(config.http.host)}:${portOf(httpServer)}`;
+    const publishing = { urls: new RevocationUrls(config.publicHttpUrl ?? httpUrl), partitions: config.revocation.crlPartitions };
+
     if (config.autoInit) {
-      const transcript = await initHierarchy(hsm, store.db, config.hierarchy);
+      const transcript = await initHierarchy(hsm, store.db, config.hierarchy, publishing.urls);
       if (transcript) {
         log.info({ transcript }, "created the CA hierarchy");
         announce(formatTranscript(transcript));
       }
     }
     await checkCaKeys(hsm, store.db);
-    let issuer: ActiveIssuer = await loadActiveIssuer(store.db, hsm);
-    const ctx: AppContext = { store, hsm, profiles, issuer: () => issuer, log };
+    issuer = await loadActiveIssuer(store.db, hsm);
+    revocation = await startRevocationServices({ config, db: store.db, hsm, log, publishing });
+    closers.push(() => revocation?.stop());
+
     const acmeProfiles = loadAcmeProfiles(config.acme.profilesDir, profiles);
     const paths = directoryPaths(acmeProfiles);
     const acme = acmeRoutes({
@@ -73,7 +94,8 @@ export async function startService(
         [...acmeProfiles].map(([name, p]) => [name, { profile: p, certificateProfile: profiles.get(p.certificateProfile)!, basePath: paths.get(name)! }]),
       ),
       profiles,
-      issuer: () => issuer,
+      issuer: currentIssuer,
+      revocation: publishing,
       validation: {
         httpPort: config.acme.http01Port,
         tlsAlpnPort: config.acme.tlsAlpn01Port,
@@ -93,10 +115,12 @@ export async function startService(
       config,
       store: async () => store,
       hsm: () => hsm,
+      revocationUrls: () => publishing.urls,
       out: (t) => out.push(t),
       err: (t) => err.push(t),
       hierarchyChanged: async () => {
-        issuer = await loadActiveIssuer(store.db, hsm);
+        issuer = await loadActiveIssuer(store.db, hsm).catch(() => undefined);
+        await revocation?.ocsp.load();
       },
     });
     if (store.kind === "pglite") {
@@ -110,10 +134,10 @@ export async function startService(
       closers.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
     }
 
-    let tls = await issueServerCertificate(store.db, issuer, config.serverNames);
+    let tls = await issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing);
     const httpsServer = await listen(
       serve({
-        fetch: createApiApp(ctx, acmeProfiles.size ? acme.app : undefined).fetch,
+        fetch: createApiApp(ctx, { acme: acmeProfiles.size ? acme.app : undefined, revocation: publishing }).fetch,
         hostname: config.https.host,
         port: config.https.port,
         createServer: https.createServer,
@@ -121,12 +145,10 @@ export async function startService(
       }),
     );
     closers.push(() => closeServer(httpsServer));
-    const httpServer = await listen(serve({ fetch: createPublicApp(ctx).fetch, hostname: config.http.host, port: config.http.port }));
-    closers.push(() => closeServer(httpServer));
 
     const renewServerCertificate = async (now = new Date()) => {
       if (!serverCertificateDue(tls, now)) return false;
-      tls = await issueServerCertificate(store.db, issuer, config.serverNames);
+      tls = await issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing);
       (httpsServer as https.Server).setSecureContext({ key: tls.keyPem, cert: tls.certPem });
       log.info({ notAfter: tls.notAfter.toISOString() }, "renewed the HTTPS certificate");
       return true;
@@ -138,9 +160,8 @@ export async function startService(
     closers.push(() => clearInterval(renewTimer));
 
     const httpsUrl = `https://${hostForUrl(config.https.host)}:${portOf(httpsServer)}`;
-    const httpUrl = `http://${hostForUrl(config.http.host)}:${portOf(httpServer)}`;
     log.info({ https: httpsUrl, http: httpUrl, database: store.kind, tokenLabel: hsm.tokenLabel }, "hsm-ca is serving");
-    return { ctx, httpsUrl, httpUrl, renewServerCertificate, close: closeAll };
+    return { ctx, httpsUrl, httpUrl, revocation: revocation!, renewServerCertificate, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { ActiveIssuer } from "../issuance/issuer.ts";
+import type { RevocationPublishing } from "../revocation/pointers.ts";
 import type { AcmeProfile } from "../policy/acme-profile-schema.ts";
 import type { Profile } from "../policy/profile-schema.ts";
 import type { Database } from "../store/database.ts";
@@ -18,6 +19,8 @@ export interface AcmeContext {
   directories: ReadonlyMap<string, AcmeDirectory>;
   profiles: ReadonlyMap<string, Profile>;
   issuer(): ActiveIssuer;
+  /** CRL and OCSP pointers for issued certificates. */
+  revocation?: RevocationPublishing;
   validation: ValidationConfig;
   /** Fixed origin for the URLs handed out; else each request's own. */
   publicUrl?: string;

@@ -2,20 +2,15 @@ import * as x509 from "@peculiar/x509";
 import type { Context } from "hono";
 import { sha256Hex } from "../ca/fingerprint.ts";
 import { accountHoldsAuthorizations } from "../store/acme-orders.ts";
-import { certificateBySerial, revokeCertificate } from "../store/certificates.ts";
+import { SUBSCRIBER_REASONS } from "../revocation/reasons.ts";
+import { revoke } from "../revocation/revoke.ts";
+import { certificateBySerial } from "../store/certificates.ts";
 import { payloadObject } from "./accounts.ts";
 import type { AcmeContext, AcmeDirectory } from "./context.ts";
 import { jwkFromSpki, sameKey } from "./jwk.ts";
 import { AcmeProblem } from "./problem.ts";
 import { readSignedRequest } from "./signed-request.ts";
 import type { AcmeUrls } from "./urls.ts";
-
-/**
- * RFC 5280 reasons an ACME client may give (§7.6): unspecified,
- * keyCompromise, affiliationChanged, superseded, cessationOfOperation,
- * privilegeWithdrawn. CA compromise, hold and removal are the CA's business.
- */
-export const ACME_REVOCATION_REASONS = [0, 1, 3, 4, 5, 9];
 
 /** revokeCert (§7.6): by the ordering account, an account holding its names, or the certificate's own key. */
 export async function revokeCert(c: Context, ctx: AcmeContext, dir: AcmeDirectory, urls: AcmeUrls): Promise<Response> {
@@ -25,8 +20,8 @@ export async function revokeCert(c: Context, ctx: AcmeContext, dir: AcmeDirector
     throw new AcmeProblem("malformed", "certificate must be the base64url DER of the certificate to revoke");
   }
   const reason = p.reason ?? 0;
-  if (typeof reason !== "number" || !ACME_REVOCATION_REASONS.includes(reason)) {
-    throw new AcmeProblem("badRevocationReason", `reason must be one of ${ACME_REVOCATION_REASONS.join(", ")} (RFC 5280 CRLReason)`);
+  if (typeof reason !== "number" || !SUBSCRIBER_REASONS.includes(reason)) {
+    throw new AcmeProblem("badRevocationReason", `reason must be one of ${SUBSCRIBER_REASONS.join(", ")} (RFC 5280 CRLReason)`);
   }
   const der = Buffer.from(p.certificate, "base64url");
   let cert: x509.X509Certificate;
@@ -48,9 +43,9 @@ export async function revokeCert(c: Context, ctx: AcmeContext, dir: AcmeDirector
   } else if (!sameKey(req.jwk, jwkFromSpki(cert.publicKey.rawData))) {
     throw new AcmeProblem("unauthorized", "the request is signed neither by an account nor by the certificate's key");
   }
-  if (row.status === "revoked" || !(await revokeCertificate(ctx.db, row.serial, reason, ctx.now()))) {
-    throw new AcmeProblem("alreadyRevoked", "the certificate is already revoked");
-  }
-  ctx.log.info({ serial: row.serial, reason, by: req.account ? `acme:${req.account.id}` : "certificate key" }, "certificate revoked over ACME");
+  const by = req.account ? `acme:${req.account.id}` : "acme:certificate-key";
+  const outcome = await revoke(ctx, { serial: row.serial, reason, by });
+  if (outcome.alreadyRevoked) throw new AcmeProblem("alreadyRevoked", "the certificate is already revoked");
+  ctx.log.info({ serial: row.serial, reason, by }, "certificate revoked over ACME");
   return c.body(null, 200);
 }

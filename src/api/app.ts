@@ -8,13 +8,17 @@ import type { AppContext, AppEnv } from "./context.ts";
 import { problem } from "./problem.ts";
 import { caRoutes } from "./routes/cas.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
+import { crlRoutes } from "./routes/crl.ts";
+import { ocspRoutes } from "./routes/ocsp.ts";
+import type { RevocationPublishing } from "../revocation/pointers.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { publicCaRoutes } from "./routes/public-ca.ts";
 
 /** The HTTPS API: authenticated REST, the ACME server, and the public routes. */
-export function createApiApp(ctx: AppContext, acme?: Hono): Hono<AppEnv> {
+export function createApiApp(ctx: AppContext, opts: { acme?: Hono; revocation?: RevocationPublishing } = {}): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  app.route("/api/v1/certificates", certificateRoutes(ctx));
+  const acme = opts.acme;
+  app.route("/api/v1/certificates", certificateRoutes(ctx, opts.revocation));
   app.route("/api/v1/cas", caRoutes(ctx));
   if (acme) app.route("/", acme);
   mountPublic(app, ctx);
@@ -30,6 +34,8 @@ export function createPublicApp(ctx: AppContext): Hono<AppEnv> {
 
 function mountPublic(app: Hono<AppEnv>, ctx: AppContext): void {
   app.route("/ca", publicCaRoutes(ctx));
+  app.route("/crl", crlRoutes(ctx.store.db, () => new Date()));
+  app.route("/ocsp", ocspRoutes(ctx.ocsp, () => new Date()));
   app.route("/", healthRoutes(ctx));
   app.notFound((c) => {
     if (isAcmePath(c.req.path)) return acmeProblem(c, new AcmeProblem("malformed", `no ACME resource ${c.req.method} ${c.req.path}`, { status: 404 }));

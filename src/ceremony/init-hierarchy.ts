@@ -11,6 +11,8 @@ import { activeCa, insertCa, type CaRow } from "../store/cas.ts";
 import { insertCeremony } from "../store/ceremonies.ts";
 import type { Database } from "../store/database.ts";
 import { LOCKS, withAdvisoryLock } from "../store/locks.ts";
+import { pointersFor } from "../revocation/pointers.ts";
+import type { RevocationUrls } from "../revocation/urls.ts";
 
 export interface TranscriptEntry {
   role: "root" | "intermediate";
@@ -42,7 +44,12 @@ const DAY_MS = 86_400_000;
  * an existing CA is never replaced, and every new key gets a fresh label so
  * that no key on the token is ever overwritten. Replicas take turns.
  */
-export async function initHierarchy(hsm: Hsm, db: Database, opts: HierarchyConfig): Promise<Transcript | undefined> {
+export async function initHierarchy(
+  hsm: Hsm,
+  db: Database,
+  opts: HierarchyConfig,
+  urls?: RevocationUrls,
+): Promise<Transcript | undefined> {
   return withAdvisoryLock(db, LOCKS.hierarchy, async (tx) => {
     const created: TranscriptEntry[] = [];
     let root = await activeCa(tx, "root");
@@ -51,7 +58,7 @@ export async function initHierarchy(hsm: Hsm, db: Database, opts: HierarchyConfi
       created.push(await entryFor(hsm, root));
     }
     if (!(await activeCa(tx, "intermediate"))) {
-      const intermediate = await createIntermediate(hsm, tx, root, opts);
+      const intermediate = await createIntermediate(hsm, tx, root, opts, urls);
       created.push(await entryFor(hsm, intermediate));
     }
     if (created.length === 0) return undefined;
@@ -75,7 +82,7 @@ async function createRoot(hsm: Hsm, db: Database, opts: HierarchyConfig): Promis
   return insertCa(db, caRow("root", cert, key.label, key.id, key.algorithm, null));
 }
 
-async function createIntermediate(hsm: Hsm, db: Database, root: CaRow, opts: HierarchyConfig): Promise<CaRow> {
+async function createIntermediate(hsm: Hsm, db: Database, root: CaRow, opts: HierarchyConfig, urls?: RevocationUrls): Promise<CaRow> {
   const key = await hsm.generateKey(newLabel("intermediate"), opts.intermediateAlgorithm);
   const rootCert = new x509.X509Certificate(root.certificatePem);
   const now = Date.now();
@@ -88,6 +95,7 @@ async function createIntermediate(hsm: Hsm, db: Database, root: CaRow, opts: Hie
     notAfter: new Date(notAfter),
     issuer: rootCert,
     signer: hsm.signer(root.keyLabel, root.keyAlgorithm as CaKeyAlgorithm),
+    revocation: urls && pointersFor(urls, root.id, null),
   });
   return insertCa(db, caRow("intermediate", cert, key.label, key.id, key.algorithm, root.id));
 }

@@ -1,5 +1,6 @@
 import type { Config } from "../config.ts";
 import type { Hsm } from "../hsm/hsm.ts";
+import type { RevocationUrls } from "../revocation/urls.ts";
 import type { Store } from "../store/database.ts";
 
 /**
@@ -13,6 +14,8 @@ export interface CommandEnv {
   hsm(): Hsm;
   out(text: string): void;
   err(text: string): void;
+  /** The base of the CRL/OCSP/caIssuers URLs written into new CA certificates. */
+  revocationUrls(): RevocationUrls;
   /** Tells a running service that the CA hierarchy changed. */
   hierarchyChanged(): Promise<void>;
 }

@@ -4,6 +4,7 @@ import { loadConfig, type Config } from "../config.ts";
 import { sendToRunningService } from "../control/control-socket.ts";
 import { Hsm } from "../hsm/hsm.ts";
 import { startService } from "../service.ts";
+import { RevocationUrls } from "../revocation/urls.ts";
 import { openStore, type Store } from "../store/database.ts";
 import type { CommandEnv } from "./command-env.ts";
 import { oneLine, runCommand } from "./run-command.ts";
@@ -52,6 +53,7 @@ function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
       hsm: () => (hsm ??= Hsm.open(config.hsm, config.dataDir)),
       out: (t) => process.stdout.write(t + "\n"),
       err: (t) => process.stderr.write(t + "\n"),
+      revocationUrls: () => new RevocationUrls(config.publicHttpUrl ?? `http://${config.http.host}:${config.http.port}`),
       hierarchyChanged: async () => {},
     },
     close: async () => {

@@ -8,6 +8,7 @@ import { DatabaseBusyError } from "../store/database.ts";
 import { CliError, type CommandEnv } from "./command-env.ts";
 import { acmeCommand, acmeUsage } from "./commands/acme.ts";
 import { initCommand, initUsage } from "./commands/init.ts";
+import { revokeCommand, revokeUsage } from "./commands/revoke.ts";
 import { statusCommand, statusUsage } from "./commands/status.ts";
 import { tokenCommand, tokenUsage } from "./commands/token.ts";
 
@@ -19,6 +20,7 @@ export const COMMANDS: Record<string, { run: Command; usage: string }> = {
   token: { run: tokenCommand, usage: tokenUsage },
   status: { run: statusCommand, usage: statusUsage },
   acme: { run: acmeCommand, usage: acmeUsage },
+  revoke: { run: revokeCommand, usage: revokeUsage },
 };
 
 export const USAGE = [

@@ -9,6 +9,8 @@ import type { Profile } from "../policy/profile-schema.ts";
 import { insertCertificate, type CertificateRow } from "../store/certificates.ts";
 import type { Database } from "../store/database.ts";
 import { isUniqueViolation } from "../store/errors.ts";
+import { isKeyBlocked } from "../store/blocked-keys.ts";
+import { crlPartitionOf, pointersFor, type RevocationPublishing } from "../revocation/pointers.ts";
 import type { ActiveIssuer } from "./issuer.ts";
 
 export interface IssueRequest {
@@ -23,6 +25,8 @@ export interface IssueContext {
   db: Database;
   profiles: ReadonlyMap<string, Profile>;
   issuer: ActiveIssuer;
+  /** Where certificates point relying parties for CRLs and OCSP; absent: no such pointers. */
+  revocation?: RevocationPublishing;
 }
 
 /** A serial collision at 127 bits means a broken RNG; a few retries, then give up loudly. */
@@ -38,15 +42,21 @@ export async function issueCertificate(ctx: IssueContext, req: IssueRequest): Pr
     throw new Rejection("unknown-profile", `no profile "${req.profile}"; known: ${[...ctx.profiles.keys()].join(", ")}`);
   }
   const csr = await parseCsr(req.csrPem);
+  const spkiSha256 = sha256Hex(csr.spki);
+  if (await isKeyBlocked(ctx.db, spkiSha256)) {
+    throw new Rejection("key-compromised", "this public key was revoked for key compromise and is never certified again: make a new key");
+  }
   const decision = decide({ profile, csr, validity: req.validity, issuerNotAfter: ctx.issuer.certificate.notAfter });
   for (let attempt = 1; ; attempt++) {
     const serial = newSerial();
+    const partition = ctx.revocation ? crlPartitionOf(serial, ctx.revocation.partitions) : null;
     const cert = await buildLeafCertificate({
       decision,
       spki: csr.spki,
       serial,
       issuer: ctx.issuer.certificate,
       signer: ctx.issuer.signer,
+      revocation: ctx.revocation && pointersFor(ctx.revocation.urls, ctx.issuer.row.id, partition),
     });
     try {
       return await insertCertificate(ctx.db, {
@@ -59,8 +69,9 @@ export async function issueCertificate(ctx: IssueContext, req: IssueRequest): Pr
         notAfter: cert.notAfter,
         certificatePem: pemOf(cert),
         fingerprintSha256: sha256Hex(cert.rawData),
-        spkiSha256: sha256Hex(csr.spki),
+        spkiSha256,
         requestedBy: req.requestedBy ?? null,
+        crlPartition: partition,
       });
     } catch (err) {
       if (!isUniqueViolation(err) || attempt >= SERIAL_ATTEMPTS) throw err;

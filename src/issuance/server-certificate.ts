@@ -7,6 +7,7 @@ import { EXTENDED_KEY_USAGES } from "../policy/profile-schema.ts";
 import { insertCertificate } from "../store/certificates.ts";
 import type { Database } from "../store/database.ts";
 import type { ActiveIssuer } from "./issuer.ts";
+import { crlPartitionOf, pointersFor, type RevocationPublishing } from "../revocation/pointers.ts";
 
 export const SERVER_PROFILE = "hsm-ca-server";
 const LIFETIME_MS = 30 * 86_400_000;
@@ -23,12 +24,18 @@ export interface ServerCertificate {
   notAfter: Date;
 }
 
-export async function issueServerCertificate(db: Database, issuer: ActiveIssuer, names: string[]): Promise<ServerCertificate> {
+export async function issueServerCertificate(
+  db: Database,
+  issuer: ActiveIssuer,
+  names: string[],
+  revocation?: RevocationPublishing,
+): Promise<ServerCertificate> {
   const { privateKey, publicKey } = crypto.generateKeyPairSync("ec", { namedCurve: "P-256" });
   const spki = new Uint8Array(publicKey.export({ format: "der", type: "spki" })).buffer;
   const now = Date.now();
   const sans = names.map((n) => (/^[0-9.]+$|:/.test(n) ? { type: "ip" as const, value: n } : { type: "dns" as const, value: n }));
   const serial = newSerial();
+  const partition = revocation ? crlPartitionOf(serial, revocation.partitions) : null;
   const cert = await buildLeafCertificate({
     decision: {
       subject: names[0] ? [["CN", names[0]]] : [],
@@ -43,6 +50,7 @@ export async function issueServerCertificate(db: Database, issuer: ActiveIssuer,
     serial,
     issuer: issuer.certificate,
     signer: issuer.signer,
+    revocation: revocation && pointersFor(revocation.urls, issuer.row.id, partition),
   });
   const pem = pemOf(cert);
   await insertCertificate(db, {
@@ -57,6 +65,7 @@ export async function issueServerCertificate(db: Database, issuer: ActiveIssuer,
     fingerprintSha256: sha256Hex(cert.rawData),
     spkiSha256: sha256Hex(spki),
     requestedBy: null,
+    crlPartition: partition,
   });
   return {
     certPem: pem + issuer.chainPem,

@@ -1,4 +1,4 @@
-import { and, asc, eq } from "drizzle-orm";
+import { and, asc, eq, isNull } from "drizzle-orm";
 import type { Database } from "./database.ts";
 import { cas } from "./schema.ts";
 
@@ -26,5 +26,26 @@ export async function activeCa(db: Database, role: CaRow["role"]): Promise<CaRow
 
 export async function caById(db: Database, id: number): Promise<CaRow | undefined> {
   const [row] = await db.select().from(cas).where(eq(cas.id, id));
+  return row;
+}
+
+/** CAs revoked after a time: their parent's CRL must be republished. */
+export async function casRevokedSince(db: Database, since: Date): Promise<CaRow[]> {
+  const rows = await listCas(db);
+  return rows.filter((r) => r.revokedAt && r.revokedAt > since);
+}
+
+export async function revokeCa(db: Database, id: number, reason: number, at: Date): Promise<CaRow | undefined> {
+  const [row] = await db
+    .update(cas)
+    .set({ status: "revoked", revokedAt: at, revocationReason: reason })
+    .where(and(eq(cas.id, id), isNull(cas.revokedAt)))
+    .returning();
+  return row;
+}
+
+/** A CA certificate by serial among the children of a CA (OCSP for intermediates). */
+export async function childCaBySerial(db: Database, parentId: number, serial: string): Promise<CaRow | undefined> {
+  const [row] = await db.select().from(cas).where(and(eq(cas.parentId, parentId), eq(cas.serial, serial)));
   return row;
 }

@@ -44,12 +44,75 @@ export async function countCertificates(db: Database): Promise<number> {
   return db.$count(certificates);
 }
 
-/** valid -> revoked, once: undefined when the certificate was revoked already. */
-export async function revokeCertificate(db: Database, serial: string, reason: number, at: Date): Promise<CertificateRow | undefined> {
+export interface Revocation {
+  reason: number;
+  at: Date;
+  invalidityDate?: Date;
+  by: string;
+}
+
+/** valid -> revoked, once: undefined when the certificate was revoked already (or does not exist). */
+export async function revokeCertificate(db: Database, serial: string, r: Revocation): Promise<CertificateRow | undefined> {
   const [row] = await db
     .update(certificates)
-    .set({ status: "revoked", revokedAt: at, revocationReason: reason })
+    .set({ status: "revoked", revokedAt: r.at, revocationReason: r.reason, invalidityDate: r.invalidityDate ?? null, revokedBy: r.by })
     .where(and(eq(certificates.serial, serial), eq(certificates.status, "valid")))
     .returning();
   return row;
+}
+
+export interface RevokedEntry {
+  id: number;
+  serial: string;
+  revokedAt: Date;
+  reason: number | null;
+  invalidityDate: Date | null;
+}
+
+/**
+ * Revoked, unexpired certificates of an issuer (optionally one CRL
+ * partition, optionally only those revoked after a time), in pages by id so
+ * that a million entries never sit in memory as rows at once.
+ */
+export async function* revokedEntries(
+  db: Database,
+  q: { issuerId: number; partition?: number; revokedAfter?: Date; notExpiredAt: Date; pageSize?: number },
+): AsyncGenerator<RevokedEntry> {
+  let afterId = 0;
+  for (;;) {
+    const where: SQL[] = [
+      eq(certificates.issuerId, q.issuerId),
+      eq(certificates.status, "revoked"),
+      gt(certificates.notAfter, q.notExpiredAt),
+      gt(certificates.id, afterId),
+    ];
+    if (q.partition !== undefined) where.push(eq(certificates.crlPartition, q.partition));
+    if (q.revokedAfter) where.push(gt(certificates.revokedAt, q.revokedAfter));
+    const page = await db
+      .select({
+        id: certificates.id,
+        serial: certificates.serial,
+        revokedAt: certificates.revokedAt,
+        reason: certificates.revocationReason,
+        invalidityDate: certificates.invalidityDate,
+      })
+      .from(certificates)
+      .where(and(...where))
+      .orderBy(asc(certificates.id))
+      .limit(q.pageSize ?? 10_000);
+    for (const r of page) yield { ...r, revokedAt: r.revokedAt! };
+    if (page.length < (q.pageSize ?? 10_000)) return;
+    afterId = page.at(-1)!.id;
+  }
+}
+
+/** Serials revoked after a time (any issuer): how replicas learn of revocations made elsewhere. */
+export async function revokedSince(db: Database, since: Date): Promise<Array<{ serial: string; issuerId: number; revokedAt: Date }>> {
+  const rows = await db
+    .select({ serial: certificates.serial, issuerId: certificates.issuerId, revokedAt: certificates.revokedAt })
+    .from(certificates)
+    .where(gt(certificates.revokedAt, since))
+    .orderBy(asc(certificates.revokedAt))
+    .limit(10_000);
+  return rows.map((r) => ({ serial: r.serial, issuerId: r.issuerId, revokedAt: r.revokedAt! }));
 }

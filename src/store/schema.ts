@@ -1,11 +1,18 @@
 import { sql } from "drizzle-orm";
-import { bigserial, boolean, index, integer, jsonb, pgTable, serial, smallint, text, timestamp, uniqueIndex } from "drizzle-orm/pg-core";
+import { bigint, bigserial, boolean, customType, index, integer, jsonb, pgTable, primaryKey, serial, smallint, text, timestamp, uniqueIndex } from "drizzle-orm/pg-core";
+
+/** bytea as a Buffer from both drivers (postgres.js gives Buffers, PGlite Uint8Arrays). */
+const bytea = customType<{ data: Buffer; driverData: Uint8Array }>({
+  dataType: () => "bytea",
+  fromDriver: (v) => (Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength)),
+  toDriver: (v) => v,
+});
 
 /** Root and intermediate CAs. Keys stay on the HSM; rows name them by label and CKA_ID. */
 export const cas = pgTable("cas", {
   id: serial("id").primaryKey(),
   role: text("role", { enum: ["root", "intermediate"] }).notNull(),
-  status: text("status", { enum: ["active", "retired"] }).notNull().default("active"),
+  status: text("status", { enum: ["active", "retired", "revoked"] }).notNull().default("active"),
   subject: text("subject").notNull(),
   keyLabel: text("key_label").notNull().unique(),
   keyId: text("key_id").notNull(),
@@ -15,6 +22,9 @@ export const cas = pgTable("cas", {
   fingerprintSha256: text("fingerprint_sha256").notNull(),
   spkiSha256: text("spki_sha256").notNull(),
   parentId: integer("parent_id"),
+  /** Set when the CA itself is revoked; its parent's CRL lists it. */
+  revokedAt: timestamp("revoked_at", { withTimezone: true }),
+  revocationReason: smallint("revocation_reason"),
   notBefore: timestamp("not_before", { withTimezone: true }).notNull(),
   notAfter: timestamp("not_after", { withTimezone: true }).notNull(),
   createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
@@ -41,8 +51,18 @@ export const certificates = pgTable(
     revokedAt: timestamp("revoked_at", { withTimezone: true }),
     /** RFC 5280 CRLReason code. */
     revocationReason: smallint("revocation_reason"),
+    /** When the key is known or suspected to have been compromised, if the revoker said. */
+    invalidityDate: timestamp("invalidity_date", { withTimezone: true }),
+    /** Who revoked it: an API token id, acme:<account>, or cli. */
+    revokedBy: text("revoked_by"),
+    /** The CRL partition named in its CRL Distribution Point; null when CRLs are not partitioned. */
+    crlPartition: integer("crl_partition"),
   },
-  (t) => [index("certificates_profile_status_idx").on(t.profile, t.status, t.id), index("certificates_spki_idx").on(t.spkiSha256)],
+  (t) => [
+    index("certificates_profile_status_idx").on(t.profile, t.status, t.id),
+    index("certificates_spki_idx").on(t.spkiSha256),
+    index("certificates_revoked_idx").on(t.issuerId, t.revokedAt),
+  ],
 );
 
 /** API bearer tokens: only a SHA-256 of the secret is kept. */
@@ -146,4 +166,66 @@ export const acmeChallenges = pgTable(
     error: jsonb("error").$type<ProblemJson>(),
   },
   (t) => [index("acme_challenges_authz_idx").on(t.authorizationId)],
+);
+
+/** Public keys that must never be certified again (revoked for keyCompromise). */
+export const blockedKeys = pgTable("blocked_keys", {
+  spkiSha256: text("spki_sha256").primaryKey(),
+  reason: text("reason").notNull(),
+  serial: text("serial"),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** One CRL number sequence per issuer, shared by full, delta and partitioned CRLs (RFC 5280 §5.2.3). */
+export const crlNumbers = pgTable("crl_numbers", {
+  issuerId: integer("issuer_id").primaryKey().references(() => cas.id),
+  last: bigint("last", { mode: "bigint" }).notNull(),
+});
+
+/** The latest CRLs, as served: every replica reads them from here. */
+export const crls = pgTable(
+  "crls",
+  {
+    issuerId: integer("issuer_id").notNull().references(() => cas.id),
+    /** -1: the whole issuer (no partitioning). */
+    partition: integer("partition").notNull(),
+    kind: text("kind", { enum: ["full", "delta"] }).notNull(),
+    crlNumber: bigint("crl_number", { mode: "bigint" }).notNull(),
+    /** For a delta: the full CRL number it is based on. */
+    baseCrlNumber: bigint("base_crl_number", { mode: "bigint" }),
+    /** Revocations up to this instant are in it. */
+    coversUntil: timestamp("covers_until", { withTimezone: true }).notNull(),
+    thisUpdate: timestamp("this_update", { withTimezone: true }).notNull(),
+    nextUpdate: timestamp("next_update", { withTimezone: true }).notNull(),
+    entries: integer("entries").notNull(),
+    der: bytea("der").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.issuerId, t.partition, t.kind] })],
+);
+
+/** Delegated OCSP signing certificates, one active per issuer; keys on the HSM. */
+export const ocspResponders = pgTable("ocsp_responders", {
+  id: serial("id").primaryKey(),
+  issuerId: integer("issuer_id").notNull().references(() => cas.id),
+  status: text("status", { enum: ["active", "retired"] }).notNull().default("active"),
+  keyLabel: text("key_label").notNull().unique(),
+  keyAlgorithm: text("key_algorithm").notNull(),
+  certificatePem: text("certificate_pem").notNull(),
+  notBefore: timestamp("not_before", { withTimezone: true }).notNull(),
+  notAfter: timestamp("not_after", { withTimezone: true }).notNull(),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** Pre-signed OCSP responses, one per certificate, refreshed before nextUpdate. */
+export const ocspResponses = pgTable(
+  "ocsp_responses",
+  {
+    serial: text("serial").primaryKey(),
+    issuerId: integer("issuer_id").notNull(),
+    status: text("status", { enum: ["good", "revoked"] }).notNull(),
+    thisUpdate: timestamp("this_update", { withTimezone: true }).notNull(),
+    nextUpdate: timestamp("next_update", { withTimezone: true }).notNull(),
+    der: bytea("der").notNull(),
+  },
+  (t) => [index("ocsp_responses_next_update_idx").on(t.nextUpdate)],
 );

@@ -4,6 +4,9 @@ import { z } from "zod";
 import { mayIssue, mayRead, type Principal } from "../../auth/api-tokens.ts";
 import { Rejection } from "../../errors.ts";
 import { issueCertificate } from "../../issuance/issue-certificate.ts";
+import type { RevocationPublishing } from "../../revocation/pointers.ts";
+import { parseReason, reasonName } from "../../revocation/reasons.ts";
+import { revoke } from "../../revocation/revoke.ts";
 import { certificateBySerial, listCertificates, type CertificateRow } from "../../store/certificates.ts";
 import type { AppContext, AppEnv } from "../context.ts";
 import { problem } from "../problem.ts";
@@ -17,6 +20,11 @@ const issueBody = z.object({
   validity: z.string().max(20).optional(),
 });
 
+const revokeBody = z.object({
+  reason: z.union([z.string().max(40), z.number().int()]).default("unspecified"),
+  invalidityDate: z.string().datetime({ offset: true }).optional(),
+});
+
 const listQuery = z.object({
   profile: z.string().max(100).optional(),
   status: z.enum(["valid", "revoked"]).optional(),
@@ -24,7 +32,7 @@ const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(500).default(100),
 });
 
-export function certificateRoutes(ctx: AppContext) {
+export function certificateRoutes(ctx: AppContext, revocation?: RevocationPublishing) {
   const app = new Hono<AppEnv>();
 
   app.post(
@@ -53,7 +61,7 @@ export function certificateRoutes(ctx: AppContext) {
       if (!mayIssue(principal, profile)) return problem(c, "forbidden", `this token may not issue from profile ${profile}`);
       const issuer = ctx.issuer();
       const row = await issueCertificate(
-        { db: ctx.store.db, profiles: ctx.profiles, issuer },
+        { db: ctx.store.db, profiles: ctx.profiles, issuer, revocation },
         { csrPem: csr, profile, validity, requestedBy: principal.tokenId },
       );
       ctx.log.info({ serial: row.serial, profile, token: principal.tokenId }, "certificate issued");
@@ -83,6 +91,28 @@ export function certificateRoutes(ctx: AppContext) {
     });
   });
 
+  app.post("/:serial/revoke", bodyLimit({ maxSize: 4096, onError: (c) => problem(c, "payload-too-large", "send at most 4096 bytes") }), requireRole(ctx, (p) => p.role === "admin" || p.role === "issuer"), async (c) => {
+    const serial = c.req.param("serial").toLowerCase();
+    const body = revokeBody.safeParse(await c.req.json().catch(() => undefined));
+    if (!body.success) {
+      const issue = body.error.issues[0];
+      return problem(c, "malformed-request", `expected JSON {reason, invalidityDate?}; ${issue ? `${issue.path.join(".") || "body"}: ${issue.message}` : ""}`);
+    }
+    const reason = parseReason(body.data.reason);
+    if (reason === undefined) throw new Rejection("bad-revocation-reason", `unknown reason "${body.data.reason}"; use an RFC 5280 name such as keyCompromise or superseded`);
+    const row = /^[0-9a-f]{1,40}$/.test(serial) ? await certificateBySerial(ctx.store.db, serial) : undefined;
+    const principal = c.get("principal");
+    if (!row || (principal.role === "issuer" && !principal.profiles.includes(row.profile))) {
+      return problem(c, "not-found", `no certificate with serial ${serial}`);
+    }
+    const outcome = await revoke(
+      { db: ctx.store.db, now: () => new Date() },
+      { serial, reason, invalidityDate: body.data.invalidityDate ? new Date(body.data.invalidityDate) : undefined, by: principal.tokenId },
+    );
+    ctx.log.info({ serial, reason: reasonName(reason), token: principal.tokenId, alreadyRevoked: outcome.alreadyRevoked }, "certificate revoked");
+    return c.json({ ...view(outcome.row), alreadyRevoked: outcome.alreadyRevoked });
+  });
+
   app.get("/:serial", requireRole(ctx, mayRead), async (c) => {
     const serial = c.req.param("serial").toLowerCase();
     const row = /^[0-9a-f]{1,40}$/.test(serial) ? await certificateBySerial(ctx.store.db, serial) : undefined;
@@ -109,6 +139,13 @@ function view(row: CertificateRow) {
     notBefore: row.notBefore.toISOString(),
     notAfter: row.notAfter.toISOString(),
     fingerprintSha256: row.fingerprintSha256,
+    ...(row.revokedAt
+      ? {
+          revokedAt: row.revokedAt.toISOString(),
+          revocationReason: reasonName(row.revocationReason ?? 0),
+          ...(row.invalidityDate ? { invalidityDate: row.invalidityDate.toISOString() } : {}),
+        }
+      : {}),
     certificate: row.certificatePem,
   };
 }

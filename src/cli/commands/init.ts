@@ -32,7 +32,7 @@ export async function initCommand(args: string[], env: CommandEnv): Promise<numb
     h.intermediateValidityDays = days(values["intermediate-validity-days"], "--intermediate-validity-days");
   }
   const store = await env.store();
-  const transcript = await initHierarchy(env.hsm(), store.db, h);
+  const transcript = await initHierarchy(env.hsm(), store.db, h, env.revocationUrls());
   if (!transcript) {
     env.out("The CA hierarchy already exists; nothing was created. Existing CAs:");
     for (const ca of await listCas(store.db)) {

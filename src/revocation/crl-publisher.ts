@@ -1,0 +1,186 @@
+import * as x509 from "@peculiar/x509";
+import type { Logger } from "pino";
+import { buildCrl, type CrlEntry } from "../ca/crl.ts";
+import type { Hsm } from "../hsm/hsm.ts";
+import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
+import { listCas, type CaRow } from "../store/cas.ts";
+import { revokedEntries } from "../store/certificates.ts";
+import { latestCrl, nextCrlNumber, saveCrl } from "../store/crls.ts";
+import type { Database } from "../store/database.ts";
+import { RevocationUrls, WHOLE_ISSUER } from "./urls.ts";
+
+export interface CrlSettings {
+  /** Partitions of each intermediate's CRL; 0: one CRL per issuer. */
+  partitions: number;
+  fullLifetimeMs: number;
+  deltaLifetimeMs: number;
+}
+
+/** Revocations this close to a build may not be visible to it yet: deltas overlap by this much. */
+const VISIBILITY_MARGIN_MS = 10_000;
+/** Revocations within this window are published together. */
+const DEBOUNCE_MS = 300;
+
+/**
+ * Builds, signs (with the issuer's key in the HSM) and stores CRLs: for each
+ * CA a full CRL (per partition when configured) and a delta CRL against it.
+ * Replicas may build at once: numbers come from one sequence and a stored
+ * CRL is only ever replaced by a higher-numbered one.
+ */
+export class CrlPublisher {
+  private readonly pending = new Map<number, NodeJS.Timeout>();
+  private readonly running = new Set<Promise<void>>();
+
+  constructor(
+    private readonly deps: { db: Database; hsm: Hsm; log: Logger; urls: () => RevocationUrls; settings: CrlSettings; now(): Date },
+  ) {}
+
+  /** After a revocation: republish that issuer's CRLs shortly (well within 5 s). */
+  revoked(issuerId: number): void {
+    if (this.pending.has(issuerId)) return;
+    this.pending.set(
+      issuerId,
+      setTimeout(() => {
+        this.pending.delete(issuerId);
+        this.track(this.publishIssuerById(issuerId, { full: true }));
+      }, DEBOUNCE_MS),
+    );
+  }
+
+  /** The schedule: full CRLs past half their life, deltas past half theirs, for every CA. */
+  async publishDue(): Promise<void> {
+    const now = this.deps.now().getTime();
+    for (const ca of await listCas(this.deps.db)) {
+      for (const partition of this.partitionsOf(ca)) {
+        const full = await latestCrl(this.deps.db, ca.id, partition, "full");
+        const delta = await latestCrl(this.deps.db, ca.id, partition, "delta");
+        const halfGone = (c: { thisUpdate: Date; nextUpdate: Date } | undefined) =>
+          !c || now >= c.thisUpdate.getTime() + (c.nextUpdate.getTime() - c.thisUpdate.getTime()) / 2;
+        if (halfGone(full)) await this.publishPartition(ca, partition, { full: true });
+        else if (halfGone(delta)) await this.publishPartition(ca, partition, { full: false });
+      }
+    }
+  }
+
+  async publishIssuerById(issuerId: number, what: { full: boolean }): Promise<void> {
+    const ca = (await listCas(this.deps.db)).find((c) => c.id === issuerId);
+    if (!ca) return;
+    for (const partition of this.partitionsOf(ca)) await this.publishPartition(ca, partition, what);
+  }
+
+  /** Waits for builds in flight (shutdown, tests). */
+  async drain(): Promise<void> {
+    for (const t of this.pending.values()) clearTimeout(t);
+    const pendingIds = [...this.pending.keys()];
+    this.pending.clear();
+    for (const id of pendingIds) this.track(this.publishIssuerById(id, { full: true }));
+    await Promise.allSettled([...this.running]);
+  }
+
+  /** Every CA has its whole-issuer CRL; intermediates add partitions when configured. */
+  private partitionsOf(ca: CaRow): number[] {
+    const parts = [WHOLE_ISSUER];
+    if (ca.role === "intermediate") for (let p = 0; p < this.deps.settings.partitions; p++) parts.push(p);
+    return parts;
+  }
+
+  private async publishPartition(ca: CaRow, partition: number, what: { full: boolean }): Promise<void> {
+    const { db, hsm, settings, log } = this.deps;
+    const urls = this.deps.urls();
+    const started = this.deps.now();
+    const issuer = new x509.X509Certificate(ca.certificatePem);
+    const signer = hsm.signer(ca.keyLabel, ca.keyAlgorithm as CaKeyAlgorithm);
+    const idp = {
+      url: urls.crl(ca.id, partition, "full"),
+      ...(ca.role === "root" ? { onlyContainsCACerts: true } : { onlyContainsUserCerts: true }),
+    };
+    let base = await latestCrl(db, ca.id, partition, "full");
+    if (what.full || !base) {
+      const number = await nextCrlNumber(db, ca.id);
+      const entries = await collect(this.entriesOf(ca, partition, started));
+      const der = await buildCrl({
+        issuer,
+        signer,
+        keyAlgorithm: ca.keyAlgorithm as CaKeyAlgorithm,
+        crlNumber: number,
+        thisUpdate: started,
+        nextUpdate: new Date(started.getTime() + settings.fullLifetimeMs),
+        entries,
+        freshestCrlUrl: urls.crl(ca.id, partition, "delta"),
+        issuingDistributionPoint: idp,
+      });
+      base = {
+        issuerId: ca.id,
+        partition,
+        kind: "full",
+        crlNumber: number,
+        baseCrlNumber: null,
+        coversUntil: new Date(started.getTime() - VISIBILITY_MARGIN_MS),
+        thisUpdate: started,
+        nextUpdate: new Date(started.getTime() + settings.fullLifetimeMs),
+        entries: entries.length,
+        der: Buffer.from(der),
+      };
+      await saveCrl(db, base);
+      log.info({ issuer: ca.id, partition, crlNumber: String(number), entries: entries.length, ms: Date.now() - started.getTime() }, "published a full CRL");
+    }
+    const deltaNumber = await nextCrlNumber(db, ca.id);
+    const deltaEntries = await collect(this.entriesOf(ca, partition, started, base.coversUntil));
+    const delta = await buildCrl({
+      issuer,
+      signer,
+      keyAlgorithm: ca.keyAlgorithm as CaKeyAlgorithm,
+      crlNumber: deltaNumber,
+      thisUpdate: started,
+      nextUpdate: new Date(started.getTime() + settings.deltaLifetimeMs),
+      entries: deltaEntries,
+      deltaOf: base.crlNumber,
+      issuingDistributionPoint: idp,
+    });
+    await saveCrl(db, {
+      issuerId: ca.id,
+      partition,
+      kind: "delta",
+      crlNumber: deltaNumber,
+      baseCrlNumber: base.crlNumber,
+      coversUntil: new Date(started.getTime() - VISIBILITY_MARGIN_MS),
+      thisUpdate: started,
+      nextUpdate: new Date(started.getTime() + settings.deltaLifetimeMs),
+      entries: deltaEntries.length,
+      der: Buffer.from(delta),
+    });
+  }
+
+  /** Revoked certificates under this CA: leaves for intermediates, intermediates for the root. */
+  private async *entriesOf(ca: CaRow, partition: number, now: Date, revokedAfter?: Date): AsyncGenerator<CrlEntry> {
+    if (ca.role === "root") {
+      for (const child of await listCas(this.deps.db)) {
+        if (child.parentId !== ca.id || !child.revokedAt || child.notAfter <= now) continue;
+        if (revokedAfter && child.revokedAt <= revokedAfter) continue;
+        yield { serial: child.serial, revokedAt: child.revokedAt, reason: child.revocationReason ?? undefined };
+      }
+      return;
+    }
+    const rows = revokedEntries(this.deps.db, {
+      issuerId: ca.id,
+      partition: partition === WHOLE_ISSUER ? undefined : partition,
+      revokedAfter,
+      notExpiredAt: now,
+    });
+    for await (const r of rows) {
+      yield { serial: r.serial, revokedAt: r.revokedAt, reason: r.reason ?? undefined, invalidityDate: r.invalidityDate ?? undefined };
+    }
+  }
+
+  private track(p: Promise<void>): void {
+    const tracked = p.catch((err: Error) => this.deps.log.error({ err: err.message }, "CRL publication failed"));
+    this.running.add(tracked);
+    void tracked.finally(() => this.running.delete(tracked));
+  }
+}
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}

@@ -1,0 +1,211 @@
+import * as x509 from "@peculiar/x509";
+import type { Logger } from "pino";
+import {
+  buildCertId,
+  buildOcspResponse,
+  issuerHashes,
+  matchesIssuer,
+  ocspErrorResponse,
+  OcspRequestError,
+  parseOcspRequest,
+  type CertStatus,
+  type IssuerKeyHashes,
+  type OcspCertId,
+  type OcspResponder,
+} from "../ca/ocsp.ts";
+import type { Hsm } from "../hsm/hsm.ts";
+import { childCaBySerial, listCas, type CaRow } from "../store/cas.ts";
+import { certificateBySerial } from "../store/certificates.ts";
+import type { Database } from "../store/database.ts";
+import { certificatesNeedingOcsp, ocspResponseFor, saveOcspResponse } from "../store/ocsp.ts";
+import { responderFor } from "./ocsp-responders.ts";
+
+export interface OcspSettings {
+  mode: "delegated" | "ca";
+  responseLifetimeMs: number;
+  responderLifetimeMs: number;
+  /** Background signatures per second at most. */
+  signRate: number;
+  /** Responses kept in memory. */
+  cacheEntries: number;
+}
+
+export interface OcspAnswer {
+  der: Uint8Array;
+  /** For HTTP caching (RFC 5019 §6): absent for error responses and nonce responses. */
+  validity?: { thisUpdate: Date; nextUpdate: Date };
+}
+
+interface Issuer {
+  row: CaRow;
+  hashes: IssuerKeyHashes;
+  responder: OcspResponder;
+  responderNotAfter: Date;
+}
+
+interface Cached {
+  der: Uint8Array;
+  thisUpdate: Date;
+  nextUpdate: Date;
+}
+
+/** A cached response is served while at least this much of it is left. */
+const MIN_REMAINING_MS = 60_000;
+/** Unknown serials get signed "unknown" answers; these many are remembered. */
+const UNKNOWN_CACHE_ENTRIES = 10_000;
+
+/**
+ * The OCSP responder (RFC 6960, RFC 5019 profile). Responses for issued
+ * certificates are pre-signed in the background (throttled), kept in the
+ * database for every replica and in memory here; a request is answered from
+ * memory when it can. Requests with a nonce (RFC 8954) get a fresh response.
+ * A serial this CA never issued is "unknown", never "good".
+ */
+export class OcspService {
+  private issuers: Issuer[] = [];
+  private readonly cache = new Map<string, Cached>();
+  private readonly unknown = new Map<string, Cached>();
+  private refreshing = false;
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly deps: { db: Database; hsm: Hsm; log: Logger; now(): Date },
+    private readonly settings: OcspSettings,
+  ) {}
+
+  /** Loads the CAs it answers for (all of them: retired CAs' certificates still need answers). */
+  async load(): Promise<void> {
+    const issuers: Issuer[] = [];
+    for (const row of await listCas(this.deps.db)) {
+      const { responder, notAfter } = await responderFor(this.deps, row, { mode: this.settings.mode, lifetimeMs: this.settings.responderLifetimeMs });
+      issuers.push({ row, hashes: issuerHashes(new x509.X509Certificate(row.certificatePem)), responder, responderNotAfter: notAfter });
+    }
+    this.issuers = issuers;
+  }
+
+  start(intervalMs = 10_000): void {
+    this.timer = setInterval(() => void this.refreshDue(), intervalMs);
+    this.timer.unref();
+    void this.refreshDue();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** Revoked elsewhere: forget what we had, so the next request reads or signs the new status. */
+  evict(serials: string[]): void {
+    for (const s of serials) for (const key of [...this.cache.keys()]) if (key.endsWith(`:${s}`)) this.cache.delete(key);
+  }
+
+  /** Answers one DER request; never throws: every failure is an OCSP error response. */
+  async respond(requestDer: Uint8Array): Promise<OcspAnswer> {
+    let certId: OcspCertId;
+    let nonce: Buffer | undefined;
+    try {
+      const req = parseOcspRequest(requestDer);
+      certId = req.certIds[0]!;
+      nonce = req.nonce;
+    } catch (err) {
+      if (err instanceof OcspRequestError) return { der: ocspErrorResponse("malformedRequest") };
+      throw err;
+    }
+    const issuer = this.issuers.find((i) => matchesIssuer(certId, i.hashes));
+    if (!issuer) return { der: ocspErrorResponse("unauthorized") };
+    try {
+      if (nonce) return { der: (await this.sign(issuer, certId, await this.statusOf(issuer, certId.serial), nonce)).der };
+      return await this.cachedOrSigned(issuer, certId);
+    } catch (err) {
+      this.deps.log.error({ err: (err as Error).message, serial: certId.serial }, "OCSP response failed");
+      return { der: ocspErrorResponse("tryLater") };
+    }
+  }
+
+  private async cachedOrSigned(issuer: Issuer, certId: OcspCertId): Promise<OcspAnswer> {
+    const key = `${issuer.row.id}:${certId.hashAlgorithm}:${certId.serial}`;
+    const now = this.deps.now().getTime();
+    const fresh = (c: Cached | undefined) => c && c.nextUpdate.getTime() - now > MIN_REMAINING_MS;
+    const hit = this.cache.get(key) ?? this.unknown.get(key);
+    if (fresh(hit)) return { der: hit!.der, validity: hit };
+
+    const status = await this.statusOf(issuer, certId.serial);
+    if (status.status !== "unknown" && certId.hashAlgorithm === "sha1") {
+      const stored = await ocspResponseFor(this.deps.db, certId.serial);
+      if (stored && stored.issuerId === issuer.row.id && stored.status === status.status && fresh(stored) && sameCertId(stored.der, certId)) {
+        this.remember(this.cache, key, { der: stored.der, thisUpdate: stored.thisUpdate, nextUpdate: stored.nextUpdate });
+        return { der: stored.der, validity: stored };
+      }
+    }
+    const signed = await this.sign(issuer, certId, status);
+    if (status.status === "unknown") this.remember(this.unknown, key, signed, UNKNOWN_CACHE_ENTRIES);
+    else {
+      this.remember(this.cache, key, signed);
+      if (certId.hashAlgorithm === "sha1") await this.store(issuer, certId.serial, status.status, signed);
+    }
+    return { der: signed.der, validity: signed };
+  }
+
+  /**
+   * Background pre-signing: certificates without a stored response, with one
+   * past half its life, or whose stored status is stale. Paced at signRate.
+   */
+  async refreshDue(): Promise<void> {
+    if (this.refreshing) return;
+    this.refreshing = true;
+    try {
+      const now = this.deps.now();
+      if (this.issuers.some((i) => i.responderNotAfter.getTime() - now.getTime() < this.settings.responderLifetimeMs / 3)) await this.load();
+      const batch = await certificatesNeedingOcsp(this.deps.db, now, new Date(now.getTime() + this.settings.responseLifetimeMs / 2), this.settings.signRate * 10);
+      const gap = 1000 / this.settings.signRate;
+      let next = Date.now();
+      for (const { serial, issuerId } of batch) {
+        const issuer = this.issuers.find((i) => i.row.id === issuerId);
+        if (!issuer) continue;
+        const wait = next - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        next = Math.max(next, Date.now()) + gap;
+        const status = await this.statusOf(issuer, serial);
+        if (status.status === "unknown") continue;
+        const certId = buildCertId(issuer.hashes, "sha1", serial);
+        const signed = await this.sign(issuer, certId, status);
+        await this.store(issuer, serial, status.status, signed);
+        this.remember(this.cache, `${issuer.row.id}:sha1:${serial}`, signed);
+      }
+    } catch (err) {
+      this.deps.log.error({ err: (err as Error).message }, "OCSP pre-signing failed");
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
+  private async statusOf(issuer: Issuer, serial: string): Promise<CertStatus> {
+    const cert = await certificateBySerial(this.deps.db, serial);
+    const row = cert && cert.issuerId === issuer.row.id ? cert : await childCaBySerial(this.deps.db, issuer.row.id, serial);
+    if (!row) return { status: "unknown" };
+    if (row.revokedAt) return { status: "revoked", revokedAt: row.revokedAt, reason: row.revocationReason ?? undefined };
+    return { status: "good" };
+  }
+
+  private async sign(issuer: Issuer, certId: OcspCertId, status: CertStatus, nonce?: Buffer): Promise<Cached> {
+    const now = this.deps.now();
+    const nextUpdate = new Date(now.getTime() + this.settings.responseLifetimeMs);
+    const der = await buildOcspResponse({ responder: issuer.responder, certId, status, producedAt: now, thisUpdate: now, nextUpdate, nonce });
+    return { der, thisUpdate: now, nextUpdate };
+  }
+
+  private async store(issuer: Issuer, serial: string, status: "good" | "revoked", r: Cached): Promise<void> {
+    await saveOcspResponse(this.deps.db, { serial, issuerId: issuer.row.id, status, thisUpdate: r.thisUpdate, nextUpdate: r.nextUpdate, der: Buffer.from(r.der) });
+  }
+
+  /** Insertion-ordered map as a bounded cache: the oldest entry goes first. */
+  private remember(map: Map<string, Cached>, key: string, value: Cached, max = this.settings.cacheEntries): void {
+    map.delete(key);
+    map.set(key, value);
+    if (map.size > max) map.delete(map.keys().next().value!);
+  }
+}
+
+/** A stored (SHA-1) response answers only requests whose CertID it carries byte for byte. */
+function sameCertId(responseDer: Uint8Array, certId: OcspCertId): boolean {
+  return Buffer.from(responseDer).includes(certId.der);
+}
