@@ -83,7 +83,11 @@ export async function startService(
     }
     await checkCaKeys(hsm, store.db);
     issuer = await loadActiveIssuer(store.db, hsm);
-    revocation = await startRevocationServices({ config, db: store.db, hsm, log, publishing });
+    const reloadHierarchy = async () => {
+      issuer = await loadActiveIssuer(store.db, hsm).catch(() => undefined);
+      await revocation?.ocsp.load();
+    };
+    revocation = await startRevocationServices({ config, db: store.db, hsm, log, publishing, caRevoked: reloadHierarchy });
     closers.push(() => revocation?.stop());
 
     const acmeProfiles = loadAcmeProfiles(config.acme.profilesDir, profiles);
@@ -118,10 +122,7 @@ export async function startService(
       revocationUrls: () => publishing.urls,
       out: (t) => out.push(t),
       err: (t) => err.push(t),
-      hierarchyChanged: async () => {
-        issuer = await loadActiveIssuer(store.db, hsm).catch(() => undefined);
-        await revocation?.ocsp.load();
-      },
+      hierarchyChanged: reloadHierarchy,
     });
     if (store.kind === "pglite") {
       const control = await startControlSocket(config.dataDir, async (argv) => {

@@ -27,7 +27,7 @@ import type { CaSigner } from "./signer.ts";
 
 /**
  * X.509 v2 CRLs (RFC 5280 §5), assembled as DER by hand so that a list of a
- * million revoked certificates costs a few bytes a entry and no object per
+ * million revoked certificates costs a few dozen bytes an entry and no object per
  * ASN.1 node: entries are written straight into Buffers, the tbsCertList is
  * signed in place and the CertificateList wrapped around it without copying.
  */

@@ -90,10 +90,10 @@ export class CrlPublisher {
     const started = this.deps.now();
     const issuer = new x509.X509Certificate(ca.certificatePem);
     const signer = hsm.signer(ca.keyLabel, ca.keyAlgorithm as CaKeyAlgorithm);
-    const idp = {
-      url: urls.crl(ca.id, partition, "full"),
-      ...(ca.role === "root" ? { onlyContainsCACerts: true } : { onlyContainsUserCerts: true }),
-    };
+    // An intermediate's CRLs name their scope (and partition) exactly as its certificates' CRL DP does.
+    // The root's CRL has no IDP: it must also cover the root itself, which has no CRL DP, for
+    // relying parties that check the whole chain (openssl -crl_check_all).
+    const idp = ca.role === "intermediate" ? { url: urls.crl(ca.id, partition, "full"), onlyContainsUserCerts: true } : undefined;
     let base = await latestCrl(db, ca.id, partition, "full");
     if (what.full || !base) {
       const number = await nextCrlNumber(db, ca.id);

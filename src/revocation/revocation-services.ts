@@ -30,6 +30,8 @@ export async function startRevocationServices(deps: {
   hsm: Hsm;
   log: Logger;
   publishing: RevocationPublishing;
+  /** A CA was revoked (possibly by another process): the issuer must be reloaded. */
+  caRevoked(): Promise<void>;
 }): Promise<RevocationServices> {
   const { config, db, hsm, log, publishing } = deps;
   const now = () => new Date();
@@ -64,6 +66,9 @@ export async function startRevocationServices(deps: {
     onRevoked: [
       (events) => ocsp.evict(events.map((e) => e.serial)),
       (events) => new Set(events.map((e) => e.crlIssuerId)).forEach((id) => crls.revoked(id)),
+      (events) => {
+        if (events.some((e) => e.ca)) deps.caRevoked().catch((err: Error) => log.error({ err: err.message }, "cannot reload the CA hierarchy"));
+      },
     ],
   });
   watcher.start();

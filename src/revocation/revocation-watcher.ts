@@ -5,6 +5,8 @@ import type { Database } from "../store/database.ts";
 
 export interface RevocationEvent {
   serial: string;
+  /** A CA certificate (an intermediate) rather than an end-entity one. */
+  ca: boolean;
   /** The CA whose CRL must list it: the issuer of a leaf, the parent of a revoked CA. */
   crlIssuerId: number;
 }
@@ -53,13 +55,13 @@ export class RevocationWatcher {
       for (const r of await revokedSince(this.deps.db, since)) {
         if (this.seen.has(r.serial)) continue;
         this.seen.set(r.serial, r.revokedAt.getTime());
-        events.push({ serial: r.serial, crlIssuerId: r.issuerId });
+        events.push({ serial: r.serial, ca: false, crlIssuerId: r.issuerId });
         if (r.revokedAt > this.watermark) this.watermark = r.revokedAt;
       }
       for (const ca of await casRevokedSince(this.deps.db, since)) {
         if (this.seen.has(ca.serial) || ca.parentId === null) continue;
         this.seen.set(ca.serial, ca.revokedAt!.getTime());
-        events.push({ serial: ca.serial, crlIssuerId: ca.parentId });
+        events.push({ serial: ca.serial, ca: true, crlIssuerId: ca.parentId });
       }
       // Forget what is older than the look-back window.
       for (const [serial, at] of this.seen) if (at < since.getTime()) this.seen.delete(serial);
