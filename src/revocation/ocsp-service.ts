@@ -63,8 +63,9 @@ const UNKNOWN_CACHE_ENTRIES = 10_000;
  */
 export class OcspService {
   private issuers: Issuer[] = [];
-  private readonly cache = new Map<string, Cached>();
-  private readonly unknown = new Map<string, Cached>();
+  /** By serial, then by issuer and CertID hash: a revocation evicts one entry, not a scan. */
+  private readonly cache = new Map<string, Map<string, Cached>>();
+  private readonly unknown = new Map<string, Map<string, Cached>>();
   private refreshing = false;
   private timer?: NodeJS.Timeout;
 
@@ -95,7 +96,7 @@ export class OcspService {
 
   /** Revoked elsewhere: forget what we had, so the next request reads or signs the new status. */
   evict(serials: string[]): void {
-    for (const s of serials) for (const key of [...this.cache.keys()]) if (key.endsWith(`:${s}`)) this.cache.delete(key);
+    for (const s of serials) this.cache.delete(s);
   }
 
   /** Answers one DER request; never throws: every failure is an OCSP error response. */
@@ -122,24 +123,25 @@ export class OcspService {
   }
 
   private async cachedOrSigned(issuer: Issuer, certId: OcspCertId): Promise<OcspAnswer> {
-    const key = `${issuer.row.id}:${certId.hashAlgorithm}:${certId.serial}`;
+    const serial = certId.serial;
+    const variant = `${issuer.row.id}:${certId.hashAlgorithm}`;
     const now = this.deps.now().getTime();
     const fresh = (c: Cached | undefined) => c && c.nextUpdate.getTime() - now > MIN_REMAINING_MS;
-    const hit = this.cache.get(key) ?? this.unknown.get(key);
+    const hit = this.cache.get(serial)?.get(variant) ?? this.unknown.get(serial)?.get(variant);
     if (fresh(hit)) return { der: hit!.der, validity: hit };
 
     const status = await this.statusOf(issuer, certId.serial);
     if (status.status !== "unknown" && certId.hashAlgorithm === "sha1") {
       const stored = await ocspResponseFor(this.deps.db, certId.serial);
       if (stored && stored.issuerId === issuer.row.id && stored.status === status.status && fresh(stored) && sameCertId(stored.der, certId)) {
-        this.remember(this.cache, key, { der: stored.der, thisUpdate: stored.thisUpdate, nextUpdate: stored.nextUpdate });
+        this.remember(this.cache, serial, variant, { der: stored.der, thisUpdate: stored.thisUpdate, nextUpdate: stored.nextUpdate });
         return { der: stored.der, validity: stored };
       }
     }
     const signed = await this.sign(issuer, certId, status);
-    if (status.status === "unknown") this.remember(this.unknown, key, signed, UNKNOWN_CACHE_ENTRIES);
+    if (status.status === "unknown") this.remember(this.unknown, serial, variant, signed, UNKNOWN_CACHE_ENTRIES);
     else {
-      this.remember(this.cache, key, signed);
+      this.remember(this.cache, serial, variant, signed);
       if (certId.hashAlgorithm === "sha1") await this.store(issuer, certId.serial, status.status, signed);
     }
     return { der: signed.der, validity: signed };
@@ -169,7 +171,7 @@ export class OcspService {
         const certId = buildCertId(issuer.hashes, "sha1", serial);
         const signed = await this.sign(issuer, certId, status);
         await this.store(issuer, serial, status.status, signed);
-        this.remember(this.cache, `${issuer.row.id}:sha1:${serial}`, signed);
+        this.remember(this.cache, serial, `${issuer.row.id}:sha1`, signed);
       }
     } catch (err) {
       this.deps.log.error({ err: (err as Error).message }, "OCSP pre-signing failed");
@@ -197,10 +199,12 @@ export class OcspService {
     await saveOcspResponse(this.deps.db, { serial, issuerId: issuer.row.id, status, thisUpdate: r.thisUpdate, nextUpdate: r.nextUpdate, der: Buffer.from(r.der) });
   }
 
-  /** Insertion-ordered map as a bounded cache: the oldest entry goes first. */
-  private remember(map: Map<string, Cached>, key: string, value: Cached, max = this.settings.cacheEntries): void {
-    map.delete(key);
-    map.set(key, value);
+  /** Insertion-ordered map as a bounded cache: the serial cached longest ago goes first. */
+  private remember(map: Map<string, Map<string, Cached>>, serial: string, variant: string, value: Cached, max = this.settings.cacheEntries): void {
+    const variants = map.get(serial) ?? new Map<string, Cached>();
+    variants.set(variant, value);
+    map.delete(serial);
+    map.set(serial, variants);
     if (map.size > max) map.delete(map.keys().next().value!);
   }
 }
