@@ -64,19 +64,8 @@ export interface CrlInput {
   issuingDistributionPoint?: { url: string; onlyContainsUserCerts?: boolean; onlyContainsCACerts?: boolean };
 }
 
-/** RFC 5280 §5.3.1 CRLReason values (7 is unused). */
-export const CRL_REASON = {
-  unspecified: 0,
-  keyCompromise: 1,
-  cACompromise: 2,
-  affiliationChanged: 3,
-  superseded: 4,
-  cessationOfOperation: 5,
-  certificateHold: 6,
-  removeFromCRL: 8,
-  privilegeWithdrawn: 9,
-  aACompromise: 10,
-} as const;
+export { CRL_REASONS as CRL_REASON } from "./crl-reasons.ts";
+import { CRL_REASONS as CRL_REASON } from "./crl-reasons.ts";
 
 export class CrlError extends Error {}
 
