@@ -1,4 +1,5 @@
 import path from "node:path";
+import cron from "node-cron";
 import { z } from "zod";
 import { CA_KEY_ALGORITHMS } from "./hsm/key-algorithms.ts";
 import { parseDuration } from "./policy/duration.ts";
@@ -22,6 +23,11 @@ const envSchema = z.object({
   HSM_CA_TOKEN_LABEL: z.string().min(1).default("hsm-ca"),
   HSM_CA_PIN: z.string().min(1).optional(),
   HSM_CA_PIN_FILE: z.string().min(1).optional(),
+  HSM_CA_ROOT_TOKEN_LABEL: z.string().min(1).optional(),
+  HSM_CA_ROOT_PIN: z.string().min(1).optional(),
+  HSM_CA_ROOT_PIN_FILE: z.string().min(1).optional(),
+  HSM_CA_ROTATION_SCHEDULE: z.string().optional(),
+  HSM_CA_ROTATION_REMAINING: z.string().regex(/^([0-9]{1,2}%|[1-9][0-9]*[smhd])$/, 'a share like "33%" or a duration like "30d"').optional(),
   HSM_CA_HSM_SESSIONS: z.coerce.number().int().min(1).max(64).default(4),
   DATABASE_URL: z.string().min(1).optional(),
   HSM_CA_HTTPS_HOST: z.string().default("127.0.0.1"),
@@ -62,6 +68,8 @@ export interface HsmConfig {
   sessions: number;
   /** True when hsm-ca owns a SoftHSM2 token under the data directory. */
   embedded: boolean;
+  /** A separate token for the root key (an offline root); unset: the root key is on the same token. */
+  rootToken?: { label: string; pinSource: { env: string } | { file: string } };
 }
 
 export interface HierarchyConfig {
@@ -111,12 +119,22 @@ export interface Config {
     resolvers: string[];
     validationTimeoutMs: number;
   };
+  rotation: {
+    /** node-cron expression: rotate at each tick. */
+    schedule?: string;
+    /** Rotate when less than this remains: a share of the lifetime ("33%") or a duration in ms. */
+    remaining?: { share: number } | { ms: number };
+  };
   /** Create the root and intermediate on start when missing (default: only on the embedded SoftHSM2). */
   autoInit: boolean;
   logLevel: z.infer<typeof envSchema>["HSM_CA_LOG_LEVEL"];
 }
 
 export class ConfigError extends Error {}
+
+function parseRemaining(text: string): { share: number } | { ms: number } {
+  return text.endsWith("%") ? { share: Number(text.slice(0, -1)) / 100 } : { ms: parseDuration(text)! };
+}
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(env);
@@ -125,6 +143,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid setting ${issue.path.join(".")}: ${issue.message}`);
   }
   const e = parsed.data;
+  if (e.HSM_CA_ROTATION_SCHEDULE && !cron.validate(e.HSM_CA_ROTATION_SCHEDULE)) {
+    throw new ConfigError(`invalid setting HSM_CA_ROTATION_SCHEDULE: "${e.HSM_CA_ROTATION_SCHEDULE}" is not a cron expression`);
+  }
   const dataDir = path.resolve(e.HSM_CA_DATA_DIR);
   const embedded = e.HSM_CA_PKCS11_MODULE === undefined;
   if (embedded && (e.HSM_CA_PIN || e.HSM_CA_PIN_FILE)) {
@@ -146,6 +167,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       pinSource,
       sessions: e.HSM_CA_HSM_SESSIONS,
       embedded,
+      rootToken: e.HSM_CA_ROOT_TOKEN_LABEL
+        ? {
+            label: e.HSM_CA_ROOT_TOKEN_LABEL,
+            pinSource: e.HSM_CA_ROOT_PIN
+              ? { env: "HSM_CA_ROOT_PIN" }
+              : e.HSM_CA_ROOT_PIN_FILE
+                ? { file: path.resolve(e.HSM_CA_ROOT_PIN_FILE) }
+                : pinSource,
+          }
+        : undefined,
+    },
+    rotation: {
+      schedule: e.HSM_CA_ROTATION_SCHEDULE || undefined,
+      remaining: parseRemaining(e.HSM_CA_ROTATION_REMAINING ?? "33%"),
     },
     databaseUrl: e.DATABASE_URL,
     https: { host: e.HSM_CA_HTTPS_HOST, port: e.HSM_CA_HTTPS_PORT },

@@ -22,6 +22,13 @@ import { openStore, type Store } from "./store/database.ts";
 import { Rejection } from "./errors.ts";
 import { startRevocationServices, type RevocationServices } from "./revocation/revocation-services.ts";
 import { RevocationUrls } from "./revocation/urls.ts";
+import cron from "node-cron";
+import { destroyRetiredKeys } from "./ceremony/destroy-retired-keys.ts";
+import { scheduleRotation, type RotationSchedule } from "./jobs/rotation-schedule.ts";
+import { activeCa } from "./store/cas.ts";
+
+/** How often every replica checks whether another process rotated the intermediate. */
+const HIERARCHY_POLL_MS = 2_000;
 
 export interface Service {
   ctx: AppContext;
@@ -89,6 +96,26 @@ export async function startService(
     };
     revocation = await startRevocationServices({ config, db: store.db, hsm, log, publishing, caRevoked: reloadHierarchy });
     closers.push(() => revocation?.stop());
+
+    // Rotation: scheduled here, or done by `hsm-ca rotate` or another replica; every replica
+    // notices a new active intermediate within seconds and switches to it without a restart.
+    const switchIfRotated = async () => {
+      const active = await activeCa(store.db, "intermediate");
+      if (active && active.id !== issuer?.row.id) {
+        await reloadHierarchy();
+        await revocation?.crls.publishDue();
+        log.info({ ca: active.id, subject: active.subject }, "issuing from a new intermediate");
+      }
+    };
+    const rotation = scheduleRotation({ db: store.db, hsm, log, config, urls: () => publishing.urls, onRotated: switchIfRotated });
+    closers.push(() => rotation.stop());
+    const hierarchyWatch = setInterval(() => void switchIfRotated().catch((err: Error) => log.error({ err: err.message }, "cannot check the hierarchy")), HIERARCHY_POLL_MS);
+    hierarchyWatch.unref();
+    closers.push(() => clearInterval(hierarchyWatch));
+    const keyCleanup = cron.schedule("17 * * * *", () =>
+      destroyRetiredKeys({ db: store.db, hsm, log, now: () => new Date() }).catch((err: Error) => log.error({ err: err.message }, "retired key clean-up failed")),
+    );
+    closers.push(() => void keyCleanup.stop());
 
     const acmeProfiles = loadAcmeProfiles(config.acme.profilesDir, profiles);
     const paths = directoryPaths(acmeProfiles);

@@ -6,6 +6,7 @@ import { Rejection, type RejectionKind } from "../errors.ts";
 import { issueCertificate } from "../issuance/issue-certificate.ts";
 import { canonicalIp } from "../policy/acme-identifiers.ts";
 import { authorizationsOfOrder, updateOrder } from "../store/acme-orders.ts";
+import { caById } from "../store/cas.ts";
 import { certificateBySerial } from "../store/certificates.ts";
 import { payloadObject } from "./accounts.ts";
 import type { AcmeContext, AcmeDirectory } from "./context.ts";
@@ -70,9 +71,9 @@ export async function certificateRequest(c: Context, ctx: AcmeContext, dir: Acme
   postAsGet(req);
   const cert = /^[0-9a-f]{1,40}$/.test(serial) ? await certificateBySerial(ctx.db, serial) : undefined;
   if (!cert || cert.requestedBy !== `acme:${req.account!.id}`) throw notFound("certificate");
-  const issuer = ctx.issuer();
-  // The chain names the issuer that signed it. Alternate chains (Link rel="alternate") appear once cross-signed issuers exist.
-  const chain = cert.issuerId === issuer.row.id ? issuer.chainPem : "";
+  // The chain names the issuer that actually signed it, also after a rotation. Alternate chains
+  // (Link rel="alternate") would appear with cross-signed issuers; this CA has none.
+  const chain = (await caById(ctx.db, cert.issuerId))?.certificatePem ?? "";
   return c.body(cert.certificatePem + chain, 200, { "content-type": "application/pem-certificate-chain" });
 }
 

@@ -29,7 +29,7 @@ export interface TranscriptEntry {
 }
 
 export interface Transcript {
-  ceremony: "init";
+  ceremony: "init" | "rotate" | "create-root" | "sign-intermediate" | "sign-root-crl" | "destroy-key";
   at: string;
   token: string;
   created: TranscriptEntry[];
@@ -69,7 +69,7 @@ export async function initHierarchy(
 }
 
 async function createRoot(hsm: Hsm, db: Database, opts: HierarchyConfig): Promise<CaRow> {
-  const key = await hsm.generateKey(newLabel("root"), opts.rootAlgorithm);
+  const key = await hsm.generateKey(newLabel("root"), opts.rootAlgorithm, "root");
   const now = Date.now();
   const cert = await buildRootCertificate({
     subject: opts.rootSubject,
@@ -82,7 +82,13 @@ async function createRoot(hsm: Hsm, db: Database, opts: HierarchyConfig): Promis
   return insertCa(db, caRow("root", cert, key.label, key.id, key.algorithm, null));
 }
 
-async function createIntermediate(hsm: Hsm, db: Database, root: CaRow, opts: HierarchyConfig, urls?: RevocationUrls): Promise<CaRow> {
+export async function createIntermediate(
+  hsm: Hsm,
+  db: Database,
+  root: CaRow,
+  opts: Pick<HierarchyConfig, "intermediateSubject" | "intermediateAlgorithm" | "intermediateValidityDays">,
+  urls?: RevocationUrls,
+): Promise<CaRow> {
   const key = await hsm.generateKey(newLabel("intermediate"), opts.intermediateAlgorithm);
   const rootCert = new x509.X509Certificate(root.certificatePem);
   const now = Date.now();
@@ -100,7 +106,7 @@ async function createIntermediate(hsm: Hsm, db: Database, root: CaRow, opts: Hie
   return insertCa(db, caRow("intermediate", cert, key.label, key.id, key.algorithm, root.id));
 }
 
-function caRow(
+export function caRow(
   role: CaRow["role"],
   cert: x509.X509Certificate,
   keyLabel: string,
@@ -124,7 +130,7 @@ function caRow(
   };
 }
 
-async function entryFor(hsm: Hsm, row: CaRow): Promise<TranscriptEntry> {
+export async function entryFor(hsm: Hsm, row: CaRow): Promise<TranscriptEntry> {
   return {
     role: row.role,
     subject: row.subject,

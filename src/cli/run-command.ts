@@ -1,4 +1,5 @@
 import { CaKeyMismatchError } from "../ceremony/check-ca-keys.ts";
+import { RotationError } from "../ceremony/rotate.ts";
 import { ConfigError } from "../config.ts";
 import { Rejection } from "../errors.ts";
 import { HsmKeyError, HsmUnavailableError } from "../hsm/hsm.ts";
@@ -9,6 +10,7 @@ import { CliError, type CommandEnv } from "./command-env.ts";
 import { acmeCommand, acmeUsage } from "./commands/acme.ts";
 import { initCommand, initUsage } from "./commands/init.ts";
 import { revokeCommand, revokeUsage } from "./commands/revoke.ts";
+import { rotateCommand, rotateUsage } from "./commands/rotate.ts";
 import { statusCommand, statusUsage } from "./commands/status.ts";
 import { tokenCommand, tokenUsage } from "./commands/token.ts";
 
@@ -21,6 +23,7 @@ export const COMMANDS: Record<string, { run: Command; usage: string }> = {
   status: { run: statusCommand, usage: statusUsage },
   acme: { run: acmeCommand, usage: acmeUsage },
   revoke: { run: revokeCommand, usage: revokeUsage },
+  rotate: { run: rotateCommand, usage: rotateUsage },
 };
 
 export const USAGE = [
@@ -50,7 +53,7 @@ export async function runCommand(argv: string[], env: CommandEnv): Promise<numbe
   }
 }
 
-const EXPECTED = [CaKeyMismatchError, CliError, Rejection, ConfigError, ProfileError, PinError, HsmUnavailableError, HsmKeyError, DatabaseBusyError];
+const EXPECTED = [RotationError, CaKeyMismatchError, CliError, Rejection, ConfigError, ProfileError, PinError, HsmUnavailableError, HsmKeyError, DatabaseBusyError];
 
 export function oneLine(err: unknown): string {
   if (EXPECTED.some((E) => err instanceof E)) return (err as Error).message.split("\n")[0]!;

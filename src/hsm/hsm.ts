@@ -47,6 +47,8 @@ export class Hsm {
     private readonly pool: SessionPool,
     /** Set on the embedded default's first start: the PIN files were just generated. */
     readonly pinsGenerated: boolean,
+    /** The separate root token (an offline root), when configured and present. */
+    private readonly rootPool?: SessionPool,
   ) {}
 
   static open(config: HsmConfig, dataDir: string): Hsm {
@@ -54,18 +56,41 @@ export class Hsm {
     if (config.embedded) pinsGenerated = prepareEmbeddedToken(dataDir).pinsGenerated;
     const mod = loadModule(config.module);
     let pool: SessionPool | undefined;
+    let rootPool: SessionPool | undefined;
     try {
       if (config.embedded) ensureEmbeddedTokenInitialised(mod, dataDir, config.tokenLabel);
       const slot = findSlotByTokenLabel(mod, config.tokenLabel);
       if (!slot) throw new HsmUnavailableError(`no token labelled "${config.tokenLabel}" in ${config.module}`);
       pool = new SessionPool(slot, config.sessions);
       login(pool.first.session, readPin(config.pinSource));
+      if (config.rootToken) {
+        if (config.embedded) ensureEmbeddedTokenInitialised(mod, dataDir, config.rootToken.label);
+        // An offline root is present only for ceremonies: its absence is not an error here.
+        const rootSlot = findSlotByTokenLabel(mod, config.rootToken.label);
+        if (rootSlot) {
+          rootPool = new SessionPool(rootSlot, 1);
+          login(rootPool.first.session, readPin(config.rootToken.pinSource));
+        }
+      }
     } catch (err) {
+      rootPool?.close();
       pool?.close();
       unloadModule(config.module);
       throw err;
     }
-    return new Hsm(config, pool, pinsGenerated);
+    return new Hsm(config, pool, pinsGenerated, rootPool);
+  }
+
+  /** Where root keys are made: the separate root token when configured, else the one token. */
+  get rootToken(): { label: string; present: boolean } {
+    if (!this.config.rootToken) return { label: this.config.tokenLabel, present: true };
+    return { label: this.config.rootToken.label, present: this.rootPool !== undefined };
+  }
+
+  /** The pool of the token that holds this key (the root token's first). */
+  private poolFor(label: string): SessionPool {
+    if (this.rootPool && findObject(this.rootPool.first.session, graphene.ObjectClass.PRIVATE_KEY, label)) return this.rootPool;
+    return this.pool;
   }
 
   get tokenLabel(): string {
@@ -77,17 +102,22 @@ export class Hsm {
   }
 
   hasKey(label: string): boolean {
-    return findObject(this.pool.first.session, graphene.ObjectClass.PRIVATE_KEY, label) !== undefined;
+    return findObject(this.poolFor(label).first.session, graphene.ObjectClass.PRIVATE_KEY, label) !== undefined;
   }
 
   /**
    * Generates a CA key pair on the token: token object, sensitive, never
    * extractable. Refuses to create a second key under an existing label.
    */
-  async generateKey(label: string, algorithm: CaKeyAlgorithm): Promise<GeneratedKey> {
+  async generateKey(label: string, algorithm: CaKeyAlgorithm, on: "issuing" | "root" = "issuing"): Promise<GeneratedKey> {
     if (this.hasKey(label)) throw new HsmKeyError(`a key labelled "${label}" already exists on the token`);
     const spec = KEY_ALGORITHM_SPECS[algorithm];
-    return this.pool.use(async ({ crypto }) => {
+    let pool = this.pool;
+    if (on === "root" && this.config.rootToken) {
+      if (!this.rootPool) throw new HsmKeyError(`the root token "${this.config.rootToken.label}" is not present: insert it for the ceremony`);
+      pool = this.rootPool;
+    }
+    return pool.use(async ({ crypto }) => {
       // token/sensitive/label are node-webcrypto-p11's PKCS#11 extensions to the algorithm.
       const params: EcKeyGenParams | RsaHashedKeyGenParams = Object.assign({}, spec.keyParams, { token: true, sensitive: true, label });
       const pair = (await crypto.subtle.generateKey(
@@ -103,7 +133,7 @@ export class Hsm {
 
   /** The public half of a CA key, SubjectPublicKeyInfo DER. */
   async publicKeySpki(label: string, algorithm: CaKeyAlgorithm): Promise<ArrayBuffer> {
-    return this.pool.use(async ({ crypto, session }) => {
+    return this.poolFor(label).use(async ({ crypto, session }) => {
       const obj = findObject(session, graphene.ObjectClass.PUBLIC_KEY, label);
       if (!obj) throw new HsmKeyError(`no public key labelled "${label}" on the token`);
       const key = await crypto.keyStorage.getItem(storageId("public", obj), KEY_ALGORITHM_SPECS[algorithm].keyParams, true, ["verify"]);
@@ -112,13 +142,13 @@ export class Hsm {
   }
 
   keyId(label: string): string {
-    const obj = findObject(this.pool.first.session, graphene.ObjectClass.PRIVATE_KEY, label);
+    const obj = findObject(this.poolFor(label).first.session, graphene.ObjectClass.PRIVATE_KEY, label);
     if (!obj) throw new HsmKeyError(`no private key labelled "${label}" on the token`);
     return (obj.getAttribute("id") as Buffer).toString("hex");
   }
 
   provenance(label: string): KeyProvenance {
-    const obj = findObject(this.pool.first.session, graphene.ObjectClass.PRIVATE_KEY, label);
+    const obj = findObject(this.poolFor(label).first.session, graphene.ObjectClass.PRIVATE_KEY, label);
     if (!obj) throw new HsmKeyError(`no private key labelled "${label}" on the token`);
     const a = obj.getAttribute({
       token: null,
@@ -147,7 +177,25 @@ export class Hsm {
     algorithm: CaKeyAlgorithm,
     fn: (key: CryptoKey, crypto: Crypto) => Promise<T>,
   ): Promise<T> {
-    return this.pool.use(async (member) => fn(await privateKeyOn(member, label, algorithm), member.crypto));
+    return this.poolFor(label).use(async (member) => fn(await privateKeyOn(member, label, algorithm), member.crypto));
+  }
+
+  /**
+   * Destroys a key pair on the token (C_DestroyObject). Callers decide that
+   * it is no longer needed; this only makes sure no session keeps using it.
+   */
+  destroyKey(label: string): boolean {
+    const pool = this.poolFor(label);
+    pool.forEach((m) => m.keys.delete(label));
+    let destroyed = false;
+    for (const cls of [graphene.ObjectClass.PRIVATE_KEY, graphene.ObjectClass.PUBLIC_KEY]) {
+      const obj = findObject(pool.first.session, cls, label);
+      if (obj) {
+        obj.destroy();
+        destroyed = true;
+      }
+    }
+    return destroyed;
   }
 
   /** The CA's view of a key on this HSM. */
@@ -175,6 +223,7 @@ export class Hsm {
   }
 
   close(): void {
+    this.rootPool?.close();
     this.pool.close();
     unloadModule(this.config.module);
   }

@@ -51,6 +51,7 @@ export class CrlPublisher {
   async publishDue(): Promise<void> {
     const now = this.deps.now().getTime();
     for (const ca of await listCas(this.deps.db)) {
+      if (!this.canSign(ca)) continue;
       for (const partition of this.partitionsOf(ca)) {
         const full = await latestCrl(this.deps.db, ca.id, partition, "full");
         const delta = await latestCrl(this.deps.db, ca.id, partition, "delta");
@@ -64,7 +65,7 @@ export class CrlPublisher {
 
   async publishIssuerById(issuerId: number, what: { full: boolean }): Promise<void> {
     const ca = (await listCas(this.deps.db)).find((c) => c.id === issuerId);
-    if (!ca) return;
+    if (!ca || !this.canSign(ca)) return;
     for (const partition of this.partitionsOf(ca)) await this.publishPartition(ca, partition, what);
   }
 
@@ -75,6 +76,14 @@ export class CrlPublisher {
     this.pending.clear();
     for (const id of pendingIds) this.track(this.publishIssuerById(id, { full: true }));
     await Promise.allSettled([...this.running]);
+  }
+
+  /**
+   * A destroyed key signs nothing more (its certificates have all expired);
+   * an offline root signs its CRL in a ceremony (`hsm-ca ceremony sign-root-crl`).
+   */
+  private canSign(ca: CaRow): boolean {
+    return !ca.keyDestroyedAt && this.deps.hsm.hasKey(ca.keyLabel);
   }
 
   /** Every CA has its whole-issuer CRL; intermediates add partitions when configured. */

@@ -49,3 +49,12 @@ export async function childCaBySerial(db: Database, parentId: number, serial: st
   const [row] = await db.select().from(cas).where(and(eq(cas.parentId, parentId), eq(cas.serial, serial)));
   return row;
 }
+
+/** The one step of a rotation: the new intermediate becomes active, the old one stops issuing. */
+export async function retireCa(db: Database, id: number): Promise<void> {
+  await db.update(cas).set({ status: "retired" }).where(and(eq(cas.id, id), eq(cas.status, "active")));
+}
+
+export async function markKeyDestroyed(db: Database, id: number, at: Date): Promise<void> {
+  await db.update(cas).set({ keyDestroyedAt: at }).where(eq(cas.id, id));
+}

@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, inArray, type SQL } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, sql, type SQL } from "drizzle-orm";
 import type { Database } from "./database.ts";
 import { certificates } from "./schema.ts";
 
@@ -115,4 +115,13 @@ export async function revokedSince(db: Database, since: Date): Promise<Array<{ s
     .orderBy(asc(certificates.revokedAt))
     .limit(10_000);
   return rows.map((r) => ({ serial: r.serial, issuerId: r.issuerId, revokedAt: r.revokedAt! }));
+}
+
+/** The latest notAfter among an issuer's certificates: its key is needed until then. */
+export async function lastExpiryOf(db: Database, issuerId: number): Promise<Date | undefined> {
+  const [row] = await db
+    .select({ last: sql<Date | string | null>`max(${certificates.notAfter})` })
+    .from(certificates)
+    .where(eq(certificates.issuerId, issuerId));
+  return row?.last ? new Date(row.last) : undefined;
 }

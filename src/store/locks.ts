@@ -3,6 +3,7 @@ import type { Database } from "./database.ts";
 
 /** Names of PostgreSQL advisory locks, so that replicas take turns. */
 export const LOCKS = { hierarchy: 0x68736d01 } as const;
+// Rotation takes the hierarchy lock too: it changes the hierarchy.
 
 /** Runs fn in a transaction that holds the advisory lock until it ends. */
 export async function withAdvisoryLock<T>(db: Database, lock: number, fn: (tx: Database) => Promise<T>): Promise<T> {

@@ -51,3 +51,9 @@ export async function certificatesNeedingOcsp(db: Database, now: Date, refreshBe
     .orderBy(asc(certificates.id))
     .limit(limit);
 }
+
+/** Retires every responder of an issuer; returns their key labels (to destroy). */
+export async function retireResponders(db: Database, issuerId: number): Promise<string[]> {
+  const rows = await db.update(ocspResponders).set({ status: "retired" }).where(eq(ocspResponders.issuerId, issuerId)).returning({ keyLabel: ocspResponders.keyLabel });
+  return rows.map((r) => r.keyLabel);
+}

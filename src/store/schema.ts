@@ -25,8 +25,16 @@ export const cas = pgTable("cas", {
   /** Set when the CA itself is revoked; its parent's CRL lists it. */
   revokedAt: timestamp("revoked_at", { withTimezone: true }),
   revocationReason: smallint("revocation_reason"),
+  /** When its key was destroyed on the HSM: after its last certificate expired. */
+  keyDestroyedAt: timestamp("key_destroyed_at", { withTimezone: true }),
   notBefore: timestamp("not_before", { withTimezone: true }).notNull(),
   notAfter: timestamp("not_after", { withTimezone: true }).notNull(),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** Scheduled rotation ticks already handled: replicas firing the same tick rotate once. */
+export const rotationTicks = pgTable("rotation_ticks", {
+  tick: timestamp("tick", { withTimezone: true }).primaryKey(),
   createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
 });
 

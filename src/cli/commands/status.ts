@@ -1,8 +1,11 @@
+import { rotationDueAt } from "../../ceremony/rotate.ts";
+import { nextTick } from "../../jobs/next-tick.ts";
 import { listCas } from "../../store/cas.ts";
 import type { CommandEnv } from "../command-env.ts";
 
 export const statusUsage = `hsm-ca status
-  Prints the CA hierarchy: each CA's role, state, validity, key and key provenance.`;
+  Prints the CA hierarchy: each CA's role, state, validity, key and key provenance, and
+  when the issuing intermediate rotates next.`;
 
 export async function statusCommand(_args: string[], env: CommandEnv): Promise<number> {
   const store = await env.store();
@@ -23,6 +26,21 @@ export async function statusCommand(_args: string[], env: CommandEnv): Promise<n
       env.out(`  provenance   unavailable: ${(err as Error).message}`);
     }
     env.out(`  sha256       ${ca.fingerprintSha256}`);
+    if (ca.keyDestroyedAt) env.out(`  key destroyed ${ca.keyDestroyedAt.toISOString()} (its last certificate had expired)`);
+    if (ca.revokedAt) env.out(`  revoked      ${ca.revokedAt.toISOString()}`);
+    if (ca.role === "intermediate" && ca.status === "active") {
+      const r = env.config.rotation;
+      const byRule = r.remaining ? rotationDueAt(ca, r.remaining) : undefined;
+      const bySchedule = r.schedule ? nextTick(r.schedule, new Date()) : undefined;
+      const next = [byRule, bySchedule].filter((d): d is Date => d !== undefined).sort((a, b) => a.getTime() - b.getTime())[0];
+      const why = [
+        r.remaining ? `when ${"share" in r.remaining ? `${Math.round(r.remaining.share * 100)}%` : `${r.remaining.ms / 86_400_000}d`} of its life remains` : "",
+        r.schedule ? `schedule "${r.schedule}"` : "",
+      ].filter(Boolean);
+      env.out(`  next rotation ${next ? next.toISOString() : "not scheduled"}${why.length ? ` (${why.join("; ")})` : ""}`);
+    }
   }
+  const root = hsm.rootToken;
+  if (root.label !== hsm.tokenLabel) env.out(`Root token "${root.label}": ${root.present ? "present" : "not present (offline root)"}`);
   return 0;
 }

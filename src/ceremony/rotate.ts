@@ -1,0 +1,96 @@
+import * as x509 from "@peculiar/x509";
+import type { HierarchyConfig } from "../config.ts";
+import type { Hsm } from "../hsm/hsm.ts";
+import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
+import type { RevocationUrls } from "../revocation/urls.ts";
+import { activeCa, retireCa, type CaRow } from "../store/cas.ts";
+import { insertCeremony } from "../store/ceremonies.ts";
+import type { Database } from "../store/database.ts";
+import { LOCKS, withAdvisoryLock } from "../store/locks.ts";
+import { createIntermediate, entryFor, type Transcript } from "./init-hierarchy.ts";
+
+export interface RotationPlan {
+  current: CaRow;
+  root: CaRow;
+  subject: string;
+  algorithm: CaKeyAlgorithm;
+  validityDays: number;
+}
+
+/**
+ * What a rotation would do: the next intermediate keeps the current one's
+ * name with its generation number counted up ("Issuing CA 1" -> "Issuing CA
+ * 2"), the configured key algorithm and lifetime.
+ */
+export async function planRotation(db: Database, hierarchy: HierarchyConfig): Promise<RotationPlan> {
+  const current = await activeCa(db, "intermediate");
+  const root = await activeCa(db, "root");
+  if (!current || !root) throw new RotationError("there is no active root and intermediate to rotate: run `hsm-ca init`");
+  return {
+    current,
+    root,
+    subject: nextGeneration(current.subject),
+    algorithm: hierarchy.intermediateAlgorithm,
+    validityDays: hierarchy.intermediateValidityDays,
+  };
+}
+
+export class RotationError extends Error {}
+
+/**
+ * Rotates the issuing intermediate in one database transaction: a new key in
+ * the HSM, the root signs its certificate (pathLen 0), the new CA becomes
+ * active and the old one retired. The old key stays: it signs CRLs and OCSP
+ * until its last certificate expires.
+ */
+export async function rotateIntermediate(
+  hsm: Hsm,
+  db: Database,
+  hierarchy: HierarchyConfig,
+  urls: RevocationUrls | undefined,
+  why: string,
+  /** Decides, under the lock, whether to go ahead (a scheduled tick another replica took, a rule no longer due). */
+  proceed: (tx: Database, plan: RotationPlan) => Promise<boolean> = async () => true,
+): Promise<{ transcript: Transcript; row: CaRow } | undefined> {
+  return withAdvisoryLock(db, LOCKS.hierarchy, async (tx) => {
+    const plan = await planRotation(tx, hierarchy);
+    if (!(await proceed(tx, plan))) return undefined;
+    if (!hsm.hasKey(plan.root.keyLabel)) {
+      throw new RotationError(`the root key is not available (token "${hsm.rootToken.label}"${hsm.rootToken.present ? "" : " is not present"}): rotation needs the root`);
+    }
+    const row = await createIntermediate(
+      hsm,
+      tx,
+      plan.root,
+      { intermediateSubject: plan.subject, intermediateAlgorithm: plan.algorithm, intermediateValidityDays: plan.validityDays },
+      urls,
+    );
+    await retireCa(tx, plan.current.id);
+    const transcript: Transcript = {
+      ceremony: "rotate",
+      at: new Date().toISOString(),
+      token: hsm.tokenLabel,
+      created: [await entryFor(hsm, row)],
+    };
+    await insertCeremony(tx, "rotate", { ...transcript, retired: { id: plan.current.id, subject: plan.current.subject, keyLabel: plan.current.keyLabel }, why });
+    return { transcript, row };
+  });
+}
+
+/** When the rule says the intermediate is due: less than `remaining` of its life is left. */
+export function rotationDueAt(ca: Pick<CaRow, "notBefore" | "notAfter">, remaining: { share: number } | { ms: number }): Date {
+  const life = ca.notAfter.getTime() - ca.notBefore.getTime();
+  const left = "share" in remaining ? life * remaining.share : remaining.ms;
+  return new Date(ca.notAfter.getTime() - left);
+}
+
+/** "CN=Issuing CA 1, O=x" -> "CN=Issuing CA 2, O=x"; a CN without a number gets " 2". */
+export function nextGeneration(subject: string): string {
+  const name = new x509.Name(subject);
+  const json = name.toJSON().map((rdn) => {
+    const cn = rdn.CN;
+    if (!cn) return rdn;
+    return { ...rdn, CN: cn.map((v) => (/\s(\d+)$/.test(v) ? v.replace(/(\d+)$/, (n) => String(Number(n) + 1)) : `${v} 2`)) };
+  });
+  return new x509.Name(json).toString();
+}
