@@ -1,0 +1,70 @@
+import * as x509 from "@peculiar/x509";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { listCas } from "../src/store/cas.ts";
+import { runCli } from "./helpers/cli.ts";
+import { makeCsr, verify } from "./helpers/openssl.ts";
+import { startTestService, type TestService } from "./helpers/service.ts";
+
+/**
+ * `hsm-ca rotate` on a running CA (embedded PGlite: the CLI goes through the
+ * control socket) while clients keep issuing: no request fails, and every
+ * response's chain names the intermediate that signed it.
+ */
+let t: TestService;
+let admin: string;
+
+beforeAll(async () => {
+  t = await startTestService("pglite", { HSM_CA_ROTATION_REMAINING: "10%" });
+  admin = await t.token("admin");
+});
+afterAll(async () => {
+  await t?.stop();
+});
+
+describe("hsm-ca rotate", () => {
+  it("--dry-run says what would happen and changes nothing", async () => {
+    const r = await runCli(["rotate", "--dry-run"], t.env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/retire\s+CN=hsm-ca Issuing CA 1/);
+    expect(r.stdout).toMatch(/create\s+CN=hsm-ca Issuing CA 2/);
+    expect(r.stdout).toMatch(/root key available/);
+    expect((await listCas(t.service.ctx.store.db)).filter((c) => c.role === "intermediate")).toHaveLength(1);
+  });
+
+  it("status shows when the next rotation is due", async () => {
+    const r = await runCli(["status"], t.env);
+    expect(r.stdout).toMatch(/next rotation \d{4}-\d\d-\d\dT[\d:.]+Z \(when 10% of its life remains\)/);
+  });
+
+  it("switches issuance to a new intermediate with no failed request in a concurrent issuance loop", async () => {
+    const csrs = Array.from({ length: 4 }, (_, i) => makeCsr({ subject: `/CN=loop${i}.example.test`, san: `DNS:loop${i}.example.test` }).csr);
+    const results: Array<{ status: number; certificate?: string; chain?: string }> = [];
+    let stop = false;
+    const worker = async (i: number) => {
+      while (!stop) {
+        const res = await t.api("POST", "/api/v1/certificates", { token: admin, json: { csr: csrs[i % csrs.length], profile: "tls-server", validity: "1h" } });
+        results.push({ status: res.status, certificate: res.body?.certificate, chain: res.body?.chain });
+      }
+    };
+    const workers = Array.from({ length: 6 }, (_, i) => worker(i));
+    await new Promise((r) => setTimeout(r, 500));
+    const rotated = await runCli(["rotate"], t.env);
+    await new Promise((r) => setTimeout(r, 1_000));
+    stop = true;
+    await Promise.all(workers);
+
+    expect(rotated.code, rotated.stderr).toBe(0);
+    expect(rotated.stdout).toMatch(/Key ceremony: rotate/);
+    expect(rotated.stdout).toMatch(/INTERMEDIATE CA\s+CN=hsm-ca Issuing CA 2/);
+    expect(results.length).toBeGreaterThan(20);
+    expect(results.filter((r) => r.status !== 201)).toEqual([]);
+    const issuers = new Set(results.map((r) => new x509.X509Certificate(r.certificate!).issuerName.getField("CN")[0]));
+    expect(issuers).toEqual(new Set(["hsm-ca Issuing CA 1", "hsm-ca Issuing CA 2"]));
+    for (const r of [results[0]!, results.at(-1)!]) expect(verify(t.rootPem, r.chain!, r.certificate!).ok).toBe(true);
+    for (const r of results) {
+      expect(new x509.X509Certificate(r.chain!).subject).toBe(new x509.X509Certificate(r.certificate!).issuer);
+    }
+    const chainNow = await (await fetch(`${t.service.httpUrl}/ca/chain.pem`)).text();
+    expect(new x509.X509Certificate(chainNow).subjectName.getField("CN")[0]).toBe("hsm-ca Issuing CA 2");
+  });
+});
