@@ -88,7 +88,7 @@ export async function startService(
         announce(formatTranscript(transcript));
       }
     }
-    await checkCaKeys(hsm, store.db);
+    for (const warning of await checkCaKeys(hsm, store.db)) log.warn(warning);
     issuer = await loadActiveIssuer(store.db, hsm);
     const reloadHierarchy = async () => {
       issuer = await loadActiveIssuer(store.db, hsm).catch(() => undefined);

@@ -10,10 +10,17 @@ export class CaKeyMismatchError extends Error {}
 /**
  * Refuses to serve when an active CA's key is missing from the token or is
  * not the key its certificate names (a database paired with the wrong HSM).
+ * A root key that is not present is an offline root: reported, not fatal.
+ * Returns the warnings.
  */
-export async function checkCaKeys(hsm: Hsm, db: Database): Promise<void> {
+export async function checkCaKeys(hsm: Hsm, db: Database): Promise<string[]> {
+  const warnings: string[] = [];
   for (const ca of await listCas(db)) {
     if (ca.status !== "active") continue;
+    if (ca.role === "root" && !hsm.hasKey(ca.keyLabel)) {
+      warnings.push(`the root key "${ca.keyLabel}" is not present: an offline root; rotation and the root's CRL need it (hsm-ca ceremony)`);
+      continue;
+    }
     if (!hsm.hasKey(ca.keyLabel)) {
       throw new CaKeyMismatchError(`the ${ca.role} CA's key "${ca.keyLabel}" is not on token "${hsm.tokenLabel}": is this the right HSM for this database?`);
     }
@@ -23,4 +30,5 @@ export async function checkCaKeys(hsm: Hsm, db: Database): Promise<void> {
       throw new CaKeyMismatchError(`the key "${ca.keyLabel}" on the token does not match the ${ca.role} CA certificate`);
     }
   }
+  return warnings;
 }

@@ -68,7 +68,7 @@ export async function initHierarchy(
   });
 }
 
-async function createRoot(hsm: Hsm, db: Database, opts: HierarchyConfig): Promise<CaRow> {
+export async function createRoot(hsm: Hsm, db: Database, opts: Pick<HierarchyConfig, "rootSubject" | "rootAlgorithm" | "rootValidityDays">): Promise<CaRow> {
   const key = await hsm.generateKey(newLabel("root"), opts.rootAlgorithm, "root");
   const now = Date.now();
   const cert = await buildRootCertificate({

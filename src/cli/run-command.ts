@@ -11,6 +11,7 @@ import { acmeCommand, acmeUsage } from "./commands/acme.ts";
 import { initCommand, initUsage } from "./commands/init.ts";
 import { revokeCommand, revokeUsage } from "./commands/revoke.ts";
 import { rotateCommand, rotateUsage } from "./commands/rotate.ts";
+import { ceremonyCommand, ceremonyUsage } from "./commands/ceremony.ts";
 import { statusCommand, statusUsage } from "./commands/status.ts";
 import { tokenCommand, tokenUsage } from "./commands/token.ts";
 
@@ -24,6 +25,7 @@ export const COMMANDS: Record<string, { run: Command; usage: string }> = {
   acme: { run: acmeCommand, usage: acmeUsage },
   revoke: { run: revokeCommand, usage: revokeUsage },
   rotate: { run: rotateCommand, usage: rotateUsage },
+  ceremony: { run: ceremonyCommand, usage: ceremonyUsage },
 };
 
 export const USAGE = [

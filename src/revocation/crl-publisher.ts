@@ -42,7 +42,7 @@ export class CrlPublisher {
       issuerId,
       setTimeout(() => {
         this.pending.delete(issuerId);
-        this.track(this.publishIssuerById(issuerId, { full: true }));
+        this.track(this.publishIssuerById(issuerId, { full: true }).then(() => {}));
       }, DEBOUNCE_MS),
     );
   }
@@ -63,10 +63,12 @@ export class CrlPublisher {
     }
   }
 
-  async publishIssuerById(issuerId: number, what: { full: boolean }): Promise<void> {
+  /** Publishes one CA's CRLs now; lifetimeMs overrides the full CRL's (an offline root's CRL lives long). */
+  async publishIssuerById(issuerId: number, what: { full: boolean; lifetimeMs?: number }): Promise<boolean> {
     const ca = (await listCas(this.deps.db)).find((c) => c.id === issuerId);
-    if (!ca || !this.canSign(ca)) return;
+    if (!ca || !this.canSign(ca)) return false;
     for (const partition of this.partitionsOf(ca)) await this.publishPartition(ca, partition, what);
+    return true;
   }
 
   /** Waits for builds in flight (shutdown, tests). */
@@ -74,7 +76,7 @@ export class CrlPublisher {
     for (const t of this.pending.values()) clearTimeout(t);
     const pendingIds = [...this.pending.keys()];
     this.pending.clear();
-    for (const id of pendingIds) this.track(this.publishIssuerById(id, { full: true }));
+    for (const id of pendingIds) this.track(this.publishIssuerById(id, { full: true }).then(() => {}));
     await Promise.allSettled([...this.running]);
   }
 
@@ -93,8 +95,9 @@ export class CrlPublisher {
     return parts;
   }
 
-  private async publishPartition(ca: CaRow, partition: number, what: { full: boolean }): Promise<void> {
-    const { db, hsm, settings, log } = this.deps;
+  private async publishPartition(ca: CaRow, partition: number, what: { full: boolean; lifetimeMs?: number }): Promise<void> {
+    const { db, hsm, log } = this.deps;
+    const settings = { ...this.deps.settings, fullLifetimeMs: what.lifetimeMs ?? this.deps.settings.fullLifetimeMs };
     const urls = this.deps.urls();
     const started = this.deps.now();
     const issuer = new x509.X509Certificate(ca.certificatePem);
