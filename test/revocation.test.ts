@@ -223,6 +223,19 @@ describe("the OCSP responder", () => {
   });
 });
 
+describe("background pre-signing", () => {
+  it("signs each certificate's response once, then has nothing left to do until they age", async () => {
+    const { certificatesNeedingOcsp } = await import("../src/store/ocsp.ts");
+    const db = t.service.ctx.store.db;
+    const due = () => certificatesNeedingOcsp(db, new Date(), new Date(Date.now() + 6 * 3_600_000), 1000);
+    await t.service.revocation.ocsp.refreshDue();
+    expect(await due()).toEqual([]);
+    // Half a day on, every response is past half its life: all are due again.
+    const later = await certificatesNeedingOcsp(db, new Date(), new Date(Date.now() + 13 * 3_600_000), 1000);
+    expect(later.length).toBeGreaterThan(3);
+  });
+});
+
 describe("revoking with the CLI while the service runs", () => {
   it("shows in OCSP within 5 seconds", async () => {
     const c = await issue("cli.example.test");

@@ -45,7 +45,12 @@ export async function certificatesNeedingOcsp(db: Database, now: Date, refreshBe
     .where(
       and(
         gt(certificates.notAfter, now),
-        or(isNull(ocspResponses.serial), lt(ocspResponses.nextUpdate, refreshBefore), sql`${ocspResponses.status} <> ${certificates.status}`),
+        // Certificates say valid/revoked, responses good/revoked: compare revoked-ness.
+        or(
+          isNull(ocspResponses.serial),
+          lt(ocspResponses.nextUpdate, refreshBefore),
+          sql`(${ocspResponses.status} = 'revoked') <> (${certificates.status} = 'revoked')`,
+        ),
       ),
     )
     .orderBy(asc(certificates.id))
