@@ -24,7 +24,8 @@ async function main(argv: string[]): Promise<number> {
   }
   if (argv[0] === "serve") return serveCommand(config);
 
-  if (!config.databaseUrl && argv[0] && argv[0] !== "help") {
+  // backup and restore use this process's passphrase and files (a drill, its own SoftHSM2 child): never forwarded.
+  if (!config.databaseUrl && argv[0] && !["help", "backup", "restore"].includes(argv[0])) {
     const remote = await sendToRunningService(config.dataDir, argv).catch((err: Error) => {
       process.stderr.write(`hsm-ca: ${err.message}\n`);
       return { code: 1, stdout: "", stderr: "" };

@@ -8,7 +8,9 @@ import { ProfileError } from "../policy/profiles.ts";
 import { DatabaseBusyError } from "../store/database.ts";
 import { CliError, type CommandEnv } from "./command-env.ts";
 import { acmeCommand, acmeUsage } from "./commands/acme.ts";
+import { backupCommand, backupUsage } from "./commands/backup.ts";
 import { initCommand, initUsage } from "./commands/init.ts";
+import { restoreCommand, restoreUsage } from "./commands/restore.ts";
 import { revokeCommand, revokeUsage } from "./commands/revoke.ts";
 import { rotateCommand, rotateUsage } from "./commands/rotate.ts";
 import { ceremonyCommand, ceremonyUsage } from "./commands/ceremony.ts";
@@ -24,6 +26,8 @@ export const COMMANDS: Record<string, { run: Command; usage: string }> = {
   status: { run: statusCommand, usage: statusUsage },
   acme: { run: acmeCommand, usage: acmeUsage },
   revoke: { run: revokeCommand, usage: revokeUsage },
+  backup: { run: backupCommand, usage: backupUsage },
+  restore: { run: restoreCommand, usage: restoreUsage },
   rotate: { run: rotateCommand, usage: rotateUsage },
   ceremony: { run: ceremonyCommand, usage: ceremonyUsage },
 };
