@@ -5,7 +5,7 @@ import type { Hsm } from "../hsm/hsm.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
 import { listCas, type CaRow } from "../store/cas.ts";
 import { revokedEntries } from "../store/certificates.ts";
-import { latestCrl, nextCrlNumber, saveCrl } from "../store/crls.ts";
+import { latestCrlTimes, nextCrlNumber, saveCrl, type CrlRow, type CrlTimes } from "../store/crls.ts";
 import type { Database } from "../store/database.ts";
 import { RevocationUrls, WHOLE_ISSUER } from "./urls.ts";
 
@@ -53,8 +53,8 @@ export class CrlPublisher {
     for (const ca of await listCas(this.deps.db)) {
       if (!this.canSign(ca)) continue;
       for (const partition of this.partitionsOf(ca)) {
-        const full = await latestCrl(this.deps.db, ca.id, partition, "full");
-        const delta = await latestCrl(this.deps.db, ca.id, partition, "delta");
+        const full = await latestCrlTimes(this.deps.db, ca.id, partition, "full");
+        const delta = await latestCrlTimes(this.deps.db, ca.id, partition, "delta");
         const halfGone = (c: { thisUpdate: Date; nextUpdate: Date } | undefined) =>
           !c || now >= c.thisUpdate.getTime() + (c.nextUpdate.getTime() - c.thisUpdate.getTime()) / 2;
         if (halfGone(full)) await this.publishPartition(ca, partition, { full: true });
@@ -106,8 +106,8 @@ export class CrlPublisher {
     // The root's CRL has no IDP: it must also cover the root itself, which has no CRL DP, for
     // relying parties that check the whole chain (openssl -crl_check_all).
     const idp = ca.role === "intermediate" ? { url: urls.crl(ca.id, partition, "full"), onlyContainsUserCerts: true } : undefined;
-    let base = await latestCrl(db, ca.id, partition, "full");
-    if (what.full || !base) {
+    let base: CrlTimes | undefined = what.full ? undefined : await latestCrlTimes(db, ca.id, partition, "full");
+    if (!base) {
       const number = await nextCrlNumber(db, ca.id);
       const entries = await collect(this.entriesOf(ca, partition, started));
       const der = await buildCrl({
@@ -121,7 +121,7 @@ export class CrlPublisher {
         freshestCrlUrl: urls.crl(ca.id, partition, "delta"),
         issuingDistributionPoint: idp,
       });
-      base = {
+      const row: CrlRow = {
         issuerId: ca.id,
         partition,
         kind: "full",
@@ -131,9 +131,10 @@ export class CrlPublisher {
         thisUpdate: started,
         nextUpdate: new Date(started.getTime() + settings.fullLifetimeMs),
         entries: entries.length,
-        der: Buffer.from(der),
+        der: Buffer.from(der.buffer, der.byteOffset, der.byteLength),
       };
-      await saveCrl(db, base);
+      await saveCrl(db, row);
+      base = row;
       log.info({ issuer: ca.id, partition, crlNumber: String(number), entries: entries.length, ms: Date.now() - started.getTime() }, "published a full CRL");
     }
     const deltaNumber = await nextCrlNumber(db, ca.id);
@@ -159,7 +160,7 @@ export class CrlPublisher {
       thisUpdate: started,
       nextUpdate: new Date(started.getTime() + settings.deltaLifetimeMs),
       entries: deltaEntries.length,
-      der: Buffer.from(delta),
+      der: Buffer.from(delta.buffer, delta.byteOffset, delta.byteLength),
     });
   }
 

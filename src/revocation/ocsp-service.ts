@@ -1,3 +1,4 @@
+import crypto from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import type { Logger } from "pino";
 import {
@@ -33,7 +34,7 @@ export interface OcspSettings {
 export interface OcspAnswer {
   der: Uint8Array;
   /** For HTTP caching (RFC 5019 §6): absent for error responses and nonce responses. */
-  validity?: { thisUpdate: Date; nextUpdate: Date };
+  validity?: { thisUpdate: Date; nextUpdate: Date; etag: string };
 }
 
 interface Issuer {
@@ -47,6 +48,12 @@ interface Cached {
   der: Uint8Array;
   thisUpdate: Date;
   nextUpdate: Date;
+  /** Computed once, served many times. */
+  etag: string;
+}
+
+function cached(der: Uint8Array, thisUpdate: Date, nextUpdate: Date): Cached {
+  return { der, thisUpdate, nextUpdate, etag: `"${crypto.createHash("sha1").update(der).digest("hex")}"` };
 }
 
 /** A cached response is served while at least this much of it is left. */
@@ -128,7 +135,7 @@ export class OcspService {
     const serial = certId.serial;
     const variant = `${issuer.row.id}:${certId.hashAlgorithm}`;
     const now = this.deps.now().getTime();
-    const fresh = (c: Cached | undefined) => c && c.nextUpdate.getTime() - now > MIN_REMAINING_MS;
+    const fresh = (c: { nextUpdate: Date } | undefined) => c !== undefined && c.nextUpdate.getTime() - now > MIN_REMAINING_MS;
     const hit = this.cache.get(serial)?.get(variant) ?? this.unknown.get(serial)?.get(variant);
     if (fresh(hit)) return { der: hit!.der, validity: hit };
 
@@ -136,8 +143,9 @@ export class OcspService {
     if (status.status !== "unknown" && certId.hashAlgorithm === "sha1") {
       const stored = await ocspResponseFor(this.deps.db, certId.serial);
       if (stored && stored.issuerId === issuer.row.id && stored.status === status.status && fresh(stored) && sameCertId(stored.der, certId)) {
-        this.remember(this.cache, serial, variant, { der: stored.der, thisUpdate: stored.thisUpdate, nextUpdate: stored.nextUpdate });
-        return { der: stored.der, validity: stored };
+        const entry = cached(stored.der, stored.thisUpdate, stored.nextUpdate);
+        this.remember(this.cache, serial, variant, entry);
+        return { der: entry.der, validity: entry };
       }
     }
     const signed = await this.sign(issuer, certId, status);
@@ -194,7 +202,7 @@ export class OcspService {
     const now = this.deps.now();
     const nextUpdate = new Date(now.getTime() + this.settings.responseLifetimeMs);
     const der = await buildOcspResponse({ responder: issuer.responder, certId, status, producedAt: now, thisUpdate: now, nextUpdate, nonce });
-    return { der, thisUpdate: now, nextUpdate };
+    return cached(der, now, nextUpdate);
   }
 
   private async store(issuer: Issuer, serial: string, status: "good" | "revoked", r: Cached): Promise<void> {

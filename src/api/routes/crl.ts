@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { parseCrlName } from "../../revocation/urls.ts";
-import { latestCrl } from "../../store/crls.ts";
+import { latestCrl, latestCrlTimes } from "../../store/crls.ts";
 import type { Database } from "../../store/database.ts";
 import { problem } from "../problem.ts";
 
@@ -9,8 +9,8 @@ export function crlRoutes(db: Database, now: () => Date) {
   const app = new Hono();
   app.get("/:name", async (c) => {
     const name = parseCrlName(c.req.param("name"));
-    const crl = name && (await latestCrl(db, name.issuerId, name.partition, name.kind));
-    if (!crl) return problem(c, "not-found", `no CRL ${c.req.param("name")}`);
+    const crl = name && (await latestCrlTimes(db, name.issuerId, name.partition, name.kind));
+    if (!name || !crl) return problem(c, "not-found", `no CRL ${c.req.param("name")}`);
     const etag = `"${crl.issuerId}.${crl.partition}.${crl.kind}.${crl.crlNumber}"`;
     const maxAge = Math.max(0, Math.floor((crl.nextUpdate.getTime() - now().getTime()) / 1000));
     const headers = {
@@ -20,7 +20,9 @@ export function crlRoutes(db: Database, now: () => Date) {
       "cache-control": `public, max-age=${maxAge}, no-transform`,
     };
     if (c.req.header("if-none-match") === etag) return c.body(null, 304, headers);
-    return c.body(new Uint8Array(crl.der), 200, { ...headers, "content-type": "application/pkix-crl" });
+    const full = await latestCrl(db, name.issuerId, name.partition, name.kind);
+    if (!full) return problem(c, "not-found", `no CRL ${c.req.param("name")}`);
+    return c.body(new Uint8Array(full.der), 200, { ...headers, etag: `"${full.issuerId}.${full.partition}.${full.kind}.${full.crlNumber}"`, "content-type": "application/pkix-crl" });
   });
   return app;
 }

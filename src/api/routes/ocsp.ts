@@ -1,7 +1,5 @@
-import crypto from "node:crypto";
 import type { Context } from "hono";
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { ocspErrorResponse } from "../../ca/ocsp.ts";
 import type { OcspAnswer, OcspService } from "../../revocation/ocsp-service.ts";
 
@@ -28,17 +26,22 @@ export function ocspRoutes(ocsp: () => OcspService | undefined, now: () => Date)
       headers["cache-control"] = `public, max-age=${maxAge}, no-transform, must-revalidate`;
       headers["last-modified"] = result.validity.thisUpdate.toUTCString();
       headers["expires"] = result.validity.nextUpdate.toUTCString();
-      headers["etag"] = `"${crypto.createHash("sha1").update(result.der).digest("hex")}"`;
+      headers["etag"] = result.validity.etag;
     } else {
       headers["cache-control"] = "no-store";
     }
     return c.body(new Uint8Array(result.der), 200, headers);
   };
-  app.post(
-    "/",
-    bodyLimit({ maxSize: MAX_REQUEST_BYTES, onError: (c) => (c.header("connection", "close"), answer(c, undefined)) }),
-    async (c) => answer(c, new Uint8Array(await c.req.arrayBuffer())),
-  );
+  // The size check by hand: Hono's bodyLimit middleware cost two thirds of POST throughput here.
+  app.post("/", async (c) => {
+    if (Number(c.req.header("content-length") ?? 0) > MAX_REQUEST_BYTES) {
+      c.header("connection", "close");
+      return answer(c, undefined);
+    }
+    const body = await readAtMost(c.req.raw, MAX_REQUEST_BYTES);
+    if (!body) c.header("connection", "close");
+    return answer(c, body);
+  });
   app.get("/*", async (c) => {
     const encoded = c.req.path.replace(/^.*?\/ocsp\/?/, "");
     let der: Uint8Array | undefined;
@@ -51,4 +54,17 @@ export function ocspRoutes(ocsp: () => OcspService | undefined, now: () => Date)
     return answer(c, der);
   });
   return app;
+}
+
+/** The request body, or undefined when it is longer than max (a chunked body has no declared length). */
+async function readAtMost(req: Request, max: number): Promise<Uint8Array | undefined> {
+  if (!req.body) return new Uint8Array(0);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of req.body as unknown as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength;
+    if (size > max) return undefined;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
 }

@@ -1,0 +1,112 @@
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import postgres from "postgres";
+import { loadConfig, type Config } from "../../src/config.ts";
+import { createLogger } from "../../src/logger.ts";
+import { startService, type Service } from "../../src/service.ts";
+import { tempDir } from "./proc.ts";
+import { log, REPO } from "./report.ts";
+
+/** The service and its database for a benchmark: a temp data dir, PostgreSQL when it answers, else PGlite. */
+
+/** The PostgreSQL server the project's machines have; the same override as the tests. */
+export const PG_BASE_URL = process.env.HSM_CA_BENCH_DATABASE_URL ?? process.env.HSM_CA_TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+
+export interface BenchDatabase {
+  kind: "postgres" | "pglite";
+  /** For PostgreSQL: a fresh database's URL. */
+  url?: string;
+  /** The server's version, for the record. */
+  version: string;
+  drop(): Promise<void>;
+}
+
+/**
+ * A fresh PostgreSQL database when the server answers (within a few
+ * seconds), else the embedded PGlite. HSM_CA_BENCH_DB=pglite forces PGlite.
+ */
+export async function benchDatabase(): Promise<BenchDatabase> {
+  const pglite: BenchDatabase = { kind: "pglite", version: "PGlite (embedded)", drop: async () => {} };
+  if (process.env.HSM_CA_BENCH_DB === "pglite") return pglite;
+  const admin = postgres(PG_BASE_URL, { max: 1, onnotice: () => {}, connect_timeout: 3 });
+  const name = `hsmca_bench_${crypto.randomBytes(5).toString("hex")}`;
+  try {
+    const [v] = await admin`select current_setting('server_version') as v`;
+    await admin.unsafe(`create database ${name}`);
+    const url = new URL(PG_BASE_URL);
+    url.pathname = `/${name}`;
+    return {
+      kind: "postgres",
+      url: url.toString(),
+      version: `PostgreSQL ${v!.v}`,
+      drop: async () => {
+        await admin.unsafe(`drop database if exists ${name} with (force)`);
+        await admin.end({ timeout: 5 });
+      },
+    };
+  } catch (err) {
+    log(`PostgreSQL at ${PG_BASE_URL} is not usable (${(err as Error).message}): using PGlite`);
+    await admin.end({ timeout: 1 }).catch(() => {});
+    return pglite;
+  }
+}
+
+export interface BenchService {
+  service: Service;
+  config: Config;
+  /** The environment that opens the same data dir and database (for child processes). */
+  env: Record<string, string>;
+  dataDir: string;
+  db: BenchDatabase;
+  /** Stops the service (idempotent); the data stays until cleanup(). */
+  stop(): Promise<void>;
+  /** Stops, drops the database and removes the data dir. */
+  cleanup(): Promise<void>;
+}
+
+/** The service as a user runs it, on a temp data dir, loopback listeners on free ports. */
+export async function startBenchService(extraEnv: Record<string, string> = {}): Promise<BenchService> {
+  const db = await benchDatabase();
+  const dataDir = tempDir("hsmca-bench-");
+  const env: Record<string, string> = {
+    HSM_CA_DATA_DIR: dataDir,
+    HSM_CA_PROFILES_DIR: path.join(REPO, "profiles"),
+    HSM_CA_HTTPS_HOST: "127.0.0.1",
+    HSM_CA_HTTPS_PORT: "0",
+    HSM_CA_HTTP_HOST: "127.0.0.1",
+    HSM_CA_HTTP_PORT: "0",
+    HSM_CA_LOG_LEVEL: "error",
+    ...(db.url ? { DATABASE_URL: db.url } : {}),
+    ...extraEnv,
+  };
+  const config = loadConfig(env);
+  let service: Service;
+  try {
+    service = await startService(config, createLogger("error"));
+  } catch (err) {
+    await db.drop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await service.close();
+  };
+  return {
+    service,
+    config,
+    env,
+    dataDir,
+    db,
+    stop,
+    cleanup: async () => {
+      await stop();
+      await db.drop();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
