@@ -62,14 +62,14 @@ export class Hsm {
       const slot = findSlotByTokenLabel(mod, config.tokenLabel);
       if (!slot) throw new HsmUnavailableError(`no token labelled "${config.tokenLabel}" in ${config.module}`);
       pool = new SessionPool(slot, config.sessions);
-      login(pool.first.session, readPin(config.pinSource));
+      login(pool.lookup, readPin(config.pinSource));
       if (config.rootToken) {
         if (config.embedded) ensureEmbeddedTokenInitialised(mod, dataDir, config.rootToken.label);
         // An offline root is present only for ceremonies: its absence is not an error here.
         const rootSlot = findSlotByTokenLabel(mod, config.rootToken.label);
         if (rootSlot) {
           rootPool = new SessionPool(rootSlot, 1);
-          login(rootPool.first.session, readPin(config.rootToken.pinSource));
+          login(rootPool.lookup, readPin(config.rootToken.pinSource));
         }
       }
     } catch (err) {
@@ -89,7 +89,7 @@ export class Hsm {
 
   /** The pool of the token that holds this key (the root token's first). */
   private poolFor(label: string): SessionPool {
-    if (this.rootPool && findObject(this.rootPool.first.session, graphene.ObjectClass.PRIVATE_KEY, label)) return this.rootPool;
+    if (this.rootPool && findObject(this.rootPool.lookup, graphene.ObjectClass.PRIVATE_KEY, label)) return this.rootPool;
     return this.pool;
   }
 
@@ -102,7 +102,7 @@ export class Hsm {
   }
 
   hasKey(label: string): boolean {
-    return findObject(this.poolFor(label).first.session, graphene.ObjectClass.PRIVATE_KEY, label) !== undefined;
+    return findObject(this.poolFor(label).lookup, graphene.ObjectClass.PRIVATE_KEY, label) !== undefined;
   }
 
   /**
@@ -142,13 +142,13 @@ export class Hsm {
   }
 
   keyId(label: string): string {
-    const obj = findObject(this.poolFor(label).first.session, graphene.ObjectClass.PRIVATE_KEY, label);
+    const obj = findObject(this.poolFor(label).lookup, graphene.ObjectClass.PRIVATE_KEY, label);
     if (!obj) throw new HsmKeyError(`no private key labelled "${label}" on the token`);
     return (obj.getAttribute("id") as Buffer).toString("hex");
   }
 
   provenance(label: string): KeyProvenance {
-    const obj = findObject(this.poolFor(label).first.session, graphene.ObjectClass.PRIVATE_KEY, label);
+    const obj = findObject(this.poolFor(label).lookup, graphene.ObjectClass.PRIVATE_KEY, label);
     if (!obj) throw new HsmKeyError(`no private key labelled "${label}" on the token`);
     const a = obj.getAttribute({
       token: null,
@@ -189,7 +189,7 @@ export class Hsm {
     pool.forEach((m) => m.keys.delete(label));
     let destroyed = false;
     for (const cls of [graphene.ObjectClass.PRIVATE_KEY, graphene.ObjectClass.PUBLIC_KEY]) {
-      const obj = findObject(pool.first.session, cls, label);
+      const obj = findObject(pool.lookup, cls, label);
       if (obj) {
         obj.destroy();
         destroyed = true;
@@ -207,13 +207,13 @@ export class Hsm {
   }
 
   /**
-   * Asks the token something cheap: is the first session still open and
+   * Asks the token something cheap: is the lookup session still open and
    * logged in? False when the token is gone, sessions were closed or the
    * login was lost.
    */
   health(): { ok: true } | { ok: false; detail: string } {
     try {
-      const session = this.pool.first.session;
+      const session = this.pool.lookup;
       const info = session.lib.C_GetSessionInfo(session.handle);
       if (info.state !== CKS_RW_USER_FUNCTIONS) return { ok: false, detail: "the session is not logged in" };
       return { ok: true };

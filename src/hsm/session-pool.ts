@@ -14,12 +14,20 @@ export interface PooledSession {
 }
 
 export class SessionPool {
+  /**
+   * A session of its own for synchronous lookups (find, attributes, destroy)
+   * on the main thread. Never lent out: a pooled session may be signing on a
+   * libuv worker thread at that moment, and two calls on one session at once
+   * are undefined behaviour in PKCS#11 (with SoftHSM2: memory corruption).
+   */
+  readonly lookup: graphene.Session;
   private readonly members: PooledSession[] = [];
   private readonly idle: PooledSession[] = [];
   private readonly waiters: Array<(member: PooledSession) => void> = [];
   private closed = false;
 
   constructor(slot: graphene.Slot, size: number) {
+    this.lookup = slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
     for (let i = 0; i < size; i++) {
       const session = slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
       const member: PooledSession = { session, crypto: new Crypto({ session }), keys: new Map() };
@@ -40,11 +48,6 @@ export class SessionPool {
     return this.waiters.length;
   }
 
-  /** Any one session, for calls that need no exclusivity (login, lookups). */
-  get first(): PooledSession {
-    return this.members[0]!;
-  }
-
   async use<T>(fn: (member: PooledSession) => Promise<T>): Promise<T> {
     const member = await this.acquire();
     try {
@@ -61,6 +64,11 @@ export class SessionPool {
 
   close(): void {
     this.closed = true;
+    try {
+      this.lookup.close();
+    } catch {
+      // the module may already be finalised
+    }
     for (const m of this.members) {
       try {
         m.session.close();
