@@ -237,3 +237,58 @@ export const ocspResponses = pgTable(
   },
   (t) => [index("ocsp_responses_next_update_idx").on(t.nextUpdate)],
 );
+
+/**
+ * The tamper-evident audit log: append-only, each entry's hash covers its
+ * content and the hash of the one before (seq order).
+ */
+export const auditLog = pgTable("audit_log", {
+  seq: bigint("seq", { mode: "number" }).primaryKey(),
+  at: timestamp("at", { withTimezone: true }).notNull(),
+  /** e.g. hsm.sign, certificate.issue, certificate.revoke, approval.approve, auth.failure */
+  kind: text("kind").notNull(),
+  /** Who: an API token id, acme:<account>, cli, or system:<job>. */
+  actor: text("actor").notNull(),
+  /** What it concerns: a serial, a key label, a request id. */
+  subject: text("subject"),
+  result: text("result", { enum: ["ok", "error"] }).notNull(),
+  details: jsonb("details").$type<Record<string, unknown>>().notNull(),
+  prevHash: text("prev_hash").notNull(),
+  hash: text("hash").notNull(),
+});
+
+/** Signed by the audit key in the HSM: the chain head at a moment. */
+export const auditCheckpoints = pgTable("audit_checkpoints", {
+  id: serial("id").primaryKey(),
+  seq: bigint("seq", { mode: "number" }).notNull(),
+  headHash: text("head_hash").notNull(),
+  at: timestamp("at", { withTimezone: true }).notNull(),
+  keyLabel: text("key_label").notNull(),
+  /** SubjectPublicKeyInfo of the audit key, base64, to verify without the HSM. */
+  publicKey: text("public_key").notNull(),
+  signature: text("signature").notNull(),
+});
+
+/** Requests that wait for M-of-N approval: sensitive issuance, unscheduled intermediates, key destruction. */
+export const approvalRequests = pgTable("approval_requests", {
+  id: text("id").primaryKey(),
+  kind: text("kind", { enum: ["issue", "rotate", "destroy-key"] }).notNull(),
+  requestedBy: text("requested_by").notNull(),
+  status: text("status", { enum: ["pending", "approved", "rejected", "expired", "done", "failed"] }).notNull(),
+  required: integer("required").notNull(),
+  payload: jsonb("payload").$type<Record<string, unknown>>().notNull(),
+  result: jsonb("result").$type<Record<string, unknown>>(),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
+});
+
+export const approvals = pgTable(
+  "approvals",
+  {
+    requestId: text("request_id").notNull().references(() => approvalRequests.id),
+    approver: text("approver").notNull(),
+    decision: text("decision", { enum: ["approve", "reject"] }).notNull(),
+    at: timestamp("at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.requestId, t.approver] })],
+);
