@@ -33,6 +33,18 @@ export interface GeneratedKey {
 
 export class HsmKeyError extends Error {}
 
+/** One use of a key on the HSM, for the audit log. */
+export interface KeyUseEvent {
+  label: string;
+  operation: "sign" | "generate" | "destroy";
+  ok: boolean;
+  ms: number;
+  /** The PKCS#11 reason or message when it failed. */
+  error?: string;
+}
+
+export type KeyUseListener = (event: KeyUseEvent) => void;
+
 /** PKCS#11 session state "read/write, user logged in" (pkcs11js does not export CKS_*). */
 const CKS_RW_USER_FUNCTIONS = 3;
 
