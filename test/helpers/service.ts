@@ -28,7 +28,12 @@ export interface TestService {
  * data directory, PGlite there or a fresh PostgreSQL database, loopback
  * listeners on free ports.
  */
-export async function startTestService(backend: Backend, extraEnv: Record<string, string> = {}): Promise<TestService> {
+export async function startTestService(
+  backend: Backend,
+  extraEnv: Record<string, string> = {},
+  /** Receives every log line (JSON) at debug level; default: no logs. */
+  logSink?: (line: string) => void,
+): Promise<TestService> {
   const dataDir = tempDir("hsmca-data-");
   const db = backend === "postgres" ? await createTestDatabase() : undefined;
   const env: Record<string, string> = {
@@ -43,7 +48,10 @@ export async function startTestService(backend: Backend, extraEnv: Record<string
     ...extraEnv,
   };
   const config = loadConfig(env);
-  const service = await startService(config, createLogger("silent"));
+  const log = logSink
+    ? createLogger("debug", { write: (line: string) => void logSink(line) } as unknown as Parameters<typeof createLogger>[1])
+    : createLogger("silent");
+  const service = await startService(config, log);
   const fetchText = async (p: string) => (await fetch(service.httpUrl + p)).text();
   const rootPem = await fetchText("/ca/root.pem");
   const chainPem = await fetchText("/ca/chain.pem");
