@@ -3,6 +3,7 @@ import cron from "node-cron";
 import { z } from "zod";
 import { CA_KEY_ALGORITHMS } from "./hsm/key-algorithms.ts";
 import { parseDuration } from "./policy/duration.ts";
+import { DEFAULT_RATE_LIMITS, parseRateSpec, type RateSpec } from "./api/rate-limit.ts";
 
 /**
  * Every setting comes from the environment (HSM_CA_*), so the same build runs
@@ -15,6 +16,7 @@ const list = z
   .transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean));
 const port = z.coerce.number().int().min(0).max(65535);
 const keyAlgorithm = z.enum(CA_KEY_ALGORITHMS);
+const rate = z.string().refine((t) => parseRateSpec(t) !== undefined, 'a rate like "50/s", "50/s burst 100", "600/m", or "off"');
 
 const envSchema = z.object({
   HSM_CA_DATA_DIR: z.string().default("./data"),
@@ -29,6 +31,7 @@ const envSchema = z.object({
   HSM_CA_ROTATION_SCHEDULE: z.string().optional(),
   HSM_CA_ROTATION_REMAINING: z.string().regex(/^([0-9]{1,2}%|[1-9][0-9]*[smhd])$/, 'a share like "33%" or a duration like "30d"').optional(),
   HSM_CA_HSM_SESSIONS: z.coerce.number().int().min(1).max(64).default(4),
+  HSM_CA_HSM_QUEUE_LIMIT: z.coerce.number().int().min(0).max(1_000_000).default(256),
   DATABASE_URL: z.string().min(1).optional(),
   HSM_CA_HTTPS_HOST: z.string().default("127.0.0.1"),
   HSM_CA_HTTPS_PORT: port.default(8443),
@@ -56,6 +59,11 @@ const envSchema = z.object({
   HSM_CA_ACME_TLSALPN01_PORT: port.default(443),
   HSM_CA_ACME_RESOLVERS: list.default([]),
   HSM_CA_ACME_VALIDATION_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
+  HSM_CA_RATE_LIMIT_PER_TOKEN: rate.default(DEFAULT_RATE_LIMITS.perToken),
+  HSM_CA_ACME_RATE_LIMIT_PER_ACCOUNT: rate.default(DEFAULT_RATE_LIMITS.perAcmeAccount),
+  HSM_CA_APPROVAL_TTL: z.string().refine((s) => parseDuration(s) !== undefined, 'expected a duration like "24h" (units s, m, h, d)').default("24h"),
+  HSM_CA_CA_CHANGE_APPROVALS: z.coerce.number().int().min(0).max(16).default(2),
+  HSM_CA_AUDIT_CHECKPOINT_INTERVAL: z.string().refine((s) => parseDuration(s) !== undefined, 'expected a duration like "5m" (units s, m, h, d)').default("5m"),
   HSM_CA_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -66,6 +74,8 @@ export interface HsmConfig {
   /** Where the user PIN comes from; the PIN itself is read only when logging in. */
   pinSource: { env: string } | { file: string };
   sessions: number;
+  /** Callers that may wait for a session; further ones are refused at once (hsm-busy). */
+  queueLimit: number;
   /** True when hsm-ca owns a SoftHSM2 token under the data directory. */
   embedded: boolean;
   /** A separate token for the root key (an offline root); unset: the root key is on the same token. */
@@ -125,8 +135,18 @@ export interface Config {
     /** Rotate when less than this remains: a share of the lifetime ("33%") or a duration in ms. */
     remaining?: { share: number } | { ms: number };
   };
+  /** Requests per API token and per ACME account (src/api/rate-limit.ts); null: no limit. */
+  rateLimits: { perToken: RateSpec; perAcmeAccount: RateSpec };
+  approvals: {
+    /** How long an approval request stays open. */
+    ttlMs: number;
+    /** Admins who must approve a manual rotation or a key destruction; 0: no gate. */
+    caChange: number;
+  };
   /** Create the root and intermediate on start when missing (default: only on the embedded SoftHSM2). */
   autoInit: boolean;
+  /** How often the audit log's chain head is signed (a checkpoint), besides at shutdown. */
+  audit: { checkpointIntervalMs: number };
   logLevel: z.infer<typeof envSchema>["HSM_CA_LOG_LEVEL"];
 }
 
@@ -166,6 +186,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       tokenLabel: e.HSM_CA_TOKEN_LABEL,
       pinSource,
       sessions: e.HSM_CA_HSM_SESSIONS,
+      queueLimit: e.HSM_CA_HSM_QUEUE_LIMIT,
       embedded,
       rootToken: e.HSM_CA_ROOT_TOKEN_LABEL
         ? {
@@ -212,7 +233,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       resolvers: e.HSM_CA_ACME_RESOLVERS,
       validationTimeoutMs: e.HSM_CA_ACME_VALIDATION_TIMEOUT_MS,
     },
+    rateLimits: {
+      perToken: parseRateSpec(e.HSM_CA_RATE_LIMIT_PER_TOKEN)!,
+      perAcmeAccount: parseRateSpec(e.HSM_CA_ACME_RATE_LIMIT_PER_ACCOUNT)!,
+    },
+    approvals: { ttlMs: parseDuration(e.HSM_CA_APPROVAL_TTL)!, caChange: e.HSM_CA_CA_CHANGE_APPROVALS },
     autoInit: e.HSM_CA_AUTO_INIT ? e.HSM_CA_AUTO_INIT === "true" : embedded,
+    audit: { checkpointIntervalMs: parseDuration(e.HSM_CA_AUDIT_CHECKPOINT_INTERVAL)! },
     logLevel: e.HSM_CA_LOG_LEVEL,
   };
 }

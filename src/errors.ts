@@ -16,6 +16,7 @@ export const REJECTIONS = {
   "not-found": { status: 404, title: "Not found" },
   "payload-too-large": { status: 413, title: "The request body is too large" },
   "approval-required": { status: 202, title: "The request waits for approval" },
+  "not-pending": { status: 409, title: "The request is no longer pending" },
   "rate-limited": { status: 429, title: "Too many requests from this client" },
   "hsm-busy": { status: 503, title: "The HSM queue is full" },
   unauthorized: { status: 401, title: "A valid API token is required" },
@@ -28,10 +29,15 @@ export const REJECTIONS = {
 export type RejectionKind = keyof typeof REJECTIONS;
 
 export class Rejection extends Error {
+  /** When to try again (the REST API sends it as Retry-After), e.g. for rate-limited. */
+  readonly retryAfterSeconds?: number;
+
   constructor(
     readonly kind: RejectionKind,
     readonly detail: string,
+    opts: { retryAfterSeconds?: number } = {},
   ) {
     super(detail);
+    if (opts.retryAfterSeconds !== undefined) this.retryAfterSeconds = opts.retryAfterSeconds;
   }
 }

@@ -3,6 +3,10 @@ import https from "node:https";
 import { serve, type ServerType } from "@hono/node-server";
 import type { Logger } from "pino";
 import { createApiApp, createPublicApp } from "./api/app.ts";
+import { expireApprovalRequestsNow } from "./approvals/requests.ts";
+import { transcriptDetails } from "./audit/admin.ts";
+import { withActor } from "./audit/actor.ts";
+import { AuditLog, keyUseRecorder } from "./audit/audit-log.ts";
 import type { AppContext } from "./api/context.ts";
 import { formatTranscript, initHierarchy } from "./ceremony/init-hierarchy.ts";
 import { checkCaKeys } from "./ceremony/check-ca-keys.ts";
@@ -66,6 +70,10 @@ export async function startService(
     }
     const store: Store = await openStore(config);
     closers.push(() => store.close());
+    // The audit log: closed (last checkpoint, last entries) after everything pushed later, before the store and the HSM.
+    const audit = new AuditLog({ db: store.db, log, checkpoints: { hsm, intervalMs: config.audit.checkpointIntervalMs } });
+    closers.push(() => audit.stop());
+    hsm.onKeyUse(keyUseRecorder(audit, hsm));
 
     let issuer: ActiveIssuer | undefined;
     let revocation: RevocationServices | undefined;
@@ -73,7 +81,7 @@ export async function startService(
       if (!issuer) throw new Rejection("ca-not-ready", "no active issuing CA: run `hsm-ca init`, or rotate to a new intermediate");
       return issuer;
     };
-    const ctx: AppContext = { store, hsm, profiles, issuer: currentIssuer, ocsp: () => revocation?.ocsp, log };
+    const ctx: AppContext = { store, hsm, profiles, issuer: currentIssuer, ocsp: () => revocation?.ocsp, log, audit, approvals: config.approvals };
 
     // Plain HTTP first: its address is part of every certificate (CRL and OCSP URLs).
     const httpServer = await listen(serve({ fetch: createPublicApp(ctx).fetch, hostname: config.http.host, port: config.http.port }));
@@ -82,8 +90,9 @@ export async function startService(
     const publishing = { urls: new RevocationUrls(config.publicHttpUrl ?? httpUrl), partitions: config.revocation.crlPartitions };
 
     if (config.autoInit) {
-      const transcript = await initHierarchy(hsm, store.db, config.hierarchy, publishing.urls);
+      const transcript = await withActor("system:init", () => initHierarchy(hsm, store.db, config.hierarchy, publishing.urls));
       if (transcript) {
+        audit.record({ kind: "admin.init", actor: "system:init", details: transcriptDetails(transcript) });
         log.info({ transcript }, "created the CA hierarchy");
         announce(formatTranscript(transcript));
       }
@@ -94,7 +103,8 @@ export async function startService(
       issuer = await loadActiveIssuer(store.db, hsm).catch(() => undefined);
       await revocation?.ocsp.load();
     };
-    revocation = await startRevocationServices({ config, db: store.db, hsm, log, publishing, caRevoked: reloadHierarchy });
+    // Timers inherit the actor they are made under: the revocation services' signatures are system:revocation.
+    revocation = await withActor("system:revocation", () => startRevocationServices({ config, db: store.db, hsm, log, publishing, caRevoked: reloadHierarchy }));
     closers.push(() => revocation?.stop());
 
     // Rotation: scheduled here, or done by `hsm-ca rotate` or another replica; every replica
@@ -107,15 +117,23 @@ export async function startService(
         log.info({ ca: active.id, subject: active.subject }, "issuing from a new intermediate");
       }
     };
-    const rotation = scheduleRotation({ db: store.db, hsm, log, config, urls: () => publishing.urls, onRotated: switchIfRotated });
+    const rotation = withActor("system:rotation", () => scheduleRotation({ db: store.db, hsm, log, config, urls: () => publishing.urls, onRotated: switchIfRotated }));
     closers.push(() => rotation.stop());
-    const hierarchyWatch = setInterval(() => void switchIfRotated().catch((err: Error) => log.error({ err: err.message }, "cannot check the hierarchy")), HIERARCHY_POLL_MS);
+    const hierarchyWatch = withActor("system:rotation", () =>
+      setInterval(() => void switchIfRotated().catch((err: Error) => log.error({ err: err.message }, "cannot check the hierarchy")), HIERARCHY_POLL_MS),
+    );
     hierarchyWatch.unref();
     closers.push(() => clearInterval(hierarchyWatch));
     const keyCleanup = cron.schedule("17 * * * *", () =>
-      destroyRetiredKeys({ db: store.db, hsm, log, now: () => new Date() }).catch((err: Error) => log.error({ err: err.message }, "retired key clean-up failed")),
+      withActor("system:key-cleanup", () =>
+        destroyRetiredKeys({ db: store.db, hsm, log, now: () => new Date(), approvals: { required: config.approvals.caChange, ttlMs: config.approvals.ttlMs } }),
+      ).catch((err: Error) => log.error({ err: err.message }, "retired key clean-up failed")),
     );
     closers.push(() => void keyCleanup.stop());
+    const approvalExpiry = cron.schedule("*/5 * * * *", () =>
+      expireApprovalRequestsNow({ db: store.db, now: () => new Date() }).catch((err: Error) => log.error({ err: err.message }, "approval request expiry failed")),
+    );
+    closers.push(() => void approvalExpiry.stop());
 
     const acmeProfiles = loadAcmeProfiles(config.acme.profilesDir, profiles);
     const paths = directoryPaths(acmeProfiles);
@@ -137,6 +155,7 @@ export async function startService(
       publicUrl: config.publicUrl,
       log,
       now: () => new Date(),
+      audit,
     });
     closers.push(() => acme.runner.drain());
     const cleanup = scheduleAcmeCleanup(store.db, log);
@@ -150,19 +169,20 @@ export async function startService(
       out: (t) => out.push(t),
       err: (t) => err.push(t),
       hierarchyChanged: reloadHierarchy,
+      audit,
     });
     if (store.kind === "pglite") {
       const control = await startControlSocket(config.dataDir, async (argv) => {
         const out: string[] = [];
         const err: string[] = [];
-        const code = await runCommand(argv, commandEnv(out, err));
+        const code = await withActor("cli", () => runCommand(argv, commandEnv(out, err)));
         log.info({ command: argv[0], code }, "CLI command run over the control socket");
         return { code, stdout: lines(out), stderr: lines(err) };
       });
       closers.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
     }
 
-    let tls = await issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing);
+    let tls = await withActor("system:server-certificate", () => issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing));
     const httpsServer = await listen(
       serve({
         fetch: createApiApp(ctx, { acme: acmeProfiles.size ? acme.app : undefined, revocation: publishing }).fetch,
@@ -176,7 +196,7 @@ export async function startService(
 
     const renewServerCertificate = async (now = new Date()) => {
       if (!serverCertificateDue(tls, now)) return false;
-      tls = await issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing);
+      tls = await withActor("system:server-certificate", () => issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing));
       (httpsServer as https.Server).setSecureContext({ key: tls.keyPem, cert: tls.certPem });
       log.info({ notAfter: tls.notAfter.toISOString() }, "renewed the HTTPS certificate");
       return true;

@@ -28,7 +28,7 @@ const outputs: CliResult[] = [];
 function rememberPins(dataDir: string) {
   for (const f of ["user.pin", "so.pin"]) secrets.add(fs.readFileSync(path.join(dataDir, "hsm", f), "utf8").trim());
 }
-async function cli(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<CliResult> {
+async function cli(args: string[], env: Record<string, string>, timeoutMs = 110_000): Promise<CliResult> {
   const r = await runCli(args, env, timeoutMs);
   outputs.push(r);
   return r;

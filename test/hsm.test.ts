@@ -10,7 +10,8 @@ import { tempDir } from "./helpers/openssl.ts";
 
 /** The HSM layer against a real SoftHSM2 token in a fresh directory. */
 const dataDir = tempDir("hsmca-hsm-");
-const config = loadConfig({ HSM_CA_DATA_DIR: dataDir, HSM_CA_HSM_SESSIONS: "2" });
+// A queue long enough for the 400 concurrent signatures below (the default bound is 256).
+const config = loadConfig({ HSM_CA_DATA_DIR: dataDir, HSM_CA_HSM_SESSIONS: "2", HSM_CA_HSM_QUEUE_LIMIT: "1000" });
 let hsm: Hsm;
 
 beforeAll(() => {

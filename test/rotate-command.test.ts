@@ -14,7 +14,9 @@ let t: TestService;
 let admin: string;
 
 beforeAll(async () => {
-  t = await startTestService("pglite", { HSM_CA_ROTATION_REMAINING: "10%" });
+  // HSM_CA_CA_CHANGE_APPROVALS=0: no M-of-N gate, so `hsm-ca rotate` rotates at once and this
+  // file keeps testing rotation itself (the gate is tested in test/approvals.test.ts).
+  t = await startTestService("pglite", { HSM_CA_ROTATION_REMAINING: "10%", HSM_CA_CA_CHANGE_APPROVALS: "0" });
   admin = await t.token("admin");
 });
 afterAll(async () => {

@@ -25,7 +25,10 @@ let rp: RelyingParty;
 let admin: string;
 
 beforeAll(async () => {
-  a = await startTestService("postgres", { HSM_CA_ROTATION_SCHEDULE: SCHEDULE });
+  // HSM_CA_CA_CHANGE_APPROVALS=0 (and approvals: { required: 0 } for destroyRetiredKeys below): no
+  // M-of-N gate, so this file keeps testing rotation and key destruction themselves (the gate is
+  // tested in test/approvals.test.ts). Scheduled rotation is never gated.
+  a = await startTestService("postgres", { HSM_CA_ROTATION_SCHEDULE: SCHEDULE, HSM_CA_CA_CHANGE_APPROVALS: "0" });
   // Replicas publish under one public URL (behind one name in production).
   b = await startService(
     loadConfig({ ...a.env, HSM_CA_HTTPS_PORT: "0", HSM_CA_HTTP_PORT: "0", HSM_CA_PUBLIC_HTTP_URL: a.service.httpUrl }),
@@ -99,7 +102,7 @@ describe("scheduled rotation on two replicas", () => {
 
 describe("retired keys", () => {
   it("are destroyed only after the last certificate they signed has expired, and the destruction is recorded", async () => {
-    const deps = { db: a.service.ctx.store.db, hsm: a.service.ctx.hsm, log: createLogger("silent") };
+    const deps = { db: a.service.ctx.store.db, hsm: a.service.ctx.hsm, log: createLogger("silent"), approvals: { required: 0 } };
     const first = (await intermediates()).find((c) => c.subject.includes("Issuing CA 1"))!;
     expect(a.service.ctx.hsm.hasKey(first.keyLabel)).toBe(true);
     // Now: CA 1 still has unexpired certificates (1 h leaves, and the replicas' 30-day HTTPS certificates).

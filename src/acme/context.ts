@@ -1,9 +1,11 @@
 import type { Logger } from "pino";
+import type { AuditLog } from "../audit/audit-log.ts";
 import type { ActiveIssuer } from "../issuance/issuer.ts";
 import type { RevocationPublishing } from "../revocation/pointers.ts";
 import type { AcmeProfile } from "../policy/acme-profile-schema.ts";
 import type { Profile } from "../policy/profile-schema.ts";
 import type { Database } from "../store/database.ts";
+import type { RateLimits } from "../api/rate-limit.ts";
 import type { ValidationConfig } from "./validation/types.ts";
 
 /** One ACME directory: its policy, the certificate profile it issues from, where it lives. */
@@ -26,6 +28,10 @@ export interface AcmeContext {
   publicUrl?: string;
   log: Logger;
   now(): Date;
+  /** The audit log (issuance and revocation over ACME); unset: nothing recorded. */
+  audit?: AuditLog;
+  /** Request rate limits (src/api/rate-limit.ts); unset: built from the environment's settings. */
+  rateLimits?: RateLimits;
 }
 
 /** The default directory is served at /acme/directory; with several, "default" or the first by name. */

@@ -50,7 +50,7 @@ export async function finalize(c: Context, ctx: AcmeContext, dir: AcmeDirectory,
   try {
     const row = await asAcme(
       issueCertificate(
-        { db: ctx.db, profiles: ctx.profiles, issuer: ctx.issuer(), revocation: ctx.revocation },
+        { db: ctx.db, profiles: ctx.profiles, issuer: ctx.issuer(), revocation: ctx.revocation, audit: ctx.audit },
         { csrPem: pem, profile: dir.certificateProfile.name, requestedBy: `acme:${req.account!.id}` },
       ),
     );

@@ -1,7 +1,9 @@
+import { describeRate, rateLimitsOf } from "../api/rate-limit.ts";
 import { parseDuration } from "../policy/duration.ts";
 import type { AcmeProfile } from "../policy/acme-profile-schema.ts";
 import { authorizationsForIdentifierSince, ordersByAccountSince } from "../store/acme-orders.ts";
 import type { Database } from "../store/database.ts";
+import type { AcmeContext } from "./context.ts";
 import { AcmeProblem } from "./problem.ts";
 
 /**
@@ -33,5 +35,20 @@ export async function checkOrderRateLimits(
         retryAfterSeconds: Math.ceil(idWindow / 1000),
       });
     }
+  }
+}
+
+/**
+ * Requests per account per second (HSM_CA_ACME_RATE_LIMIT_PER_ACCOUNT), in
+ * memory: counted once the request is known to come from the account (its
+ * signature verified), refused with 429 rateLimited and Retry-After.
+ */
+export function limitAccountRate(ctx: AcmeContext, accountId: string): void {
+  const limiter = rateLimitsOf(ctx).perAcmeAccount;
+  const wait = limiter.take(accountId);
+  if (wait > 0) {
+    throw new AcmeProblem("rateLimited", `this account sent more requests than its limit of ${describeRate(limiter.spec)}; retry in ${wait} s`, {
+      retryAfterSeconds: wait,
+    });
   }
 }

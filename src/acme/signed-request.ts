@@ -5,6 +5,7 @@ import { publicJwk, type PublicJwk } from "./jwk.ts";
 import { parseJwsText, verifyJws, type ParsedJws } from "./jws.ts";
 import { useNonce } from "./nonces.ts";
 import { AcmeProblem } from "./problem.ts";
+import { limitAccountRate } from "./rate-limits.ts";
 import type { AcmeUrls } from "./urls.ts";
 
 export interface SignedRequest {
@@ -58,5 +59,6 @@ export async function readSignedRequest(
   const jwk = publicJwk(account.jwk);
   verifyJws(jws, jwk);
   if (account.status !== "valid") throw new AcmeProblem("unauthorized", `the account is ${account.status}`);
+  limitAccountRate(ctx, account.id);
   return { jws, jwk, account, url };
 }

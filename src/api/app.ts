@@ -8,6 +8,7 @@ import type { AppContext, AppEnv } from "./context.ts";
 import { problem } from "./problem.ts";
 import { caRoutes } from "./routes/cas.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
+import { requestRoutes } from "./routes/requests.ts";
 import { crlRoutes } from "./routes/crl.ts";
 import { ocspRoutes } from "./routes/ocsp.ts";
 import type { RevocationPublishing } from "../revocation/pointers.ts";
@@ -20,6 +21,7 @@ export function createApiApp(ctx: AppContext, opts: { acme?: Hono; revocation?: 
   const acme = opts.acme;
   app.route("/api/v1/certificates", certificateRoutes(ctx, opts.revocation));
   app.route("/api/v1/cas", caRoutes(ctx));
+  app.route("/api/v1/requests", requestRoutes(ctx, opts.revocation));
   if (acme) app.route("/", acme);
   mountPublic(app, ctx);
   return app;
@@ -45,6 +47,7 @@ function mountPublic(app: Hono<AppEnv>, ctx: AppContext): void {
     if (isAcmePath(c.req.path)) return acmeError(ctx, c, err);
     if (err instanceof Rejection) {
       ctx.log.info({ route: c.req.path, problem: err.kind, detail: err.detail }, "request refused");
+      if (err.retryAfterSeconds !== undefined) c.header("retry-after", String(err.retryAfterSeconds));
       return problem(c, err.kind, err.detail);
     }
     if (err instanceof HTTPException) return problem(c, "malformed-request", err.message);

@@ -1,10 +1,13 @@
 import type { Logger } from "pino";
+import type { AuditLog } from "../audit/audit-log.ts";
 import type { Principal } from "../auth/api-tokens.ts";
+import type { Config } from "../config.ts";
 import type { Hsm } from "../hsm/hsm.ts";
 import type { ActiveIssuer } from "../issuance/issuer.ts";
 import type { Profile } from "../policy/profile-schema.ts";
 import type { OcspService } from "../revocation/ocsp-service.ts";
 import type { Store } from "../store/database.ts";
+import type { RateLimits } from "./rate-limit.ts";
 
 /** What the HTTP layer may use. Built once by the service. */
 export interface AppContext {
@@ -15,6 +18,12 @@ export interface AppContext {
   /** The OCSP responder, once started. */
   ocsp(): OcspService | undefined;
   log: Logger;
+  /** The audit log (auth failures, issuance, revocation); unset: nothing recorded. */
+  audit?: AuditLog;
+  /** Request rate limits (src/api/rate-limit.ts); unset: built from the environment's settings. */
+  rateLimits?: RateLimits;
+  /** HSM_CA_APPROVAL_TTL and HSM_CA_CA_CHANGE_APPROVALS (config.approvals); unset: the defaults (24 h, 2). */
+  approvals?: Config["approvals"];
 }
 
 /** Hono variables set by middleware. */

@@ -52,7 +52,20 @@ export async function parseCsr(pem: string): Promise<ParsedCsr> {
   } catch {
     throw new Rejection("bad-csr", "the PEM block does not contain a DER-encoded PKCS#10 certificate request");
   }
-  const spki = csr.publicKey.rawData;
+  // @peculiar/x509 parses a CSR's parts on first use: parse them all here, where
+  // a failure is the CSR's fault (a 400), not later as an unexpected error.
+  let spki: ArrayBuffer;
+  try {
+    spki = csr.publicKey.rawData;
+  } catch {
+    throw new Rejection("bad-public-key", "the CSR's public key cannot be parsed");
+  }
+  try {
+    void csr.subjectName.toString();
+    void csr.extensions;
+  } catch {
+    throw new Rejection("bad-csr", "the CSR's subject or attributes cannot be parsed");
+  }
   const key = classifyKey(spki);
   let valid = false;
   try {

@@ -22,7 +22,7 @@ export interface RotationPlan {
  * name with its generation number counted up ("Issuing CA 1" -> "Issuing CA
  * 2"), the configured key algorithm and lifetime.
  */
-export async function planRotation(db: Database, hierarchy: HierarchyConfig): Promise<RotationPlan> {
+export async function planRotation(db: Database, hierarchy: IntermediateSettings): Promise<RotationPlan> {
   const current = await activeCa(db, "intermediate");
   const root = await activeCa(db, "root");
   if (!current || !root) throw new RotationError("there is no active root and intermediate to rotate: run `hsm-ca init`");
@@ -37,6 +37,9 @@ export async function planRotation(db: Database, hierarchy: HierarchyConfig): Pr
 
 export class RotationError extends Error {}
 
+/** What a rotation takes from the configuration (or from an approved rotation request). */
+export type IntermediateSettings = Pick<HierarchyConfig, "intermediateAlgorithm" | "intermediateValidityDays">;
+
 /**
  * Rotates the issuing intermediate in one database transaction: a new key in
  * the HSM, the root signs its certificate (pathLen 0), the new CA becomes
@@ -46,7 +49,7 @@ export class RotationError extends Error {}
 export async function rotateIntermediate(
   hsm: Hsm,
   db: Database,
-  hierarchy: HierarchyConfig,
+  hierarchy: IntermediateSettings,
   urls: RevocationUrls | undefined,
   why: string,
   /** Decides, under the lock, whether to go ahead (a scheduled tick another replica took, a rule no longer due). */
@@ -55,9 +58,7 @@ export async function rotateIntermediate(
   return withAdvisoryLock(db, LOCKS.hierarchy, async (tx) => {
     const plan = await planRotation(tx, hierarchy);
     if (!(await proceed(tx, plan))) return undefined;
-    if (!hsm.hasKey(plan.root.keyLabel)) {
-      throw new RotationError(`the root key is not available (token "${hsm.rootToken.label}"${hsm.rootToken.present ? "" : " is not present"}): rotation needs the root`);
-    }
+    requireRootKey(hsm, plan);
     const row = await createIntermediate(
       hsm,
       tx,
@@ -75,6 +76,13 @@ export async function rotateIntermediate(
     await insertCeremony(tx, "rotate", { ...transcript, retired: { id: plan.current.id, subject: plan.current.subject, keyLabel: plan.current.keyLabel }, why });
     return { transcript, row };
   });
+}
+
+/** Throws unless the root key is on a token now (an offline root is present only for ceremonies). */
+export function requireRootKey(hsm: Hsm, plan: RotationPlan): void {
+  if (!hsm.hasKey(plan.root.keyLabel)) {
+    throw new RotationError(`the root key is not available (token "${hsm.rootToken.label}"${hsm.rootToken.present ? "" : " is not present"}): rotation needs the root`);
+  }
 }
 
 /** When the rule says the intermediate is due: less than `remaining` of its life is left. */

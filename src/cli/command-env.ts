@@ -1,3 +1,4 @@
+import type { AuditLog } from "../audit/audit-log.ts";
 import type { Config } from "../config.ts";
 import type { Hsm } from "../hsm/hsm.ts";
 import type { RevocationUrls } from "../revocation/urls.ts";
@@ -18,6 +19,8 @@ export interface CommandEnv {
   revocationUrls(): RevocationUrls;
   /** Tells a running service that the CA hierarchy changed. */
   hierarchyChanged(): Promise<void>;
+  /** Where admin actions are recorded (actor "cli"); unset: not recorded. */
+  audit?: AuditLog;
 }
 
 /** A refusal the CLI prints as one line and exits non-zero on. */

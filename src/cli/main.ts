@@ -1,12 +1,17 @@
 // @peculiar/x509 needs the Reflect metadata polyfill before it loads.
 import "reflect-metadata";
+import fs from "node:fs";
+import { withActor } from "../audit/actor.ts";
+import { AuditLog, keyUseRecorder } from "../audit/audit-log.ts";
 import { loadConfig, type Config } from "../config.ts";
-import { sendToRunningService } from "../control/control-socket.ts";
+import { sendToRunningService, type CommandResult } from "../control/control-socket.ts";
 import { Hsm } from "../hsm/hsm.ts";
+import { createLogger } from "../logger.ts";
 import { startService } from "../service.ts";
 import { RevocationUrls } from "../revocation/urls.ts";
 import { openStore, type Store } from "../store/database.ts";
 import type { CommandEnv } from "./command-env.ts";
+import { localizeArgs, type LocalizedArgs } from "./local-inputs.ts";
 import { oneLine, runCommand } from "./run-command.ts";
 
 /**
@@ -24,40 +29,79 @@ async function main(argv: string[]): Promise<number> {
   }
   if (argv[0] === "serve") return serveCommand(config);
 
+  // The API token, --csr FILE and --out FILE belong to this process, wherever the command runs.
+  let inputs: LocalizedArgs;
+  try {
+    inputs = localizeArgs(argv, process.env, process.cwd());
+  } catch (err) {
+    process.stderr.write(`hsm-ca ${argv[0]}: ${oneLine(err)}\n`);
+    return 2;
+  }
+  argv = inputs.argv;
+
   // backup and restore use this process's passphrase and files (a drill, its own SoftHSM2 child): never forwarded.
   if (!config.databaseUrl && argv[0] && !["help", "backup", "restore"].includes(argv[0])) {
     const remote = await sendToRunningService(config.dataDir, argv).catch((err: Error) => {
       process.stderr.write(`hsm-ca: ${err.message}\n`);
       return { code: 1, stdout: "", stderr: "" };
     });
-    if (remote) {
-      process.stdout.write(remote.stdout);
-      process.stderr.write(remote.stderr);
-      return remote.code;
-    }
+    if (remote) return emit(remote, inputs.outFile);
   }
   const local = localEnv(config);
+  const captured: string[] = [];
+  if (inputs.outFile) local.env.out = (t) => captured.push(t);
+  let code: number;
   try {
-    return await runCommand(argv, local.env);
+    code = await withActor("cli", () => runCommand(argv, local.env));
   } finally {
     await local.close();
   }
+  if (!inputs.outFile) return code;
+  return emit({ code, stdout: captured.length ? captured.join("\n") + "\n" : "", stderr: "" }, inputs.outFile);
+}
+
+/** A command's output; with --out FILE, the stdout of a command that succeeded goes to that file instead. */
+function emit(r: CommandResult, outFile: string | undefined): number {
+  if (outFile && r.code === 0 && r.stdout) {
+    try {
+      fs.writeFileSync(outFile, r.stdout, { mode: 0o644 });
+    } catch (err) {
+      process.stderr.write(r.stderr + `hsm-ca: cannot write ${outFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
+      return 1;
+    }
+    process.stderr.write(r.stderr + `Wrote ${outFile}\n`);
+    return 0;
+  }
+  process.stdout.write(r.stdout);
+  process.stderr.write(r.stderr);
+  return r.code;
 }
 
 function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
   let store: Promise<Store> | undefined;
   let hsm: Hsm | undefined;
+  const openStoreOnce = () => (store ??= openStore(config));
+  // The command's admin actions and key uses; the database is opened for them only if there are any.
+  const audit = new AuditLog({ db: async () => (await openStoreOnce()).db, log: createLogger(config.logLevel) });
   return {
     env: {
       config,
-      store: () => (store ??= openStore(config)),
-      hsm: () => (hsm ??= Hsm.open(config.hsm, config.dataDir)),
+      store: openStoreOnce,
+      hsm: () => {
+        if (!hsm) {
+          hsm = Hsm.open(config.hsm, config.dataDir);
+          hsm.onKeyUse(keyUseRecorder(audit, hsm));
+        }
+        return hsm;
+      },
       out: (t) => process.stdout.write(t + "\n"),
       err: (t) => process.stderr.write(t + "\n"),
       revocationUrls: () => new RevocationUrls(config.publicHttpUrl ?? `http://${config.http.host}:${config.http.port}`),
       hierarchyChanged: async () => {},
+      audit,
     },
     close: async () => {
+      await audit.stop();
       if (store) await (await store.catch(() => undefined))?.close();
       hsm?.close();
     },

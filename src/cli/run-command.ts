@@ -8,6 +8,7 @@ import { ProfileError } from "../policy/profiles.ts";
 import { DatabaseBusyError } from "../store/database.ts";
 import { CliError, type CommandEnv } from "./command-env.ts";
 import { acmeCommand, acmeUsage } from "./commands/acme.ts";
+import { auditCommand, auditUsage } from "./commands/audit.ts";
 import { backupCommand, backupUsage } from "./commands/backup.ts";
 import { initCommand, initUsage } from "./commands/init.ts";
 import { restoreCommand, restoreUsage } from "./commands/restore.ts";
@@ -16,6 +17,9 @@ import { rotateCommand, rotateUsage } from "./commands/rotate.ts";
 import { ceremonyCommand, ceremonyUsage } from "./commands/ceremony.ts";
 import { statusCommand, statusUsage } from "./commands/status.ts";
 import { tokenCommand, tokenUsage } from "./commands/token.ts";
+import { approveCommand, approveUsage, rejectCommand } from "./commands/approve.ts";
+import { issueCommand, issueUsage } from "./commands/issue.ts";
+import { requestsCommand, requestsUsage } from "./commands/requests.ts";
 
 type Command = (args: string[], env: CommandEnv) => Promise<number>;
 
@@ -30,13 +34,18 @@ export const COMMANDS: Record<string, { run: Command; usage: string }> = {
   restore: { run: restoreCommand, usage: restoreUsage },
   rotate: { run: rotateCommand, usage: rotateUsage },
   ceremony: { run: ceremonyCommand, usage: ceremonyUsage },
+  audit: { run: auditCommand, usage: auditUsage },
+  issue: { run: issueCommand, usage: issueUsage },
+  requests: { run: requestsCommand, usage: requestsUsage },
+  approve: { run: approveCommand, usage: approveUsage },
+  reject: { run: rejectCommand, usage: "" }, // described with approve
 };
 
 export const USAGE = [
   "usage: hsm-ca <command> [options]",
   "",
   "hsm-ca serve\n  Starts the CA service (HTTPS API, plain-HTTP CA material), creating the embedded default CA on first start.",
-  ...Object.values(COMMANDS).map((c) => c.usage),
+  ...Object.values(COMMANDS).map((c) => c.usage).filter(Boolean),
 ].join("\n");
 
 /** Runs one command; errors become one line on stderr and a non-zero exit code. */

@@ -1,17 +1,41 @@
 import * as graphene from "graphene-pk11";
 import { Crypto } from "node-webcrypto-p11";
+import { HsmBusyError, HsmUnavailableError } from "./module.ts";
 
 /**
  * A PKCS#11 session runs one operation at a time: two overlapping signs on
  * one session fail with CKR_OPERATION_ACTIVE. The pool hands each caller a
- * session of its own (wrapped in a WebCrypto provider) and queues the rest.
+ * session of its own (wrapped in a WebCrypto provider) and queues the rest,
+ * up to a limit: beyond it, callers are refused at once (HsmBusyError).
  */
 export interface PooledSession {
   readonly session: graphene.Session;
   readonly crypto: Crypto;
-  /** CryptoKeys found on this session, by CKA_LABEL. */
+  /** CryptoKeys found on this session, by CKA_LABEL. They die with the session. */
   readonly keys: Map<string, CryptoKey>;
 }
+
+/** Told when a session is lent out and given back: the module counts what runs on worker threads. */
+export interface LeaseTracker {
+  begin(): void;
+  end(): void;
+}
+
+export interface SessionPoolOptions {
+  /** Callers that may wait for a session; further ones get HsmBusyError. */
+  queueLimit: number;
+  tracker?: LeaseTracker;
+}
+
+/** The pool was retired (the HSM went away, or it is closing): its sessions are no longer lent. */
+export class PoolRetiredError extends HsmUnavailableError {}
+
+interface Waiter {
+  resolve(member: PooledSession): void;
+  reject(err: Error): void;
+}
+
+const SESSION_FLAGS = graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION;
 
 export class SessionPool {
   /**
@@ -23,16 +47,33 @@ export class SessionPool {
   readonly lookup: graphene.Session;
   private readonly members: PooledSession[] = [];
   private readonly idle: PooledSession[] = [];
-  private readonly waiters: Array<(member: PooledSession) => void> = [];
-  private closed = false;
+  private readonly waiters: Waiter[] = [];
+  private readonly lent = new Set<PooledSession>();
+  private retiredBecause?: string;
+  /** Set when the handles are dead or may name someone else's sessions: never close them. */
+  private abandoned = false;
+  private drainWaiters: Array<() => void> = [];
+  private readonly queueLimit: number;
+  private readonly tracker?: LeaseTracker;
 
-  constructor(slot: graphene.Slot, size: number) {
-    this.lookup = slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
-    for (let i = 0; i < size; i++) {
-      const session = slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
-      const member: PooledSession = { session, crypto: new Crypto({ session }), keys: new Map() };
-      this.members.push(member);
-      this.idle.push(member);
+  constructor(
+    readonly slot: graphene.Slot,
+    size: number,
+    options: SessionPoolOptions,
+  ) {
+    this.queueLimit = options.queueLimit;
+    this.tracker = options.tracker;
+    this.lookup = slot.open(SESSION_FLAGS);
+    try {
+      for (let i = 0; i < size; i++) {
+        const session = slot.open(SESSION_FLAGS);
+        const member: PooledSession = { session, crypto: new Crypto({ session }), keys: new Map() };
+        this.members.push(member);
+        this.idle.push(member);
+      }
+    } catch (err) {
+      this.closeNow();
+      throw err;
     }
   }
 
@@ -41,11 +82,15 @@ export class SessionPool {
   }
 
   get inUse(): number {
-    return this.members.length - this.idle.length;
+    return this.lent.size;
   }
 
   get waiting(): number {
     return this.waiters.length;
+  }
+
+  get retired(): boolean {
+    return this.retiredBecause !== undefined;
   }
 
   async use<T>(fn: (member: PooledSession) => Promise<T>): Promise<T> {
@@ -62,35 +107,101 @@ export class SessionPool {
     for (const m of this.members) fn(m);
   }
 
+  /**
+   * Stops lending: waiting callers are refused (PoolRetiredError), the
+   * lookup session and the idle ones are closed now, each lent one when it is
+   * given back. Resolves once none is lent any more. Sessions whose handle is
+   * already dead (closed by the HSM) are not closed again: the number may
+   * already name a new session.
+   */
+  retire(reason: string): Promise<void> {
+    if (this.retiredBecause === undefined) {
+      this.retiredBecause = reason;
+      for (const w of this.waiters.splice(0)) w.reject(new PoolRetiredError(`the HSM is unavailable: ${reason}`));
+      this.closeSession(this.lookup);
+      for (const m of this.idle.splice(0)) this.closeSession(m.session);
+    }
+    return this.drained();
+  }
+
+  /**
+   * The module was finalised: every handle is gone, and the same numbers
+   * will name new sessions. Nothing of this pool is closed, ever.
+   */
+  abandon(reason: string): void {
+    this.abandoned = true;
+    void this.retire(reason);
+  }
+
+  /** Resolves once no session of this pool is lent (right away when none is). */
+  drained(): Promise<void> {
+    if (this.lent.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /** Shutting down: as retire, without waiting. */
   close(): void {
-    this.closed = true;
-    try {
-      this.lookup.close();
-    } catch {
-      // the module may already be finalised
-    }
-    for (const m of this.members) {
-      try {
-        m.session.close();
-      } catch {
-        // the module may already be finalised
-      }
-    }
-    this.members.length = 0;
-    this.idle.length = 0;
+    void this.retire("closed");
   }
 
   private acquire(): Promise<PooledSession> {
-    if (this.closed) return Promise.reject(new Error("the HSM session pool is closed"));
+    if (this.retiredBecause !== undefined) return Promise.reject(new PoolRetiredError(`the HSM is unavailable: ${this.retiredBecause}`));
     const member = this.idle.pop();
-    if (member) return Promise.resolve(member);
-    return new Promise((resolve) => this.waiters.push(resolve));
+    if (member) {
+      this.lend(member);
+      return Promise.resolve(member);
+    }
+    if (this.waiters.length >= this.queueLimit) {
+      return Promise.reject(
+        new HsmBusyError(`the HSM queue is full: ${this.members.length} sessions busy and ${this.waiters.length} callers waiting; try again shortly`),
+      );
+    }
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  private lend(member: PooledSession): void {
+    this.lent.add(member);
+    this.tracker?.begin();
   }
 
   private release(member: PooledSession): void {
-    if (this.closed) return;
-    const next = this.waiters.shift();
-    if (next) next(member);
-    else this.idle.push(member);
+    this.lent.delete(member);
+    if (this.retiredBecause === undefined) {
+      const next = this.waiters.shift();
+      if (next) {
+        // Handed straight on: still lent, still one operation running.
+        this.lent.add(member);
+        next.resolve(member);
+        return;
+      }
+      this.idle.push(member);
+    } else {
+      this.closeSession(member.session);
+    }
+    this.tracker?.end();
+    if (this.lent.size === 0 && this.drainWaiters.length) {
+      for (const w of this.drainWaiters.splice(0)) w();
+    }
+  }
+
+  private closeSession(session: graphene.Session): void {
+    if (this.abandoned) return;
+    try {
+      // Still ours and alive? A handle the HSM already closed is left alone.
+      session.lib.C_GetSessionInfo(session.handle);
+    } catch {
+      return;
+    }
+    try {
+      session.close();
+    } catch {
+      // the module may already be finalised
+    }
+  }
+
+  /** Construction failed half-way: close what was opened. */
+  private closeNow(): void {
+    this.closeSession(this.lookup);
+    for (const m of this.members) this.closeSession(m.session);
   }
 }

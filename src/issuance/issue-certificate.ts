@@ -1,3 +1,5 @@
+import { actorFor, withActor } from "../audit/actor.ts";
+import type { AuditLog } from "../audit/audit-log.ts";
 import { pemOf } from "../ca/pem.ts";
 import { buildLeafCertificate } from "../ca/build-certificates.ts";
 import { parseCsr } from "../ca/csr.ts";
@@ -19,6 +21,11 @@ export interface IssueRequest {
   validity?: string;
   /** API token id (or later ACME account) that asked, for the record. */
   requestedBy?: string;
+  /**
+   * The approval request that was approved (src/approvals): profiles with
+   * `approvals.required` issue only through it, never directly.
+   */
+  approvedRequest?: string;
 }
 
 export interface IssueContext {
@@ -27,16 +34,16 @@ export interface IssueContext {
   issuer: ActiveIssuer;
   /** Where certificates point relying parties for CRLs and OCSP; absent: no such pointers. */
   revocation?: RevocationPublishing;
+  /** Records certificate.issue; unset: not recorded. */
+  audit?: AuditLog;
 }
 
-/** A serial collision at 127 bits means a broken RNG; a few retries, then give up loudly. */
-const SERIAL_ATTEMPTS = 3;
-
 /**
- * CSR in, stored certificate out. The certificate is returned only after
- * the database holds it: one that the database does not know never leaves.
+ * Everything issuance checks before it signs: the profile, the CSR and its
+ * signature, a blocked key, the profile's rules. A request that passes
+ * may wait for approval; it is checked again when it is issued.
  */
-export async function issueCertificate(ctx: IssueContext, req: IssueRequest): Promise<CertificateRow> {
+export async function checkIssueRequest(ctx: Pick<IssueContext, "db" | "profiles" | "issuer">, req: IssueRequest) {
   const profile = ctx.profiles.get(req.profile);
   if (!profile) {
     throw new Rejection("unknown-profile", `no profile "${req.profile}"; known: ${[...ctx.profiles.keys()].join(", ")}`);
@@ -47,19 +54,36 @@ export async function issueCertificate(ctx: IssueContext, req: IssueRequest): Pr
     throw new Rejection("key-compromised", "this public key was revoked for key compromise and is never certified again: make a new key");
   }
   const decision = decide({ profile, csr, validity: req.validity, issuerNotAfter: ctx.issuer.certificate.notAfter });
+  return { profile, csr, spkiSha256, decision };
+}
+
+/** A serial collision at 127 bits means a broken RNG; a few retries, then give up loudly. */
+const SERIAL_ATTEMPTS = 3;
+
+/**
+ * CSR in, stored certificate out. The certificate is returned only after
+ * the database holds it: one that the database does not know never leaves.
+ */
+export async function issueCertificate(ctx: IssueContext, req: IssueRequest): Promise<CertificateRow> {
+  const { profile, csr, spkiSha256, decision } = await checkIssueRequest(ctx, req);
+  if (profile.approvals.required > 0 && !req.approvedRequest) {
+    // Every door (REST, CLI, ACME) must go through src/approvals for such a profile.
+    throw new Rejection("approval-required", `profile ${profile.name} issues only after ${profile.approvals.required} admins approve`);
+  }
   for (let attempt = 1; ; attempt++) {
     const serial = newSerial();
     const partition = ctx.revocation ? crlPartitionOf(serial, ctx.revocation.partitions) : null;
-    const cert = await buildLeafCertificate({
+    // The HSM's key-use event names whoever asked.
+    const cert = await withActor(actorFor(req.requestedBy), () => buildLeafCertificate({
       decision,
       spki: csr.spki,
       serial,
       issuer: ctx.issuer.certificate,
       signer: ctx.issuer.signer,
       revocation: ctx.revocation && pointersFor(ctx.revocation.urls, ctx.issuer.row.id, partition),
-    });
+    }));
     try {
-      return await insertCertificate(ctx.db, {
+      const row = await insertCertificate(ctx.db, {
         serial,
         issuerId: ctx.issuer.row.id,
         profile: profile.name,
@@ -73,6 +97,23 @@ export async function issueCertificate(ctx: IssueContext, req: IssueRequest): Pr
         requestedBy: req.requestedBy ?? null,
         crlPartition: partition,
       });
+      ctx.audit?.record({
+        kind: "certificate.issue",
+        actor: actorFor(req.requestedBy),
+        subject: row.serial,
+        details: {
+          serial: row.serial,
+          profile: row.profile,
+          requested_by: row.requestedBy,
+          approved_request: req.approvedRequest,
+          issuer_id: row.issuerId,
+          subject: row.subject,
+          sans: row.sans,
+          not_after: row.notAfter,
+          fingerprint_sha256: row.fingerprintSha256,
+        },
+      });
+      return row;
     } catch (err) {
       if (!isUniqueViolation(err) || attempt >= SERIAL_ATTEMPTS) throw err;
     }

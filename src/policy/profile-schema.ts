@@ -85,6 +85,14 @@ export const profileSchema = z
       })
       .strict(),
     extendedKeyUsage: z.array(z.enum(Object.keys(EXTENDED_KEY_USAGES) as [keyof typeof EXTENDED_KEY_USAGES])).min(1),
+    /**
+     * M-of-N: a request waits until this many distinct admins (never the
+     * requester) approve it; 0 issues at once.
+     */
+    approvals: z
+      .object({ required: z.number().int().min(0).max(16) })
+      .strict()
+      .default({ required: 0 }),
   })
   .strict()
   .refine((p) => parseDuration(p.lifetime.default)! <= parseDuration(p.lifetime.max)!, {

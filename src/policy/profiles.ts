@@ -28,6 +28,10 @@ export function loadAcmeProfiles(dir: string, certificateProfiles: ReadonlyMap<s
     if (!certificateProfiles.has(p.certificateProfile)) {
       throw new ProfileError(`${fileNameOf(dir, name)}: certificateProfile: no certificate profile "${p.certificateProfile}"`);
     }
+    if (certificateProfiles.get(p.certificateProfile)!.approvals.required > 0) {
+      // ACME finalizes without a person in the loop: it cannot wait for M-of-N approval.
+      throw new ProfileError(`${fileNameOf(dir, name)}: certificateProfile: profile "${p.certificateProfile}" requires approvals, which ACME cannot wait for`);
+    }
   }
   return acme;
 }

@@ -1,3 +1,5 @@
+import { actorFor } from "../audit/actor.ts";
+import type { AuditLog } from "../audit/audit-log.ts";
 import { Rejection } from "../errors.ts";
 import { blockKey } from "../store/blocked-keys.ts";
 import { certificateBySerial, revokeCertificate, type CertificateRow } from "../store/certificates.ts";
@@ -24,7 +26,7 @@ export interface RevokeOutcome {
  * the public key from any later certificate. CRLs and OCSP learn of it from
  * the database (RevocationWatcher), whichever process revoked it.
  */
-export async function revoke(ctx: { db: Database; now(): Date }, req: RevokeRequest): Promise<RevokeOutcome> {
+export async function revoke(ctx: { db: Database; now(): Date; audit?: AuditLog }, req: RevokeRequest): Promise<RevokeOutcome> {
   if (!SUBSCRIBER_REASONS.includes(req.reason)) {
     throw new Rejection("bad-revocation-reason", `reason ${reasonName(req.reason)} is not accepted; use one of ${SUBSCRIBER_REASONS.map(reasonName).join(", ")}`);
   }
@@ -37,5 +39,11 @@ export async function revoke(ctx: { db: Database; now(): Date }, req: RevokeRequ
   const row = await revokeCertificate(ctx.db, req.serial, { reason: req.reason, at: now, invalidityDate: req.invalidityDate, by: req.by });
   if (!row) return { row: (await certificateBySerial(ctx.db, req.serial))!, alreadyRevoked: true };
   if (req.reason === KEY_COMPROMISE) await blockKey(ctx.db, row.spkiSha256, "keyCompromise", row.serial);
+  ctx.audit?.record({
+    kind: "certificate.revoke",
+    actor: actorFor(req.by),
+    subject: row.serial,
+    details: { serial: row.serial, profile: row.profile, reason: reasonName(req.reason), invalidity_date: req.invalidityDate, revoked_by: req.by },
+  });
   return { row, alreadyRevoked: false };
 }

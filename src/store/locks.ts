@@ -2,7 +2,11 @@ import { sql } from "drizzle-orm";
 import type { Database } from "./database.ts";
 
 /** Names of PostgreSQL advisory locks, so that replicas take turns. */
-export const LOCKS = { hierarchy: 0x68736d01 } as const;
+export const LOCKS = {
+  hierarchy: 0x68736d01,
+  /** Appending to the audit log's hash chain, and its checkpoints. */
+  audit: 0x68736d61,
+} as const;
 // Rotation takes the hierarchy lock too: it changes the hierarchy.
 
 /** Runs fn in a transaction that holds the advisory lock until it ends. */

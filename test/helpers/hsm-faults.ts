@@ -1,3 +1,5 @@
+import fs from "node:fs";
+import path from "node:path";
 import type { Hsm } from "../../src/hsm/hsm.ts";
 
 /**
@@ -8,4 +10,19 @@ import type { Hsm } from "../../src/hsm/hsm.ts";
 export function closeAllSessionsForTest(hsm: Hsm): void {
   const session = (hsm as unknown as { pool: { lookup: { lib: any; slot: { handle: Buffer } } } }).pool.lookup;
   session.lib.C_CloseAllSessions(session.slot.handle);
+}
+
+/**
+ * "Pulls out" the embedded SoftHSM2 token: moves its directory
+ * (data/hsm/tokens/<uuid>) out of the token directory. Returns the way to
+ * put it back.
+ */
+export function removeEmbeddedTokenForTest(dataDir: string): { reinsert(): void } {
+  const tokens = path.join(dataDir, "hsm", "tokens");
+  const dirs = fs.readdirSync(tokens);
+  if (dirs.length !== 1) throw new Error(`expected one token directory in ${tokens}, found ${dirs.length}`);
+  const from = path.join(tokens, dirs[0]!);
+  const away = path.join(dataDir, "hsm", `removed-${dirs[0]}`);
+  fs.renameSync(from, away);
+  return { reinsert: () => fs.renameSync(away, from) };
 }

@@ -3,6 +3,7 @@ import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
 import { mayIssue, mayRead, type Principal } from "../../auth/api-tokens.ts";
 import { Rejection } from "../../errors.ts";
+import { approvalsRequiredFor, requestIssuance } from "../../approvals/issue.ts";
 import { issueCertificate } from "../../issuance/issue-certificate.ts";
 import type { RevocationPublishing } from "../../revocation/pointers.ts";
 import { parseReason, reasonName } from "../../revocation/reasons.ts";
@@ -11,6 +12,7 @@ import { certificateBySerial, listCertificates, type CertificateRow } from "../.
 import type { AppContext, AppEnv } from "../context.ts";
 import { problem } from "../problem.ts";
 import { requireRole } from "../require-role.ts";
+import { approvalDepsOf, approvalTtlMs, requestView } from "./requests.ts";
 
 export const MAX_BODY_BYTES = 64 * 1024;
 
@@ -59,9 +61,16 @@ export function certificateRoutes(ctx: AppContext, revocation?: RevocationPublis
       }
       const principal = c.get("principal");
       if (!mayIssue(principal, profile)) return problem(c, "forbidden", `this token may not issue from profile ${profile}`);
+      if (approvalsRequiredFor(ctx, profile) > 0) {
+        // M-of-N: checked now (a bad request is refused and nothing is stored), issued once admins approve.
+        const state = await requestIssuance(approvalDepsOf(ctx, revocation), { csrPem: csr, profile, validity, principal, ttlMs: approvalTtlMs(ctx) });
+        ctx.log.info({ request: state.request.id, profile, token: principal.tokenId, required: state.request.required }, "certificate request waits for approval");
+        c.header("location", `/api/v1/requests/${state.request.id}`);
+        return c.json(requestView(state), 202);
+      }
       const issuer = ctx.issuer();
       const row = await issueCertificate(
-        { db: ctx.store.db, profiles: ctx.profiles, issuer, revocation },
+        { db: ctx.store.db, profiles: ctx.profiles, issuer, revocation, audit: ctx.audit },
         { csrPem: csr, profile, validity, requestedBy: principal.tokenId },
       );
       ctx.log.info({ serial: row.serial, profile, token: principal.tokenId }, "certificate issued");
@@ -106,7 +115,7 @@ export function certificateRoutes(ctx: AppContext, revocation?: RevocationPublis
       return problem(c, "not-found", `no certificate with serial ${serial}`);
     }
     const outcome = await revoke(
-      { db: ctx.store.db, now: () => new Date() },
+      { db: ctx.store.db, now: () => new Date(), audit: ctx.audit },
       { serial, reason, invalidityDate: body.data.invalidityDate ? new Date(body.data.invalidityDate) : undefined, by: principal.tokenId },
     );
     ctx.log.info({ serial, reason: reasonName(reason), token: principal.tokenId, alreadyRevoked: outcome.alreadyRevoked }, "certificate revoked");

@@ -22,6 +22,7 @@ export async function acmeCommand(args: string[], env: CommandEnv): Promise<numb
   const hmacKey = crypto.randomBytes(32).toString("base64url");
   const store = await env.store();
   await insertEabKey(store.db, { kid, hmacKey, directory, description: values.description ?? null });
+  env.audit?.record({ kind: "admin.eab.create", actor: "cli", subject: kid, details: { directory, description: values.description } });
   env.out(`kid: ${kid}`);
   env.out(`hmac: ${hmacKey}`);
   env.err(`EAB key for ACME directory "${directory}" (${paths.get(directory)}/directory). It is shown only now; it binds one account.`);

@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import pino from "pino";
+import { transcriptDetails } from "../../audit/admin.ts";
 import { createIntermediate, createRoot, entryFor, formatTranscript, type Transcript } from "../../ceremony/init-hierarchy.ts";
 import { rotateIntermediate } from "../../ceremony/rotate.ts";
 import { parseDuration } from "../../policy/duration.ts";
@@ -69,6 +70,7 @@ export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<
       }
       const at = new Date();
       transcript = { ceremony: "sign-root-crl", at: at.toISOString(), token: hsm.rootToken.label, created: [] };
+      env.audit?.record({ kind: "admin.ceremony", actor: "cli", subject: root.serial, details: { ...transcriptDetails(transcript), root: root.subject, next_update: new Date(at.getTime() + lifetime) } });
       await insertCeremony(store.db, "sign-root-crl", { ...transcript, root: root.subject, nextUpdate: new Date(at.getTime() + lifetime).toISOString() });
       env.out(formatTranscript(transcript));
       env.out(`Published the root's CRL (${env.revocationUrls().crl(root.id, -1)}), valid until ${new Date(at.getTime() + lifetime).toISOString()}.`);
@@ -77,6 +79,7 @@ export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<
     default:
       throw new CliError(`unknown ceremony "${what ?? ""}"; usage:\n${ceremonyUsage}`);
   }
+  env.audit?.record({ kind: "admin.ceremony", actor: "cli", details: transcriptDetails(transcript) });
   env.out(formatTranscript(transcript));
   env.out("\nThe transcript is stored in the database (ceremonies table).");
   return 0;

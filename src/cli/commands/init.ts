@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { transcriptDetails } from "../../audit/admin.ts";
 import { formatTranscript, initHierarchy } from "../../ceremony/init-hierarchy.ts";
 import { isCaKeyAlgorithm, CA_KEY_ALGORITHMS } from "../../hsm/key-algorithms.ts";
 import { listCas } from "../../store/cas.ts";
@@ -40,6 +41,7 @@ export async function initCommand(args: string[], env: CommandEnv): Promise<numb
     }
     return 0;
   }
+  env.audit?.record({ kind: "admin.init", actor: "cli", details: transcriptDetails(transcript) });
   await env.hierarchyChanged();
   env.out(formatTranscript(transcript));
   env.out("\nThe transcript is stored in the database (ceremonies table).");

@@ -29,11 +29,12 @@ export async function revokeCommand(args: string[], env: CommandEnv): Promise<nu
   if (ca) {
     if (ca.role === "root") throw new CliError("the root CA cannot be revoked: retire the hierarchy instead");
     const row = await revokeCa(store.db, ca.id, reason, new Date());
+    if (row) env.audit?.record({ kind: "admin.revoke", actor: "cli", subject: ca.serial, details: { target: "intermediate", subject: ca.subject, key_label: ca.keyLabel, reason: reasonName(reason) } });
     env.out(row ? `Revoked intermediate CA ${ca.subject} (${reasonName(reason)}); it no longer issues.` : `Intermediate CA ${ca.subject} was already revoked.`);
     await env.hierarchyChanged();
     return 0;
   }
-  const outcome = await revoke({ db: store.db, now: () => new Date() }, { serial, reason, invalidityDate, by: "cli" });
+  const outcome = await revoke({ db: store.db, now: () => new Date(), audit: env.audit }, { serial, reason, invalidityDate, by: "cli" });
   const r = outcome.row;
   env.out(
     outcome.alreadyRevoked

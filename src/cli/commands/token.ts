@@ -30,6 +30,7 @@ export async function tokenCommand(args: string[], env: CommandEnv): Promise<num
   }
   const store = await env.store();
   const token = await createApiToken(store.db, { role: role as Role, profiles, description: values.description });
+  env.audit?.record({ kind: "admin.token.create", actor: "cli", subject: token.id, details: { role: token.role, profiles: token.profiles, description: values.description } });
   env.out(token.secret);
   env.err(
     `Created ${token.role} token ${token.id}${token.profiles.length ? ` for profiles ${token.profiles.join(", ")}` : ""}. ` +

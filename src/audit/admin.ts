@@ -1,0 +1,18 @@
+import type { Transcript } from "../ceremony/init-hierarchy.ts";
+
+/** What an audit entry keeps of a ceremony transcript: which CAs and keys were made. */
+export function transcriptDetails(t: Transcript): Record<string, unknown> {
+  return {
+    ceremony: t.ceremony,
+    token: t.token,
+    created: t.created.map((e) => ({
+      role: e.role,
+      subject: e.subject,
+      key_label: e.keyLabel,
+      key_id: e.keyId,
+      key_algorithm: e.keyAlgorithm,
+      serial: e.serial,
+      certificate_sha256: e.certificateSha256,
+    })),
+  };
+}
