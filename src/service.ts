@@ -3,6 +3,8 @@ import https from "node:https";
 import { serve, type ServerType } from "@hono/node-server";
 import type { Logger } from "pino";
 import { createApiApp, createPublicApp } from "./api/app.ts";
+import { createRateLimits } from "./api/rate-limit.ts";
+import { SERVER_LIMITS } from "./api/server-limits.ts";
 import { expireApprovalRequestsNow } from "./approvals/requests.ts";
 import { transcriptDetails } from "./audit/admin.ts";
 import { withActor } from "./audit/actor.ts";
@@ -81,10 +83,13 @@ export async function startService(
       if (!issuer) throw new Rejection("ca-not-ready", "no active issuing CA: run `hsm-ca init`, or rotate to a new intermediate");
       return issuer;
     };
-    const ctx: AppContext = { store, hsm, profiles, issuer: currentIssuer, ocsp: () => revocation?.ocsp, log, audit, approvals: config.approvals };
+    const rateLimits = createRateLimits(config.rateLimits);
+    const ctx: AppContext = { store, hsm, profiles, issuer: currentIssuer, ocsp: () => revocation?.ocsp, log, audit, approvals: config.approvals, rateLimits };
 
     // Plain HTTP first: its address is part of every certificate (CRL and OCSP URLs).
-    const httpServer = await listen(serve({ fetch: createPublicApp(ctx).fetch, hostname: config.http.host, port: config.http.port }));
+    const httpServer = await listen(
+      serve({ fetch: createPublicApp(ctx).fetch, hostname: config.http.host, port: config.http.port, serverOptions: SERVER_LIMITS }),
+    );
     closers.push(() => closeServer(httpServer));
     const httpUrl = `http://${hostForUrl(config.http.host)}:${portOf(httpServer)}`;
     const publishing = { urls: new RevocationUrls(config.publicHttpUrl ?? httpUrl), partitions: config.revocation.crlPartitions };
@@ -156,6 +161,7 @@ export async function startService(
       log,
       now: () => new Date(),
       audit,
+      rateLimits,
     });
     closers.push(() => acme.runner.drain());
     const cleanup = scheduleAcmeCleanup(store.db, log);
@@ -189,7 +195,7 @@ export async function startService(
         hostname: config.https.host,
         port: config.https.port,
         createServer: https.createServer,
-        serverOptions: { key: tls.keyPem, cert: tls.certPem },
+        serverOptions: { ...SERVER_LIMITS, key: tls.keyPem, cert: tls.certPem },
       }),
     );
     closers.push(() => closeServer(httpsServer));

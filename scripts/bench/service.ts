@@ -77,6 +77,8 @@ export async function startBenchService(extraEnv: Record<string, string> = {}): 
     HSM_CA_HTTP_HOST: "127.0.0.1",
     HSM_CA_HTTP_PORT: "0",
     HSM_CA_LOG_LEVEL: "error",
+    // The benchmark is the load: per-token limits would measure the limiter, not the CA.
+    HSM_CA_RATE_LIMIT_PER_TOKEN: "off",
     ...(db.url ? { DATABASE_URL: db.url } : {}),
     ...extraEnv,
   };
