@@ -58,6 +58,9 @@ export async function startService(
 ): Promise<Service> {
   const profiles = loadProfiles(config.profilesDir);
   const hsm = Hsm.open(config.hsm, config.dataDir);
+  hsm.onAvailability((e) =>
+    e.available ? log.info({ downMs: e.downMs }, "the HSM is available again") : log.error({ reason: e.reason }, "the HSM is unavailable; reconnecting"),
+  );
   const closers: Array<() => Promise<void> | void> = [() => hsm.close()];
   const closeAll = async () => {
     for (const close of closers.reverse()) await close();

@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { Rejection } from "../errors.ts";
+import { REJECTIONS, Rejection } from "../errors.ts";
 import { orderIdsOfAccount } from "../store/acme-orders.ts";
 import { accountOrders, accountRequest, keyChange, newAccount } from "./accounts.ts";
 import type { AcmeContext, AcmeDirectory } from "./context.ts";
@@ -92,8 +92,8 @@ function mountDirectory(app: Hono, ctx: AcmeContext, dir: AcmeDirectory, runner:
 export function toAcmeProblem(err: Error): AcmeProblem {
   if (err instanceof AcmeProblem) return err;
   if (err instanceof Rejection) {
-    const status = err.kind === "hsm-unavailable" || err.kind === "database-unavailable" || err.kind === "ca-not-ready" ? 503 : 500;
-    return new AcmeProblem("serverInternal", err.detail, { status, retryAfterSeconds: status === 503 ? 5 : undefined });
+    const status = REJECTIONS[err.kind].status === 503 ? 503 : 500;
+    return new AcmeProblem("serverInternal", err.detail, { status, retryAfterSeconds: status === 503 ? (err.retryAfterSeconds ?? 5) : undefined });
   }
   return new AcmeProblem("serverInternal", "the server could not complete the request; try again later", { status: 500 });
 }

@@ -97,7 +97,8 @@ function isPkcs11Error(err: Error): boolean {
 function isDatabaseDown(err: Error): boolean {
   for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
     const code = (e as { code?: string }).code ?? "";
-    if (["ECONNREFUSED", "ECONNRESET", "CONNECTION_CLOSED", "CONNECT_TIMEOUT", "CONNECTION_ENDED", "57P01"].includes(code)) return true;
+    // Connection failures (postgres.js, Node) and PostgreSQL shutting down, restarting or unreachable.
+    if (["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "CONNECTION_CLOSED", "CONNECT_TIMEOUT", "CONNECTION_ENDED", "57P01", "57P02", "57P03", "08001", "08006"].includes(code)) return true;
   }
   return false;
 }

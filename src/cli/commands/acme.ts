@@ -19,7 +19,10 @@ export async function acmeCommand(args: string[], env: CommandEnv): Promise<numb
   const directory = values.directory ?? [...paths].find(([, p]) => p === "/acme")![0];
   if (!acme.has(directory)) throw new CliError(`no ACME directory "${directory}"; known: ${[...acme.keys()].join(", ")}`);
   const kid = `eab-${crypto.randomBytes(9).toString("base64url")}`;
-  const hmacKey = crypto.randomBytes(32).toString("base64url");
+  // A key starting with "-" would be read as an option by certbot and lego: draw again.
+  let hmacKey: string;
+  do hmacKey = crypto.randomBytes(32).toString("base64url");
+  while (hmacKey.startsWith("-"));
   const store = await env.store();
   await insertEabKey(store.db, { kid, hmacKey, directory, description: values.description ?? null });
   env.audit?.record({ kind: "admin.eab.create", actor: "cli", subject: kid, details: { directory, description: values.description } });
