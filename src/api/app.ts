@@ -2,8 +2,8 @@ import { Hono, type Context } from "hono";
 import { AcmeProblem } from "../acme/problem.ts";
 import { toAcmeProblem } from "../acme/router.ts";
 import { HTTPException } from "hono/http-exception";
-import { Rejection } from "../errors.ts";
-import { HsmKeyError, HsmUnavailableError } from "../hsm/hsm.ts";
+import { REJECTIONS, Rejection } from "../errors.ts";
+import { HsmKeyError } from "../hsm/hsm.ts";
 import type { AppContext, AppEnv } from "./context.ts";
 import { problem } from "./problem.ts";
 import { caRoutes } from "./routes/cas.ts";
@@ -46,12 +46,14 @@ function mountPublic(app: Hono<AppEnv>, ctx: AppContext): void {
   app.onError((err, c) => {
     if (isAcmePath(c.req.path)) return acmeError(ctx, c, err);
     if (err instanceof Rejection) {
-      ctx.log.info({ route: c.req.path, problem: err.kind, detail: err.detail }, "request refused");
+      // A refused request is routine; the CA failing to serve one (HSM down or busy, no issuer) is not.
+      const level = REJECTIONS[err.kind].status >= 500 ? "error" : "info";
+      ctx.log[level]({ route: c.req.path, problem: err.kind, detail: err.detail }, "request refused");
       if (err.retryAfterSeconds !== undefined) c.header("retry-after", String(err.retryAfterSeconds));
       return problem(c, err.kind, err.detail);
     }
     if (err instanceof HTTPException) return problem(c, "malformed-request", err.message);
-    if (err instanceof HsmUnavailableError || err instanceof HsmKeyError || isPkcs11Error(err)) {
+    if (err instanceof HsmKeyError || isPkcs11Error(err)) {
       ctx.log.error({ err: err.message, route: c.req.path }, "HSM failure");
       c.header("retry-after", "5");
       return problem(c, "hsm-unavailable", "the HSM could not complete the operation; try again later");
@@ -73,7 +75,7 @@ function isAcmePath(path: string): boolean {
 function acmeError(ctx: AppContext, c: Context, err: Error): Response {
   let p = toAcmeProblem(err);
   if (!(err instanceof AcmeProblem) && !(err instanceof Rejection)) {
-    if (err instanceof HsmUnavailableError || err instanceof HsmKeyError || isPkcs11Error(err)) {
+    if (err instanceof HsmKeyError || isPkcs11Error(err)) {
       p = new AcmeProblem("serverInternal", "the HSM could not complete the operation; try again later", { status: 503, retryAfterSeconds: 5 });
     } else if (isDatabaseDown(err)) {
       p = new AcmeProblem("serverInternal", "the database could not complete the operation; try again later", { status: 503, retryAfterSeconds: 5 });
