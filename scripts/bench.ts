@@ -20,6 +20,10 @@ interface Benchmark {
 
 /** In the order `npm run bench` runs them and docs/benchmarks.md lists them. */
 const BENCHMARKS: Record<string, Benchmark> = {
+  signing: {
+    describe: "ECDSA P-256 signatures/s: raw PKCS#11 C_Sign (the ceiling) vs the project's WebCrypto provider",
+    run: async () => (await import("./bench/signing.ts")).runSigning(),
+  },
   ocsp: {
     describe: "OCSP responses/s from the pre-signed cache (wrk), vs a fixed-response node:http server and cfssl ocspserve",
     run: async () => (await import("./bench/ocsp.ts")).runOcsp(),

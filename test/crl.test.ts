@@ -1,3 +1,4 @@
+import { asWebCrypto } from "../src/hsm/signing-crypto.ts";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -255,7 +256,7 @@ async function issueLeafWithCdp(ca: Ca, name: string, cdpUrl: string): Promise<{
           new x509.CRLDistributionPointsExtension([cdpUrl]),
         ],
       },
-      crypto,
+      asWebCrypto(crypto),
     ),
   );
   return { cert, serial };

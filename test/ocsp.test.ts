@@ -1,3 +1,4 @@
+import { asWebCrypto } from "../src/hsm/signing-crypto.ts";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
@@ -97,7 +98,7 @@ async function makeDelegatedResponder(ca: Ca, label: string, algorithm: CaKeyAlg
         signingAlgorithm: ca.signer.signingAlgorithm,
         extensions,
       },
-      crypto,
+      asWebCrypto(crypto),
     ),
   );
   return { certificate, signer: hsm.signer(label, algorithm), keyAlgorithm: algorithm, includeCertificate: true };

@@ -1,5 +1,6 @@
 import * as x509 from "@peculiar/x509";
 import type { Decision } from "../policy/decide.ts";
+import { asWebCrypto } from "../hsm/signing-crypto.ts";
 import type { CaSigner } from "./signer.ts";
 
 const CA_KEY_USAGE = x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign;
@@ -56,7 +57,7 @@ async function buildCaCertificate(
           ...(revocation ? revocationExtensions(revocation) : []),
         ],
       },
-      crypto,
+      asWebCrypto(crypto),
     ),
   );
 }
@@ -105,7 +106,7 @@ export async function buildLeafCertificate(input: LeafInput): Promise<x509.X509C
         signingAlgorithm: input.signer.signingAlgorithm,
         extensions,
       },
-      crypto,
+      asWebCrypto(crypto),
     ),
   );
 }
@@ -153,7 +154,7 @@ export async function buildOcspResponderCertificate(
         signingAlgorithm: input.signer.signingAlgorithm,
         extensions,
       },
-      crypto,
+      asWebCrypto(crypto),
     ),
   );
 }

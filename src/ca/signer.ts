@@ -1,4 +1,4 @@
-import type { Crypto } from "node-webcrypto-p11";
+import type { SigningCrypto } from "../hsm/signing-crypto.ts";
 
 /**
  * What the CA needs from a key store: a CA private key, lent for one
@@ -8,5 +8,5 @@ import type { Crypto } from "node-webcrypto-p11";
 export interface CaSigner {
   /** Parameters for the signature, e.g. ECDSA with SHA-256. */
   readonly signingAlgorithm: Algorithm;
-  use<T>(fn: (key: CryptoKey, crypto: Crypto) => Promise<T>): Promise<T>;
+  use<T>(fn: (key: CryptoKey, crypto: SigningCrypto) => Promise<T>): Promise<T>;
 }

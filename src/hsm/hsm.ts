@@ -2,7 +2,6 @@ import crypto from "node:crypto";
 import * as graphene from "graphene-pk11";
 // Default import: pkcs11js is CommonJS and its constants are not visible as ESM named exports.
 import pkcs11 from "pkcs11js";
-import type { Crypto } from "node-webcrypto-p11";
 import type { CaSigner } from "../ca/signer.ts";
 import type { HsmConfig } from "../config.ts";
 import { ensureEmbeddedTokenInitialised, prepareEmbeddedToken } from "./embedded-softhsm.ts";
@@ -10,6 +9,7 @@ import { KEY_ALGORITHM_SPECS, type CaKeyAlgorithm } from "./key-algorithms.ts";
 import { acquireModule, findSlotByTokenLabel, HsmUnavailableError, releaseModule, type ModuleUser, type SharedModule } from "./module.ts";
 import { PinError, readPin } from "./pin.ts";
 import { SessionPool, type PooledSession } from "./session-pool.ts";
+import { Pkcs11SigningKey, type SigningCrypto } from "./signing-crypto.ts";
 
 export { HsmBusyError, HsmUnavailableError } from "./module.ts";
 
@@ -281,11 +281,11 @@ export class Hsm implements ModuleUser {
   async withSigningKey<T>(
     label: string,
     algorithm: CaKeyAlgorithm,
-    fn: (key: CryptoKey, crypto: Crypto) => Promise<T>,
+    fn: (key: CryptoKey, crypto: SigningCrypto) => Promise<T>,
   ): Promise<T> {
     return this.keyOperation(label, "sign", this.poolFor(label), async (member) => {
       try {
-        return await fn(await privateKeyOn(member, label, algorithm, this.keyIds), member.crypto);
+        return await fn(privateKeyOn(member, label, algorithm, this.keyIds), member.signing);
       } catch (err) {
         // The cached handle may name a key destroyed elsewhere: look it up again next time.
         if (err instanceof pkcs11.Pkcs11Error && (err.code === pkcs11.CKR_OBJECT_HANDLE_INVALID || err.code === pkcs11.CKR_KEY_HANDLE_INVALID)) {
@@ -655,16 +655,22 @@ function describePinSource(source: HsmConfig["pinSource"]): string {
 }
 
 /** The CA private key on this session (cached per session); notes its CKA_ID in ids. */
-async function privateKeyOn(member: PooledSession, label: string, algorithm: CaKeyAlgorithm, ids: Map<string, string>): Promise<CryptoKey> {
+function privateKeyOn(member: PooledSession, label: string, algorithm: CaKeyAlgorithm, ids: Map<string, string>): Pkcs11SigningKey {
   const cached = member.keys.get(label);
   if (cached) return cached;
   const obj = findObject(member.session, graphene.ObjectClass.PRIVATE_KEY, label);
   if (!obj) throw new HsmKeyError(`no private key labelled "${label}" on the token`);
-  const ckaId = (obj.getAttribute("id") as Buffer).toString("hex");
-  ids.set(label, ckaId);
-  const key = await member.crypto.keyStorage.getItem(storageId("private", obj, ckaId), KEY_ALGORITHM_SPECS[algorithm].keyParams, false, ["sign"]);
+  ids.set(label, (obj.getAttribute("id") as Buffer).toString("hex"));
+  const key = new Pkcs11SigningKey(keyAlgorithm(algorithm), obj.handle);
   member.keys.set(label, key);
   return key;
+}
+
+/** The CryptoKey.algorithm WebCrypto would report for a CA key of this kind. */
+function keyAlgorithm(algorithm: CaKeyAlgorithm): EcKeyAlgorithm | RsaHashedKeyAlgorithm {
+  const params = KEY_ALGORITHM_SPECS[algorithm].keyParams;
+  if ("namedCurve" in params) return { name: params.name, namedCurve: params.namedCurve };
+  return { name: params.name, modulusLength: params.modulusLength, publicExponent: params.publicExponent, hash: { name: params.hash as string } };
 }
 
 function findObject(session: graphene.Session, cls: graphene.ObjectClass, label: string): graphene.SessionObject | undefined {

@@ -1,6 +1,7 @@
 import * as graphene from "graphene-pk11";
 import { Crypto } from "node-webcrypto-p11";
 import { HsmBusyError, HsmUnavailableError } from "./module.ts";
+import { signingCryptoFor, type Pkcs11SigningKey, type SigningCrypto } from "./signing-crypto.ts";
 
 /**
  * A PKCS#11 session runs one operation at a time: two overlapping signs on
@@ -10,9 +11,12 @@ import { HsmBusyError, HsmUnavailableError } from "./module.ts";
  */
 export interface PooledSession {
   readonly session: graphene.Session;
+  /** node-webcrypto-p11 on this session: key generation and export. */
   readonly crypto: Crypto;
-  /** CryptoKeys found on this session, by CKA_LABEL. They die with the session. */
-  readonly keys: Map<string, CryptoKey>;
+  /** The lean provider on this session: every CA signature. */
+  readonly signing: SigningCrypto;
+  /** Signing keys found on this session, by CKA_LABEL. Forgotten when a key is destroyed. */
+  readonly keys: Map<string, Pkcs11SigningKey>;
 }
 
 /** Told when a session is lent out and given back: the module counts what runs on worker threads. */
@@ -67,7 +71,7 @@ export class SessionPool {
     try {
       for (let i = 0; i < size; i++) {
         const session = slot.open(SESSION_FLAGS);
-        const member: PooledSession = { session, crypto: new Crypto({ session }), keys: new Map() };
+        const member: PooledSession = { session, crypto: new Crypto({ session }), signing: signingCryptoFor(session), keys: new Map() };
         this.members.push(member);
         this.idle.push(member);
       }
