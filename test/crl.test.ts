@@ -4,7 +4,8 @@ import fs from "node:fs";
 import path from "node:path";
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildLeafCertificate, buildRootCertificate } from "../src/ca/build-certificates.ts";
+import { buildRootCertificate } from "../src/ca/build-certificates.ts";
+import { buildLeafCertificate } from "../src/ca/leaf-certificate.ts";
 import { buildCrl, CRL_REASON, type CrlEntry, type CrlInput } from "../src/ca/crl.ts";
 import * as der from "../src/ca/der.ts";
 import { derToPem, pemOf } from "../src/ca/pem.ts";
@@ -229,7 +230,8 @@ function leafDecision(name: string): Decision {
 
 async function issueLeaf(ca: Ca, name: string): Promise<{ cert: x509.X509Certificate; serial: string }> {
   const serial = newSerial();
-  const cert = await buildLeafCertificate({ decision: leafDecision(name), spki: leafSpki, serial, issuer: ca.cert, signer: ca.signer });
+  const leaf = await buildLeafCertificate({ decision: leafDecision(name), spki: leafSpki, serial, issuer: ca.cert, signer: ca.signer, algorithm: ca.algorithm });
+  const cert = new x509.X509Certificate(leaf.der);
   return { cert, serial };
 }
 

@@ -8,7 +8,8 @@ import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
 import { AlgorithmIdentifier, Extension } from "@peculiar/asn1-x509";
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildLeafCertificate, buildRootCertificate } from "../src/ca/build-certificates.ts";
+import { buildRootCertificate } from "../src/ca/build-certificates.ts";
+import { buildLeafCertificate } from "../src/ca/leaf-certificate.ts";
 import {
   buildCertId,
   buildOcspResponse,
@@ -111,7 +112,7 @@ function caResponder(ca: Ca): OcspResponder {
 async function makeLeaf(ca: Ca, serial = newSerial()): Promise<x509.X509Certificate> {
   const keys = (await globalThis.crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
   const spki = await globalThis.crypto.subtle.exportKey("spki", keys.publicKey);
-  return buildLeafCertificate({
+  const leaf = await buildLeafCertificate({
     decision: {
       subject: [["CN", "leaf.example.test"]],
       sans: [{ type: "dns", value: "leaf.example.test" }],
@@ -125,7 +126,9 @@ async function makeLeaf(ca: Ca, serial = newSerial()): Promise<x509.X509Certific
     serial,
     issuer: ca.cert,
     signer: ca.signer,
+    algorithm: ca.algorithm,
   });
+  return new x509.X509Certificate(leaf.der);
 }
 
 beforeAll(async () => {

@@ -1,5 +1,4 @@
 import * as x509 from "@peculiar/x509";
-import type { Decision } from "../policy/decide.ts";
 import { asWebCrypto } from "../hsm/signing-crypto.ts";
 import type { CaSigner } from "./signer.ts";
 
@@ -67,48 +66,6 @@ export interface RevocationPointers {
   crlUrl: string;
   ocspUrl: string;
   caIssuersUrl: string;
-}
-
-export interface LeafInput {
-  decision: Decision;
-  spki: ArrayBuffer;
-  serial: string;
-  issuer: x509.X509Certificate;
-  signer: CaSigner;
-  revocation?: RevocationPointers;
-}
-
-/** An end-entity certificate exactly as the profile decided it. */
-export async function buildLeafCertificate(input: LeafInput): Promise<x509.X509Certificate> {
-  const { decision } = input;
-  const publicKey = new x509.PublicKey(input.spki);
-  const keyUsage = decision.keyUsage.reduce((flags, u) => flags | x509.KeyUsageFlags[u], 0);
-  const extensions: x509.Extension[] = [
-    new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(keyUsage, true),
-    new x509.ExtendedKeyUsageExtension(decision.extendedKeyUsage, false),
-    await x509.SubjectKeyIdentifierExtension.create(publicKey, false, soft),
-    authorityKeyId(input.issuer),
-  ];
-  if (decision.sans.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(decision.sans, decision.sanCritical));
-  if (input.revocation) extensions.push(...revocationExtensions(input.revocation));
-  const subject = new x509.Name(decision.subject.map(([attr, value]) => ({ [attr]: [value] })));
-  return input.signer.use((signingKey, crypto) =>
-    x509.X509CertificateGenerator.create(
-      {
-        serialNumber: input.serial,
-        subject,
-        issuer: input.issuer.subjectName,
-        notBefore: decision.notBefore,
-        notAfter: decision.notAfter,
-        publicKey,
-        signingKey,
-        signingAlgorithm: input.signer.signingAlgorithm,
-        extensions,
-      },
-      asWebCrypto(crypto),
-    ),
-  );
 }
 
 function authorityKeyId(issuer: x509.X509Certificate): x509.AuthorityKeyIdentifierExtension {

@@ -1,5 +1,4 @@
-import { AsnConvert } from "@peculiar/asn1-schema";
-import { ECDSASigValue } from "@peculiar/asn1-ecc";
+import { integerFromHex, sequence } from "./der.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
 import type { CaSigner } from "./signer.ts";
 
@@ -30,17 +29,12 @@ export async function signTbs(signer: CaSigner, algorithm: CaKeyAlgorithm, tbs: 
   const raw = new Uint8Array(await signer.use((key, crypto) => crypto.subtle.sign(signer.signingAlgorithm, key, tbs as Uint8Array<ArrayBuffer>)));
   if (!algorithm.startsWith("ecdsa")) return raw;
   const half = raw.length / 2;
-  const sig = new ECDSASigValue({ r: integerBytes(raw.subarray(0, half)), s: integerBytes(raw.subarray(half)) });
-  return new Uint8Array(AsnConvert.serialize(sig));
+  return ecdsaSignatureDer(raw.subarray(0, half), raw.subarray(half));
 }
 
-/** An unsigned big-endian number as DER INTEGER content: no extra leading zeros, a 0x00 before a high bit. */
-function integerBytes(n: Uint8Array): ArrayBuffer {
-  let i = 0;
-  while (i < n.length - 1 && n[i] === 0) i++;
-  const trimmed = n.subarray(i);
-  const out = trimmed[0]! & 0x80 ? Uint8Array.of(0, ...trimmed) : Uint8Array.from(trimmed);
-  return out.buffer;
+/** ECDSA-Sig-Value (RFC 3279 §2.2.3): r and s as unsigned DER INTEGERs. */
+export function ecdsaSignatureDer(r: Uint8Array, s: Uint8Array): Uint8Array {
+  return sequence(integerFromHex(Buffer.from(r).toString("hex")), integerFromHex(Buffer.from(s).toString("hex")));
 }
 
 function hex(s: string): Uint8Array {

@@ -1,7 +1,6 @@
 import { actorFor, withActor } from "../audit/actor.ts";
 import type { AuditLog } from "../audit/audit-log.ts";
-import { pemOf } from "../ca/pem.ts";
-import { buildLeafCertificate } from "../ca/build-certificates.ts";
+import { buildLeafCertificate } from "../ca/leaf-certificate.ts";
 import { parseCsr } from "../ca/csr.ts";
 import { sha256Hex } from "../ca/fingerprint.ts";
 import { newSerial } from "../ca/serial.ts";
@@ -80,6 +79,7 @@ export async function issueCertificate(ctx: IssueContext, req: IssueRequest): Pr
       serial,
       issuer: ctx.issuer.certificate,
       signer: ctx.issuer.signer,
+      algorithm: ctx.issuer.algorithm,
       revocation: ctx.revocation && pointersFor(ctx.revocation.urls, ctx.issuer.row.id, partition),
     }));
     try {
@@ -91,8 +91,8 @@ export async function issueCertificate(ctx: IssueContext, req: IssueRequest): Pr
         sans: decision.sans.map((s) => `${s.type}:${s.value}`),
         notBefore: cert.notBefore,
         notAfter: cert.notAfter,
-        certificatePem: pemOf(cert),
-        fingerprintSha256: sha256Hex(cert.rawData),
+        certificatePem: cert.pem,
+        fingerprintSha256: sha256Hex(cert.der),
         spkiSha256,
         requestedBy: req.requestedBy ?? null,
         crlPartition: partition,

@@ -11,6 +11,8 @@ export interface ActiveIssuer {
   row: CaRow;
   certificate: x509.X509Certificate;
   signer: CaSigner;
+  /** The issuing key's algorithm. */
+  algorithm: CaKeyAlgorithm;
   root: CaRow;
   /** Certificates between a leaf and the root (the intermediate), PEM. */
   chainPem: string;
@@ -25,6 +27,7 @@ export async function loadActiveIssuer(db: Database, hsm: Hsm): Promise<ActiveIs
     row,
     certificate: new x509.X509Certificate(row.certificatePem),
     signer: hsm.signer(row.keyLabel, row.keyAlgorithm as CaKeyAlgorithm),
+    algorithm: row.keyAlgorithm as CaKeyAlgorithm,
     root,
     chainPem: row.certificatePem,
     rootPem: root.certificatePem,

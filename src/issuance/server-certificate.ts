@@ -1,6 +1,5 @@
-import { pemOf } from "../ca/pem.ts";
 import crypto from "node:crypto";
-import { buildLeafCertificate } from "../ca/build-certificates.ts";
+import { buildLeafCertificate } from "../ca/leaf-certificate.ts";
 import { sha256Hex } from "../ca/fingerprint.ts";
 import { newSerial } from "../ca/serial.ts";
 import { EXTENDED_KEY_USAGES } from "../policy/profile-schema.ts";
@@ -50,9 +49,10 @@ export async function issueServerCertificate(
     serial,
     issuer: issuer.certificate,
     signer: issuer.signer,
+    algorithm: issuer.algorithm,
     revocation: revocation && pointersFor(revocation.urls, issuer.row.id, partition),
   });
-  const pem = pemOf(cert);
+  const pem = cert.pem;
   await insertCertificate(db, {
     serial,
     issuerId: issuer.row.id,
@@ -62,7 +62,7 @@ export async function issueServerCertificate(
     notBefore: cert.notBefore,
     notAfter: cert.notAfter,
     certificatePem: pem,
-    fingerprintSha256: sha256Hex(cert.rawData),
+    fingerprintSha256: sha256Hex(cert.der),
     spkiSha256: sha256Hex(spki),
     requestedBy: null,
     crlPartition: partition,
