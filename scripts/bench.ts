@@ -24,6 +24,14 @@ const BENCHMARKS: Record<string, Benchmark> = {
     describe: "ECDSA P-256 signatures/s: raw PKCS#11 C_Sign (the ceiling) vs the project's WebCrypto provider",
     run: async () => (await import("./bench/signing.ts")).runSigning(),
   },
+  issuance: {
+    describe: "REST issuance over HTTPS at 1, 16 and 64 clients, PostgreSQL, vs raw C_Sign and cfssl serve",
+    run: async () => (await import("./bench/issuance.ts")).runIssuance("postgres"),
+  },
+  "issuance-pglite": {
+    describe: "the same on the embedded PGlite database",
+    run: async () => (await import("./bench/issuance.ts")).runIssuance("pglite"),
+  },
   ocsp: {
     describe: "OCSP responses/s from the pre-signed cache (wrk), vs a fixed-response node:http server and cfssl ocspserve",
     run: async () => (await import("./bench/ocsp.ts")).runOcsp(),
@@ -31,6 +39,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
   crl: {
     describe: "CRL build time and peak memory for 100k and 1M revoked entries, vs openssl ca -gencrl",
     run: async () => (await import("./bench/crl.ts")).runCrl(),
+  },
+  acme: {
+    describe: "ACME orders/s with http-01 on loopback at 1, 8 and 32 order loops, vs REST issuance at the same concurrency",
+    run: async () => (await import("./bench/acme.ts")).runAcme(),
   },
 };
 

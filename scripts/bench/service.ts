@@ -26,9 +26,9 @@ export interface BenchDatabase {
  * A fresh PostgreSQL database when the server answers (within a few
  * seconds), else the embedded PGlite. HSM_CA_BENCH_DB=pglite forces PGlite.
  */
-export async function benchDatabase(): Promise<BenchDatabase> {
+export async function benchDatabase(want?: "postgres" | "pglite"): Promise<BenchDatabase> {
   const pglite: BenchDatabase = { kind: "pglite", version: "PGlite (embedded)", drop: async () => {} };
-  if (process.env.HSM_CA_BENCH_DB === "pglite") return pglite;
+  if ((want ?? process.env.HSM_CA_BENCH_DB) === "pglite") return pglite;
   const admin = postgres(PG_BASE_URL, { max: 1, onnotice: () => {}, connect_timeout: 3 });
   const name = `hsmca_bench_${crypto.randomBytes(5).toString("hex")}`;
   try {
@@ -66,8 +66,8 @@ export interface BenchService {
 }
 
 /** The service as a user runs it, on a temp data dir, loopback listeners on free ports. */
-export async function startBenchService(extraEnv: Record<string, string> = {}): Promise<BenchService> {
-  const db = await benchDatabase();
+export async function startBenchService(extraEnv: Record<string, string> = {}, database?: "postgres" | "pglite"): Promise<BenchService> {
+  const db = await benchDatabase(database);
   const dataDir = tempDir("hsmca-bench-");
   const env: Record<string, string> = {
     HSM_CA_DATA_DIR: dataDir,

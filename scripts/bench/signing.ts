@@ -1,12 +1,11 @@
 import crypto from "node:crypto";
 import fs from "node:fs";
 import * as graphene from "graphene-pk11";
-import pkcs11 from "pkcs11js";
 import { Crypto as P11Crypto } from "node-webcrypto-p11";
 import { loadConfig } from "../../src/config.ts";
 import { Hsm } from "../../src/hsm/hsm.ts";
 import { KEY_ALGORITHM_SPECS } from "../../src/hsm/key-algorithms.ts";
-import { acquireModule, findSlotByTokenLabel, releaseModule, type ModuleUser } from "../../src/hsm/module.ts";
+import { callsPerSecond, RawSigner } from "./raw-sign.ts";
 import { tempDir } from "./proc.ts";
 import { log, num, ratio, type Section } from "./report.ts";
 
@@ -26,43 +25,16 @@ const ROUND_MS = Number(process.env.BENCH_SIGN_ROUND_MS ?? 4000);
 const ROUNDS = 3;
 const LABEL = "bench/sign-p256";
 
-/** Calls fn from `callers` concurrent loops for ms; returns calls per second. */
-async function rate(ms: number, callers: number, fn: (caller: number) => Promise<unknown>): Promise<number> {
-  const end = performance.now() + ms;
-  let done = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: callers }, async (_, c) => {
-      while (performance.now() < end) {
-        await fn(c);
-        done++;
-      }
-    }),
-  );
-  return done / ((performance.now() - t0) / 1000);
-}
-
 export async function runSigning(): Promise<Section> {
   const dataDir = tempDir("hsmca-bench-sign-");
   const config = loadConfig({ HSM_CA_DATA_DIR: dataDir });
   const sessions = config.hsm.sessions;
   const hsm = Hsm.open(config.hsm, dataDir);
-  const user: ModuleUser = { moduleReinitialised: () => {} };
-  const shared = acquireModule(config.hsm.module, user);
-  const opened: graphene.Session[] = [];
+  let rawSigner: RawSigner | undefined;
   try {
     const key = await hsm.generateKey(LABEL, "ecdsa-p256");
-    const slot = findSlotByTokenLabel(shared.mod, config.hsm.tokenLabel)!;
-    for (let i = 0; i < sessions; i++) opened.push(slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION));
-    // One login covers every session of the application; the service's pool is logged in already.
-    const keyHandle = opened[0]!.find({ class: graphene.ObjectClass.PRIVATE_KEY, label: LABEL }).items(0).handle;
-
-    const digest = crypto.createHash("sha256").update("bench").digest();
-    const rawSign = (s: graphene.Session) =>
-      new Promise<Buffer>((resolve, reject) => {
-        s.lib.C_SignInit(s.handle, { mechanism: pkcs11.CKM_ECDSA }, keyHandle);
-        s.lib.C_Sign(s.handle, digest, Buffer.allocUnsafe(64), (err, sig) => (err ? reject(err) : resolve(sig)));
-      });
+    rawSigner = new RawSigner(config.hsm, LABEL, sessions);
+    const opened = rawSigner.sessions;
     const signer = hsm.signer(LABEL, "ecdsa-p256");
     const tbs = crypto.randomBytes(400);
     const providerSign = () => signer.use((k, c) => c.subtle.sign(signer.signingAlgorithm, k, tbs));
@@ -87,10 +59,11 @@ export async function runSigning(): Promise<Section> {
     const raw: number[] = [];
     const provider: number[] = [];
     const legacy: number[] = [];
-    await rate(500, sessions, (i) => rawSign(opened[i]!));
+    const rate = callsPerSecond;
+    await rawSigner.rate(500);
     await rate(500, sessions * 2, providerSign);
     for (let r = 0; r < ROUNDS; r++) {
-      raw.push(await rate(ROUND_MS, sessions, (i) => rawSign(opened[i]!)));
+      raw.push(await rawSigner.rate(ROUND_MS));
       provider.push(await rate(ROUND_MS, sessions * 2, providerSign));
       if (r === 0) legacy.push(await rate(ROUND_MS / 2, sessions, p11Sign));
       log(`signing round ${r + 1}: raw ${num(raw.at(-1)!)}/s, provider ${num(provider.at(-1)!)}/s`);
@@ -121,8 +94,7 @@ sessions is shown for reference. ${ROUNDS} rounds of ${ROUND_MS / 1000} s, alter
       notes: ["20 provider signatures verified with the key's public half (node:crypto) before timing."],
     };
   } finally {
-    for (const s of opened) s.close();
-    releaseModule(shared, user);
+    rawSigner?.close();
     hsm.close();
     fs.rmSync(dataDir, { recursive: true, force: true });
   }

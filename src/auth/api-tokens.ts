@@ -45,12 +45,34 @@ export async function createApiToken(
   return { id, secret, role: opts.role, profiles };
 }
 
+/**
+ * A token found valid is believed for this long without asking the
+ * database again: a query per request would cost as much as the rest of an
+ * issuance. A token revoked in the database (revoked_at) stops working
+ * within this time on every replica; unknown tokens are never cached.
+ */
+export const TOKEN_CACHE_MS = 5_000;
+const TOKEN_CACHE_MAX = 10_000;
+const tokenCaches = new WeakMap<Database, Map<string, { principal: Principal; until: number }>>();
+
 /** Undefined for a missing, malformed, unknown or revoked token: the caller says 401 either way. */
 export async function authenticate(db: Database, secret: string | undefined): Promise<Principal | undefined> {
   if (!secret || !secret.startsWith(PREFIX) || secret.length > 200) return undefined;
-  const row: ApiTokenRow | undefined = await activeApiTokenByHash(db, hash(secret));
-  if (!row) return undefined;
-  return { tokenId: row.id, role: row.role, profiles: row.profiles };
+  const digest = hash(secret);
+  let cache = tokenCaches.get(db);
+  if (!cache) tokenCaches.set(db, (cache = new Map()));
+  const now = Date.now();
+  const hit = cache.get(digest);
+  if (hit && hit.until > now) return hit.principal;
+  const row: ApiTokenRow | undefined = await activeApiTokenByHash(db, digest);
+  if (!row) {
+    cache.delete(digest);
+    return undefined;
+  }
+  const principal: Principal = { tokenId: row.id, role: row.role, profiles: row.profiles };
+  if (cache.size >= TOKEN_CACHE_MAX) cache.clear();
+  cache.set(digest, { principal, until: now + TOKEN_CACHE_MS });
+  return principal;
 }
 
 /** What each role may do. Issuers are bound to their listed profiles. */

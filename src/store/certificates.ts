@@ -1,14 +1,18 @@
 import { and, asc, eq, gt, inArray, sql, type SQL } from "drizzle-orm";
 import type { Database } from "./database.ts";
+import { certificateWriterFor } from "./certificate-writer.ts";
 import { certificates } from "./schema.ts";
 
 export type CertificateRow = typeof certificates.$inferSelect;
 export type NewCertificateRow = typeof certificates.$inferInsert;
 
-/** Throws (unique violation) if the serial was ever used: the database guards uniqueness. */
-export async function insertCertificate(db: Database, row: NewCertificateRow): Promise<CertificateRow> {
-  const [inserted] = await db.insert(certificates).values(row).returning();
-  return inserted!;
+/**
+ * Resolves once the row is committed (grouped with concurrent ones, see
+ * CertificateWriter). Throws (unique violation) if the serial was ever
+ * used: the database guards uniqueness.
+ */
+export function insertCertificate(db: Database, row: NewCertificateRow): Promise<CertificateRow> {
+  return certificateWriterFor(db).insert(row);
 }
 
 export async function certificateBySerial(db: Database, serial: string): Promise<CertificateRow | undefined> {

@@ -1,0 +1,352 @@
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { count, like } from "drizzle-orm";
+import { createApiToken } from "../../src/auth/api-tokens.ts";
+import { certificates } from "../../src/store/schema.ts";
+import type { RunResult } from "./acme-load-client.ts";
+import { Background, ensureTool, freePort, nodeTsArgs, run, tempDir, waitForPort } from "./proc.ts";
+import { log, num, ratio, REPO, seconds, type Section } from "./report.ts";
+import { startBenchService, type BenchService } from "./service.ts";
+
+/**
+ * Complete ACME orders per second (RFC 8555, http-01 on loopback), against
+ * the REST issuance rate of the same service for the same kind of CSR at the
+ * same concurrency: an ACME order is an issuance plus protocol overhead.
+ */
+
+const DURATION_S = Number(process.env.BENCH_ACME_SECONDS ?? 10);
+const WARMUP_S = Number(process.env.BENCH_ACME_WARMUP_SECONDS ?? 3);
+const CONCURRENCY = (process.env.BENCH_ACME_CONCURRENCY ?? "1,8,32").split(",").map(Number);
+const ACCOUNTS = Number(process.env.BENCH_ACME_ACCOUNTS ?? 8);
+const POLL_MS = Number(process.env.BENCH_ACME_POLL_MS ?? 20);
+/** Certificates checked with openssl verify. */
+const OPENSSL_SAMPLE = 10;
+/** The profile's order limits, raised so that a run of a few thousand orders never meets them (they are still counted). */
+const BENCH_ORDER_LIMIT = 1_000_000;
+
+/** The load client's process, spoken to over IPC. */
+class LoadClient {
+  private next = 1;
+  private readonly waiting = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
+  private constructor(
+    readonly child: ChildProcess,
+    readonly http01Port: number,
+  ) {
+    child.on("message", (m: any) => {
+      const w = this.waiting.get(m.id);
+      if (!w) return;
+      this.waiting.delete(m.id);
+      if (m.ok) w.resolve(m.result);
+      else w.reject(new Error(`load client: ${m.error}`));
+    });
+    child.on("exit", (code, signal) => {
+      for (const w of this.waiting.values()) w.reject(new Error(`the load client exited (${signal ?? code})`));
+      this.waiting.clear();
+    });
+  }
+
+  static start(): Promise<LoadClient> {
+    const child = spawn(process.execPath, nodeTsArgs("scripts/bench/acme-load-client.ts"), {
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      env: { ...process.env, BENCH_ACME_POLL_MS: String(POLL_MS) },
+    });
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("the load client did not start within 30 s")), 30_000);
+      child.once("exit", (code) => reject(new Error(`the load client exited (${code}) before starting`)));
+      child.once("message", (m: any) => {
+        clearTimeout(timer);
+        if (m?.ready) resolve(new LoadClient(child, m.http01Port));
+        else reject(new Error(`the load client said ${JSON.stringify(m)}`));
+      });
+    });
+  }
+
+  call<T>(cmd: string, args: object = {}): Promise<T> {
+    const id = this.next++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      this.child.send({ id, cmd, ...args });
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const gone = new Promise<void>((r) => this.child.once("exit", () => r()));
+    if (this.child.connected) this.child.send({ cmd: "exit" });
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), 5_000);
+    await gone;
+    clearTimeout(timer);
+  }
+}
+
+/** CPU time of every PostgreSQL server process on this machine, ms; undefined when none is visible. */
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+function postgresCpu(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const pid of fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+      const close = stat.lastIndexOf(")");
+      if (stat.slice(stat.indexOf("(") + 1, close) !== "postgres") continue;
+      const f = stat.slice(close + 2).split(" ");
+      out.set(Number(pid), ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+/** CPU ms the PostgreSQL processes spent between two snapshots (processes started meanwhile count whole). */
+function postgresCpuSince(before: Map<number, number>): number | undefined {
+  const after = postgresCpu();
+  if (!after.size) return undefined;
+  let ms = 0;
+  for (const [pid, t] of after) ms += t - (before.get(pid) ?? 0);
+  return ms;
+}
+
+interface Measured extends RunResult {
+  /** CPU ms per completed order or issuance: this process (the service), PostgreSQL, the load client. */
+  serviceCpuPerOrder: number;
+  postgresCpuPerOrder?: number;
+  clientCpuPerOrder: number;
+}
+
+/** pebble-challtestsrv as the tests use it: every A query answers 127.0.0.1. */
+async function startDns(): Promise<{ server: Background; address: string }> {
+  const dnsPort = await freePort();
+  const mgmtPort = await freePort();
+  const server = Background.start("pebble-challtestsrv", "pebble-challtestsrv", [
+    "-dns01", `127.0.0.1:${dnsPort}`, "-http01", "", "-https01", "", "-tlsalpn01", "",
+    "-management", `127.0.0.1:${mgmtPort}`, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+  ]);
+  await waitForPort(mgmtPort);
+  await waitForPort(dnsPort); // its TCP listener; UDP opens alongside
+  return { server, address: `127.0.0.1:${dnsPort}` };
+}
+
+/** profiles/acme/default.yaml with its order limits raised (and nothing else changed). */
+function benchProfilesDir(): string {
+  const dir = tempDir("hsmca-bench-acme-profiles-");
+  const text = fs.readFileSync(path.join(REPO, "profiles/acme/default.yaml"), "utf8");
+  let replaced = 0;
+  const out = text.replace(/^(\s*(?:newOrdersPerAccount|ordersPerIdentifier):\s*\{\s*count:\s*)\d+/gm, (_, head: string) => {
+    replaced++;
+    return `${head}${BENCH_ORDER_LIMIT}`;
+  });
+  if (replaced !== 2) throw new Error("profiles/acme/default.yaml: could not find its two rateLimits counts to raise");
+  fs.writeFileSync(path.join(dir, "default.yaml"), out);
+  return dir;
+}
+
+export async function runAcme(): Promise<Section> {
+  const section: Section = {
+    name: "acme",
+    title: "ACME orders with http-01",
+    summary: `Complete ACME orders per second against the service's default directory (\`/acme/directory\`), each order one DNS
+identifier never ordered before (\`*.bench.example.test\`, resolved to 127.0.0.1 by pebble-challtestsrv as in the tests):
+newOrder, fetch the authorization, serve the key authorization from a node:http server on the http-01 port, POST the
+challenge, poll the authorization every ${POLL_MS} ms until valid, finalize with a fresh P-256 CSR, POST-as-GET the order,
+download the chain. Clients are the tests' JWS client (\`test/helpers/acme-client.ts\`, ES256 account keys), ${ACCOUNTS}
+accounts shared round-robin by 1, 8 or 32 concurrent order loops, each loop with its own keep-alive connection and nonce;
+${DURATION_S} s per run after a ${WARMUP_S} s warm-up of each kind. The ceiling is the REST issuance rate of the same service, at the
+same concurrency, for the same CSR (fresh P-256 key, CN and one DNS SAN, profile \`tls-server\`): \`POST /api/v1/certificates\`
+with an admin token over keep-alive HTTPS. Load client and http-01 server run in one process of their own, the service in
+another; both, PostgreSQL and the DNS server share the machine's cores. Settings for the bench service:
+\`HSM_CA_ACME_RATE_LIMIT_PER_ACCOUNT=off\` (the default 20/s per account throttles 4 loops sharing an account) and the
+directory's \`newOrdersPerAccount\`/\`ordersPerIdentifier\` limits raised from 300 and 100 an hour to ${num(BENCH_ORDER_LIMIT)} (they are
+still counted on every newOrder); nonces needed nothing (one per response, kept per loop). The server's Retry-After (1 s)
+is not honoured while polling: that would measure the client's sleep, not the server.`,
+    tables: [],
+    facts: {},
+    notes: [],
+  };
+  if (!ensureTool("pebble-challtestsrv", "pebble")) {
+    section.skipped = "pebble-challtestsrv is not installed (Debian package `pebble`): nothing resolves the orders' names";
+    return section;
+  }
+  if (!ensureTool("openssl", "openssl")) {
+    section.skipped = "openssl is not installed";
+    return section;
+  }
+
+  const dns = await startDns();
+  const profilesDir = benchProfilesDir();
+  const work = tempDir("hsmca-bench-acme-");
+  let client: LoadClient | undefined;
+  let bench: BenchService | undefined;
+  try {
+    client = await LoadClient.start();
+    bench = await startBenchService({
+      HSM_CA_ACME_PROFILES_DIR: profilesDir,
+      HSM_CA_ACME_HTTP01_PORT: String(client.http01Port),
+      HSM_CA_ACME_TLSALPN01_PORT: String(await freePort()),
+      HSM_CA_ACME_RESOLVERS: dns.address,
+      HSM_CA_ACME_RATE_LIMIT_PER_ACCOUNT: "off",
+    });
+    section.facts.database = bench.db.version;
+    section.facts["ACME accounts"] = String(ACCOUNTS);
+    section.facts["authorization poll interval"] = `${POLL_MS} ms`;
+    log(`ACME: service up on ${bench.db.kind === "postgres" ? "PostgreSQL" : "PGlite"} (${bench.db.version})`);
+    const { service } = bench;
+    const issuer = service.ctx.issuer();
+    const token = await createApiToken(service.ctx.store.db, { role: "admin", description: "bench acme ceiling" });
+    await client.call("setup", { httpsUrl: service.httpsUrl, rootPem: issuer.rootPem, token: token.secret, accounts: ACCOUNTS });
+
+    const pgVisible = bench.db.kind === "postgres" && postgresCpu().size > 0;
+    const exec = async (mode: "acme" | "rest", concurrency: number, secs: number, warm = false): Promise<Measured> => {
+      log(`ACME: ${warm ? "warm-up " : ""}${mode === "acme" ? "ACME orders" : "REST issuance"}, ${concurrency} concurrent, ${secs} s`);
+      const pg0 = postgresCpu();
+      const cpu0 = process.cpuUsage();
+      const r = await client!.call<RunResult>("run", { mode, concurrency, seconds: secs });
+      const cpu = process.cpuUsage(cpu0);
+      const pgMs = pgVisible ? postgresCpuSince(pg0) : undefined;
+      const n = r.completed || NaN;
+      const m: Measured = {
+        ...r,
+        serviceCpuPerOrder: (cpu.user + cpu.system) / 1000 / n,
+        postgresCpuPerOrder: pgMs === undefined ? undefined : pgMs / n,
+        clientCpuPerOrder: r.clientCpuMs / n,
+      };
+      log(
+        `ACME:   ${r.completed} in ${r.seconds.toFixed(1)} s = ${num(r.perSecond)}/s, p50 ${num(r.p50Ms)} ms, p99 ${num(r.p99Ms)} ms` +
+          (mode === "acme" ? `, ${num(r.requestsPerOrder)} requests/order` : "") +
+          `; CPU ms each: service ${num(m.serviceCpuPerOrder)}, PostgreSQL ${m.postgresCpuPerOrder === undefined ? "n/a" : num(m.postgresCpuPerOrder)}, client ${num(m.clientCpuPerOrder)}` +
+          (r.finalizeRetries ? `; ${r.finalizeRetries} finalize answered orderNotReady after a valid authorization` : "") +
+          (r.errors ? `; ${r.errors} errors: ${r.errorSamples.join(" | ")}` : ""),
+      );
+      log(`ACME:   mean ms per request: ${Object.entries(r.stepMs).map(([k, v]) => `${k} ${num(v)}`).join(", ")}`);
+      return m;
+    };
+    const all: Measured[] = [];
+    all.push(await exec("rest", 8, WARMUP_S, true));
+    all.push(await exec("acme", 8, WARMUP_S, true));
+    const rows: Array<{ acme: Measured; rest: Measured }> = [];
+    for (const c of CONCURRENCY) {
+      // Interleaved, so that each ratio compares runs that were seconds apart.
+      const rest = await exec("rest", c, DURATION_S);
+      const acme = await exec("acme", c, DURATION_S);
+      all.push(rest, acme);
+      rows.push({ acme, rest });
+    }
+
+    // Checks: no errors, a sample verifies with openssl, the database holds every ACME certificate.
+    const failed: string[] = [];
+    for (const r of all) {
+      if (r.errors) failed.push(`${r.mode} at ${r.concurrency} concurrent: ${r.errors} failed ${r.mode === "acme" ? "orders" : "issuances"}: ${r.errorSamples.join(" | ")}`);
+      if (r.completed === 0) failed.push(`${r.mode} at ${r.concurrency} concurrent completed nothing`);
+      if (r.badNonceRetries) failed.push(`${r.mode} at ${r.concurrency} concurrent: ${r.badNonceRetries} badNonce answers to fresh nonces`);
+    }
+    const { samples, ordersCompleted } = await client.call<{ samples: Array<{ name: string; pem: string }>; ordersCompleted: number }>("samples", { n: OPENSSL_SAMPLE });
+    const rootFile = path.join(work, "root.pem");
+    const chainFile = path.join(work, "chain.pem");
+    fs.writeFileSync(rootFile, issuer.rootPem);
+    fs.writeFileSync(chainFile, issuer.chainPem);
+    const normalize = (pem: string) => pem.replace(/\s+/g, "");
+    let verified = 0;
+    for (const [i, s] of samples.entries()) {
+      const [leaf, ...rest] = s.pem.split(/(?=-----BEGIN CERTIFICATE-----)/);
+      const file = path.join(work, `leaf-${i}.pem`);
+      fs.writeFileSync(file, leaf!);
+      if (normalize(rest.join("")) !== normalize(issuer.chainPem)) {
+        failed.push(`order for ${s.name}: the downloaded chain is not the issuer's certificate`);
+        continue;
+      }
+      const v = await run("openssl", ["verify", "-CAfile", rootFile, "-untrusted", chainFile, "-purpose", "sslserver", file], { check: false, timeoutMs: 20_000 });
+      const names = await run("openssl", ["x509", "-in", file, "-noout", "-ext", "subjectAltName"], { check: false, timeoutMs: 20_000 });
+      if (v.code !== 0 || !v.stdout.includes(": OK")) failed.push(`openssl verify of the certificate for ${s.name}: ${v.stdout}${v.stderr}`);
+      else if (!names.stdout.includes(`DNS:${s.name}`)) failed.push(`the certificate for ${s.name} does not name it: ${names.stdout}`);
+      else verified++;
+    }
+    const [stored] = await service.ctx.store.db.select({ n: count() }).from(certificates).where(like(certificates.requestedBy, "acme:%"));
+    const storedAcme = stored!.n;
+    if (storedAcme < ordersCompleted) failed.push(`the database holds ${storedAcme} ACME certificates for ${ordersCompleted} completed orders`);
+    if (samples.length < OPENSSL_SAMPLE) failed.push(`only ${samples.length} certificates to verify`);
+    if (failed.length) section.failed = failed;
+    else {
+      section.notes.push(
+        `Every order and issuance of every run (warm-ups included) completed without error and without a badNonce; ${verified} ACME chains spread over all runs verified with \`openssl verify -purpose sslserver\` against the root and the issuer's certificate (which is also what each download carried after the leaf), each naming its order's identifier; the database holds ${storedAcme} certificates requested by ACME accounts for ${ordersCompleted} completed orders.`,
+      );
+    }
+
+    section.tables.push({
+      caption: "Orders (ACME) and issuances (REST, the ceiling) per second, and their latency, by concurrent loops:",
+      headers: ["concurrent", "ACME orders/s", "REST issuances/s", "ACME/REST", "ACME p50", "REST p50", "p50 ACME/REST", "ACME p99", "REST p99", "p99 ACME/REST"],
+      rows: rows.map(({ acme, rest }) => [
+        acme.concurrency,
+        num(acme.perSecond),
+        num(rest.perSecond),
+        ratio(acme.perSecond, rest.perSecond),
+        seconds(acme.p50Ms),
+        seconds(rest.p50Ms),
+        ratio(acme.p50Ms, rest.p50Ms),
+        seconds(acme.p99Ms),
+        seconds(rest.p99Ms),
+        ratio(acme.p99Ms, rest.p99Ms),
+      ]),
+    });
+    section.tables.push({
+      caption: "HTTP requests per completed order (REST: 1 per issuance, so the ratio is the count):",
+      headers: ["concurrent", "ACME orders", "requests/order", "vs REST", "pending authz polls/order", "validator GETs/order", "REST issuances"],
+      rows: rows.map(({ acme, rest }) => [
+        acme.concurrency,
+        acme.completed,
+        num(acme.requestsPerOrder),
+        ratio(acme.requestsPerOrder, rest.requestsPerOrder),
+        num(acme.pendingPollsPerOrder),
+        num(acme.validatorGetsPerOrder),
+        rest.completed,
+      ]),
+    });
+    const cpu = (v: number | undefined) => (v === undefined ? "n/a" : `${num(v)} ms`);
+    section.tables.push({
+      caption:
+        "CPU time per completed order or issuance: the service's process, the PostgreSQL server's processes, and the load client's process (CSRs, JWS, http-01 server):",
+      headers: ["concurrent", "service ACME", "service REST", "ACME/REST", "PostgreSQL ACME", "PostgreSQL REST", "ACME/REST", "client ACME", "client REST", "ACME/REST"],
+      rows: rows.map(({ acme, rest }) => [
+        acme.concurrency,
+        cpu(acme.serviceCpuPerOrder),
+        cpu(rest.serviceCpuPerOrder),
+        ratio(acme.serviceCpuPerOrder, rest.serviceCpuPerOrder),
+        cpu(acme.postgresCpuPerOrder),
+        cpu(rest.postgresCpuPerOrder),
+        ratio(acme.postgresCpuPerOrder, rest.postgresCpuPerOrder),
+        cpu(acme.clientCpuPerOrder),
+        cpu(rest.clientCpuPerOrder),
+        ratio(acme.clientCpuPerOrder, rest.clientCpuPerOrder),
+      ]),
+    });
+    const STEPS = ["newOrder", "authorization", "challenge", "authorization poll", "validation", "finalize", "order poll", "certificate"];
+    const stepCell = (r: Measured, rest: Measured, k: string) => (r.stepMs[k] === undefined ? "-" : `${seconds(r.stepMs[k]!)} (${ratio(r.stepMs[k], rest.stepMs.issue)})`);
+    section.tables.push({
+      caption:
+        'Mean time of each ACME request as the client sees it, with its ratio to a whole REST issuance request at the same concurrency ("validation": from the challenge POST to the authorization\'s first "valid", polls included):',
+      headers: ["concurrent", "REST issuance", ...STEPS],
+      rows: rows.map(({ acme, rest }) => [acme.concurrency, seconds(rest.stepMs.issue ?? NaN), ...STEPS.map((k) => stepCell(acme, rest, k))]),
+    });
+    const raced = all.reduce((a, r) => a + (r.mode === "acme" ? r.finalizeRetries : 0), 0);
+    if (raced) {
+      section.notes.push(
+        `**Race:** ${raced} of ${ordersCompleted} orders answered finalize with \`orderNotReady\` ("the order is pending") right after their authorization read \`valid\`: \`ValidationRunner.validate\` writes the challenge, then the authorization, then the order, in separate statements, so a client that finalizes as soon as its authorizations are valid can find the order still pending. The bench then polls the order until \`ready\` and finalizes again (counted as one more request).`,
+      );
+    }
+    const best = rows.reduce((a, b) => (b.acme.perSecond > a.acme.perSecond ? b : a));
+    section.notes.push(
+      `Best ACME rate ${num(best.acme.perSecond)} orders/s at ${best.acme.concurrency} concurrent loops, ${ratio(best.acme.perSecond, best.rest.perSecond)} of REST issuance at the same concurrency. Requests per order are 7 without a pending poll (newOrder, authz, challenge, authz poll, finalize, order, certificate).`,
+    );
+    return section;
+  } finally {
+    await client?.stop().catch(() => {});
+    await bench?.cleanup().catch((e: Error) => log(`ACME: cleanup: ${e.message}`));
+    await dns.server.stop();
+    fs.rmSync(profilesDir, { recursive: true, force: true });
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,252 @@
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import * as x509 from "@peculiar/x509";
+import { count, desc, eq, sql } from "drizzle-orm";
+import { createApiToken } from "../../src/auth/api-tokens.ts";
+import { certificates } from "../../src/store/schema.ts";
+import { Background, ensureTool, freePort, run, tempDir, waitForPort } from "./proc.ts";
+import { RawSigner } from "./raw-sign.ts";
+import { log, mib, num, ratio, type Section } from "./report.ts";
+import { startBenchService, type BenchService } from "./service.ts";
+import { describeErrors, runWrk, wrkErrors, type WrkRequest, type WrkResult } from "./wrk.ts";
+
+/**
+ * REST issuance end to end: wrk over HTTPS (keep-alive) posts CSRs to
+ * /api/v1/certificates; each 201 is a certificate signed in SoftHSM2 and
+ * stored in the database before the answer. Ceiling: the raw C_Sign rate of
+ * the same token with the service's number of sessions, measured in the same
+ * process right before. Peer: cfssl serve (software key, no database) under
+ * the same load, when Debian's golang-cfssl is installed.
+ */
+
+const CONCURRENCY = (process.env.BENCH_ISSUANCE_CLIENTS ?? "1,16,64").split(",").map(Number);
+const DURATION_S = Number(process.env.BENCH_ISSUANCE_SECONDS ?? 10);
+const CSRS = 256;
+const SAMPLE = 20;
+const TARGET_RPS = 2000;
+const TARGET_P99_MS = 100;
+
+interface Run {
+  server: string;
+  clients: number;
+  wrk: WrkResult;
+  peakRssKiB?: number;
+  stored?: number;
+}
+
+/** P-256 CSRs for distinct names and keys, as a fleet of workloads would send. */
+async function makeCsrs(n: number): Promise<string[]> {
+  const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const keys = (await crypto.webcrypto.subtle.generateKey(alg, false, ["sign", "verify"])) as CryptoKeyPair;
+    const name = `workload-${i}.bench.svc`;
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create(
+      { name: `CN=${name}`, keys, signingAlgorithm: alg, extensions: [new x509.SubjectAlternativeNameExtension([{ type: "dns", value: name }])] },
+      crypto.webcrypto as Crypto,
+    );
+    out.push(csr.toString("pem"));
+  }
+  return out;
+}
+
+/** Samples this process's RSS every 100 ms until stopped; returns the peak in KiB. */
+function rssSampler(): () => number {
+  let peak = process.memoryUsage.rss();
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 100);
+  return () => {
+    clearInterval(timer);
+    return Math.round(Math.max(peak, process.memoryUsage.rss()) / 1024);
+  };
+}
+
+async function storedCount(bench: BenchService): Promise<number> {
+  const [row] = await bench.service.ctx.store.db.select({ n: count() }).from(certificates).where(eq(certificates.profile, "tls-server"));
+  return row!.n;
+}
+
+/** openssl verify for the newest certificates, and no serial twice. */
+async function checkStored(bench: BenchService, dir: string): Promise<string[]> {
+  const db = bench.service.ctx.store.db;
+  const issuer = bench.service.ctx.issuer();
+  const rootFile = path.join(dir, "root.pem");
+  const chainFile = path.join(dir, "chain.pem");
+  fs.writeFileSync(rootFile, issuer.rootPem);
+  fs.writeFileSync(chainFile, issuer.chainPem);
+  const failed: string[] = [];
+  const rows = await db.select({ serial: certificates.serial, pem: certificates.certificatePem }).from(certificates).orderBy(desc(certificates.id)).limit(SAMPLE);
+  for (const r of rows) {
+    const f = path.join(dir, `${r.serial}.pem`);
+    fs.writeFileSync(f, r.pem);
+    const v = await run("openssl", ["verify", "-CAfile", rootFile, "-untrusted", chainFile, "-purpose", "sslserver", f]);
+    if (v.code !== 0 || !v.stdout.includes(": OK")) failed.push(`openssl verify failed for ${r.serial}: ${v.stdout}${v.stderr}`);
+  }
+  const [dup] = await db.select({ total: count(), distinct: sql<number>`count(distinct ${certificates.serial})::int` }).from(certificates);
+  if (dup!.total !== Number(dup!.distinct)) failed.push(`${dup!.total - Number(dup!.distinct)} repeated serials`);
+  return failed;
+}
+
+async function benchService(database: "postgres" | "pglite", csrs: string[], dir: string): Promise<{ runs: Run[]; ceiling: number; failed: string[]; notes: string[]; dbVersion: string }> {
+  const bench = await startBenchService({ HSM_CA_LOG_LEVEL: "error" }, database);
+  const notes: string[] = [];
+  try {
+    const { service } = bench;
+    const issuer = service.ctx.issuer();
+    const token = await createApiToken(service.ctx.store.db, { role: "issuer", profiles: ["tls-server"], description: "bench" });
+    const requests: WrkRequest[] = csrs.map((csr) => ({
+      method: "POST",
+      path: "/api/v1/certificates",
+      headers: { authorization: `Bearer ${token.secret}`, "content-type": "application/json" },
+      body: Buffer.from(JSON.stringify({ csr, profile: "tls-server", validity: "1h" })),
+    }));
+    const raw = new RawSigner(bench.config.hsm, issuer.row.keyLabel, bench.config.hsm.sessions);
+    let ceiling: number;
+    try {
+      await raw.rate(500);
+      ceiling = Math.max(await raw.rate(3000), await raw.rate(3000));
+    } finally {
+      raw.close();
+    }
+    log(`issuance (${bench.db.kind}): raw C_Sign ceiling ${num(ceiling)}/s`);
+    await runWrk({ target: service.httpsUrl, requests, connections: 16, threads: 2, durationS: 3 });
+    const runs: Run[] = [];
+    for (const clients of CONCURRENCY) {
+      const before = await storedCount(bench);
+      const stop = rssSampler();
+      const wrk = await runWrk({ target: service.httpsUrl, requests, connections: clients, threads: Math.min(2, clients), durationS: DURATION_S, timeoutS: 5 });
+      const peakRssKiB = stop();
+      const stored = (await storedCount(bench)) - before;
+      runs.push({ server: `hsm-ca (${bench.db.kind})`, clients, wrk, peakRssKiB, stored });
+      log(`issuance (${bench.db.kind}) ${clients} clients: ${num(wrk.rps)}/s p50 ${num(wrk.p50Ms)} ms p99 ${num(wrk.p99Ms)} ms, ${describeErrors(wrk)}`);
+    }
+    const failed = await checkStored(bench, dir);
+    for (const r of runs) {
+      if (wrkErrors(r.wrk) > 0) failed.push(`${r.server} at ${r.clients} clients: ${describeErrors(r.wrk)}`);
+      // wrk counts the answers it read; a request in flight when it stopped may be stored without being counted.
+      if (r.stored! < r.wrk.requests) failed.push(`${r.server} at ${r.clients} clients: ${r.wrk.requests} answers but only ${r.stored} new rows`);
+    }
+    notes.push(`${bench.db.kind}: every answer was a 201 and every answered certificate is in the database (${runs.map((r) => `${r.stored} rows for ${r.wrk.requests} answers`).join("; ")}); the ${SAMPLE} newest pass \`openssl verify -purpose sslserver\` against the root and chain; no serial repeats.`);
+    return { runs, ceiling, failed, notes, dbVersion: bench.db.version };
+  } finally {
+    await bench.cleanup();
+  }
+}
+
+/** cfssl serve with a software P-256 CA key, over TLS, under the same load. */
+async function benchCfssl(csrs: string[], dir: string): Promise<{ runs: Run[]; version: string; failed: string[] } | undefined> {
+  if (!ensureTool("cfssl", "golang-cfssl") || !ensureTool("cfssljson", "golang-cfssl")) return undefined;
+  const version = (await run("cfssl", ["version"])).stdout.split("\n").slice(0, 2).join(", ").trim();
+  const cwd = path.join(dir, "cfssl");
+  fs.mkdirSync(cwd);
+  fs.writeFileSync(path.join(cwd, "ca-csr.json"), JSON.stringify({ CN: "cfssl bench CA", key: { algo: "ecdsa", size: 256 } }));
+  const init = await run("sh", ["-c", "cfssl gencert -initca ca-csr.json | cfssljson -bare ca"], { cwd });
+  if (init.code !== 0) throw new Error(`cfssl gencert failed: ${init.stderr}`);
+  fs.writeFileSync(path.join(cwd, "config.json"), JSON.stringify({ signing: { default: { expiry: "1h", usages: ["digital signature", "server auth"] } } }));
+  // TLS for the listener, as hsm-ca serves HTTPS: a self-signed P-256 certificate from openssl.
+  await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "tls-key.pem", "-out", "tls.pem", "-subj", "/CN=127.0.0.1", "-days", "1"], { cwd, check: true });
+  const port = await freePort();
+  const server = Background.start("cfssl serve", "cfssl", ["serve", "-address", "127.0.0.1", "-port", String(port), "-ca", "ca.pem", "-ca-key", "ca-key.pem", "-config", "config.json", "-tls-cert", "tls.pem", "-tls-key", "tls-key.pem", "-loglevel", "5"], { cwd });
+  const failed: string[] = [];
+  try {
+    await waitForPort(port);
+    const target = `https://127.0.0.1:${port}`;
+    const requests: WrkRequest[] = csrs.map((csr) => ({
+      method: "POST",
+      path: "/api/v1/cfssl/sign",
+      headers: { "content-type": "application/json" },
+      body: Buffer.from(JSON.stringify({ certificate_request: csr })),
+    }));
+    // cfssl answers 200 with {success: true, result: {certificate}}: check one before timing.
+    const probe = await fetchJson(`${target}/api/v1/cfssl/sign`, requests[0]!.body!);
+    if (!probe.success) failed.push(`cfssl sign failed: ${JSON.stringify(probe.errors)}`);
+    await runWrk({ target, requests, connections: 16, threads: 2, durationS: 3 });
+    const runs: Run[] = [];
+    for (const clients of CONCURRENCY) {
+      const wrk = await runWrk({ target, requests, connections: clients, threads: Math.min(2, clients), durationS: DURATION_S, timeoutS: 5 });
+      runs.push({ server: "peer: cfssl serve", clients, wrk });
+      log(`issuance cfssl ${clients} clients: ${num(wrk.rps)}/s p50 ${num(wrk.p50Ms)} ms p99 ${num(wrk.p99Ms)} ms`);
+      if (wrkErrors(wrk) > 0) failed.push(`cfssl at ${clients} clients: ${describeErrors(wrk)}`);
+    }
+    return { runs, version, failed };
+  } finally {
+    await server.stop();
+  }
+}
+
+async function fetchJson(url: string, body: Uint8Array): Promise<{ success?: boolean; errors?: unknown }> {
+  const prev = process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+  // The peer's throwaway self-signed listener, on loopback, for one probe.
+  process.env.NODE_TLS_REJECT_UNAUTHORIZED = "0";
+  try {
+    const res = await fetch(url, { method: "POST", body: Buffer.from(body), headers: { "content-type": "application/json" } });
+    return (await res.json()) as { success?: boolean };
+  } finally {
+    if (prev === undefined) delete process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+    else process.env.NODE_TLS_REJECT_UNAUTHORIZED = prev;
+  }
+}
+
+/**
+ * PostgreSQL with the cfssl peer, or PGlite alone: a process can hold one
+ * SoftHSM2 configuration, so each database gets a benchmark (and a process) of its own.
+ */
+export async function runIssuance(database: "postgres" | "pglite"): Promise<Section> {
+  const name = database === "postgres" ? "issuance" : "issuance-pglite";
+  if (!ensureTool("wrk", "wrk")) return { name, title: "", summary: "", tables: [], facts: {}, notes: [], skipped: "wrk is not installed" };
+  const dir = tempDir("hsmca-bench-issue-");
+  try {
+    const csrs = await makeCsrs(CSRS);
+    const pg = await benchService(database, csrs, dir);
+    const cfssl = database === "postgres" ? await benchCfssl(csrs, dir) : undefined;
+    const failed = [...pg.failed, ...(cfssl?.failed ?? [])];
+    const peerAt = (clients: number) => cfssl?.runs.find((r) => r.clients === clients)?.wrk.rps;
+    const rows = (runs: Run[], ceiling: number | undefined) =>
+      runs.map((r) => [
+        r.server,
+        r.clients,
+        num(r.wrk.rps),
+        ceiling ? ratio(r.wrk.rps, ceiling) : "",
+        r.server.startsWith("peer") ? "1×" : ratio(r.wrk.rps, peerAt(r.clients)),
+        num(r.wrk.p50Ms),
+        num(r.wrk.p99Ms),
+        r.peakRssKiB ? mib(r.peakRssKiB) : "",
+      ]);
+    const at64 = pg.runs.find((r) => r.clients === 64);
+    const verdict = at64
+      ? at64.wrk.rps >= TARGET_RPS && at64.wrk.p99Ms < TARGET_P99_MS
+        ? `met: ${num(at64.wrk.rps)}/s, p99 ${num(at64.wrk.p99Ms)} ms`
+        : `missed: ${num(at64.wrk.rps)}/s (${ratio(at64.wrk.rps, TARGET_RPS)} of ${TARGET_RPS}), p99 ${num(at64.wrk.p99Ms)} ms (target < ${TARGET_P99_MS} ms)`
+      : "not measured at 64 clients";
+    return {
+      name,
+      title: `REST issuance end to end (${database === "postgres" ? "PostgreSQL" : "PGlite"})`,
+      summary: `wrk posts ${CSRS} distinct P-256 CSRs in a cycle (tls-server profile, 1-hour validity, an issuer token) to
+\`POST /api/v1/certificates\` over HTTPS with keep-alive, ${DURATION_S} s per concurrency after a 3 s warm-up. Every 201 is a
+certificate signed by the intermediate's P-256 key in SoftHSM2 and inserted into the database before the answer. The ceiling
+is the raw C_Sign rate of the same token and key with the service's number of sessions (\`npm run bench -- signing\`
+measures the same ceiling), taken in the same process just before. Peak RSS is the service process's (the benchmark runs it
+in-process; wrk is a separate process). The peer is cfssl serve (Go, software P-256 key, no database, TLS) under the same
+load. Load generator, database and server share the machine's 2 cores.`,
+      tables: [
+        {
+          headers: ["server", "clients", "certificates/s", "vs raw C_Sign", "vs cfssl", "p50 ms", "p99 ms", "peak RSS"],
+          rows: [...rows(pg.runs, pg.ceiling), ...(cfssl ? rows(cfssl.runs, pg.ceiling) : [])],
+        },
+        {
+          caption: "Targets:",
+          headers: ["target", "result"],
+          rows: [
+            [`≥ ${TARGET_RPS}/s at 64 clients with p99 < ${TARGET_P99_MS} ms`, database === "postgres" ? verdict : `${verdict} (the target is for PostgreSQL; PGlite is the single-process embedded default)`],
+            ["raw C_Sign ceiling", `${num(pg.ceiling)}/s`],
+          ],
+        },
+      ],
+      facts: { database: pg.dbVersion, ...(cfssl ? { cfssl: cfssl.version } : {}), "HSM_CA_HSM_SESSIONS": "default", "wrk threads": "min(2, clients)" },
+      notes: [...pg.notes, ...(cfssl || database === "pglite" ? [] : ["cfssl is not installed (`apt-get install golang-cfssl`): no peer figures."])],
+      failed: failed.length ? failed : undefined,
+    };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
