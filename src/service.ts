@@ -3,6 +3,7 @@ import https from "node:https";
 import { serve, type ServerType } from "@hono/node-server";
 import type { Logger } from "pino";
 import { createApiApp, createPublicApp } from "./api/app.ts";
+import { ocspFastPathServer } from "./api/ocsp-listener.ts";
 import { createRateLimits } from "./api/rate-limit.ts";
 import { SERVER_LIMITS } from "./api/server-limits.ts";
 import { expireApprovalRequestsNow } from "./approvals/requests.ts";
@@ -91,7 +92,13 @@ export async function startService(
 
     // Plain HTTP first: its address is part of every certificate (CRL and OCSP URLs).
     const httpServer = await listen(
-      serve({ fetch: createPublicApp(ctx).fetch, hostname: config.http.host, port: config.http.port, serverOptions: SERVER_LIMITS }),
+      serve({
+        fetch: createPublicApp(ctx).fetch,
+        hostname: config.http.host,
+        port: config.http.port,
+        serverOptions: SERVER_LIMITS,
+        createServer: ocspFastPathServer(() => revocation?.ocsp),
+      }),
     );
     closers.push(() => closeServer(httpServer));
     const httpUrl = `http://${hostForUrl(config.http.host)}:${portOf(httpServer)}`;

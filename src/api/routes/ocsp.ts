@@ -4,7 +4,44 @@ import { ocspErrorResponse } from "../../ca/ocsp.ts";
 import type { OcspAnswer, OcspService } from "../../revocation/ocsp-service.ts";
 
 /** Requests are a few hundred bytes; anything much larger is not OCSP. */
-const MAX_REQUEST_BYTES = 8 * 1024;
+export const MAX_OCSP_REQUEST_BYTES = 8 * 1024;
+const MAX_REQUEST_BYTES = MAX_OCSP_REQUEST_BYTES;
+
+/** The answer to one DER request (undefined: unreadable), with RFC 5019 caching headers. */
+export async function ocspHttpAnswer(
+  service: OcspService | undefined,
+  der: Uint8Array | undefined,
+  now: Date,
+): Promise<{ body: Uint8Array; headers: Record<string, string> }> {
+  const result: OcspAnswer = !service
+    ? { der: ocspErrorResponse("tryLater") }
+    : der === undefined
+      ? { der: ocspErrorResponse("malformedRequest") }
+      : await service.respond(der);
+  const headers: Record<string, string> = { "content-type": "application/ocsp-response" };
+  if (result.validity) {
+    const maxAge = Math.max(0, Math.floor((result.validity.nextUpdate.getTime() - now.getTime()) / 1000));
+    headers["cache-control"] = `public, max-age=${maxAge}, no-transform, must-revalidate`;
+    headers["last-modified"] = result.validity.thisUpdate.toUTCString();
+    headers["expires"] = result.validity.nextUpdate.toUTCString();
+    headers["etag"] = result.validity.etag;
+  } else {
+    headers["cache-control"] = "no-store";
+  }
+  return { body: result.der, headers };
+}
+
+/** The DER request in a GET path (base64, then URL-encoded, after /ocsp/); undefined when unreadable. */
+export function ocspRequestFromPath(path: string): Uint8Array | undefined {
+  const encoded = path.replace(/^.*?\/ocsp\/?/, "");
+  try {
+    const b64 = decodeURIComponent(encoded);
+    if (b64.length > 0 && b64.length <= MAX_REQUEST_BYTES * 2 && /^[A-Za-z0-9+/=_-]+$/.test(b64)) return Buffer.from(b64, "base64");
+  } catch {
+    // not percent-encoding
+  }
+  return undefined;
+}
 
 /**
  * OCSP over HTTP (RFC 6960 Appendix A, RFC 5019 §5-6): POST with the DER
@@ -14,23 +51,8 @@ const MAX_REQUEST_BYTES = 8 * 1024;
 export function ocspRoutes(ocsp: () => OcspService | undefined, now: () => Date) {
   const app = new Hono();
   const answer = async (c: Context, der: Uint8Array | undefined) => {
-    const service = ocsp();
-    const result: OcspAnswer = !service
-      ? { der: ocspErrorResponse("tryLater") }
-      : der === undefined
-        ? { der: ocspErrorResponse("malformedRequest") }
-        : await service.respond(der);
-    const headers: Record<string, string> = { "content-type": "application/ocsp-response" };
-    if (result.validity) {
-      const maxAge = Math.max(0, Math.floor((result.validity.nextUpdate.getTime() - now().getTime()) / 1000));
-      headers["cache-control"] = `public, max-age=${maxAge}, no-transform, must-revalidate`;
-      headers["last-modified"] = result.validity.thisUpdate.toUTCString();
-      headers["expires"] = result.validity.nextUpdate.toUTCString();
-      headers["etag"] = result.validity.etag;
-    } else {
-      headers["cache-control"] = "no-store";
-    }
-    return c.body(new Uint8Array(result.der), 200, headers);
+    const { body, headers } = await ocspHttpAnswer(ocsp(), der, now());
+    return c.body(new Uint8Array(body), 200, headers);
   };
   // The size check by hand: Hono's bodyLimit middleware cost two thirds of POST throughput here.
   app.post("/", async (c) => {
@@ -42,17 +64,7 @@ export function ocspRoutes(ocsp: () => OcspService | undefined, now: () => Date)
     if (!body) c.header("connection", "close");
     return answer(c, body);
   });
-  app.get("/*", async (c) => {
-    const encoded = c.req.path.replace(/^.*?\/ocsp\/?/, "");
-    let der: Uint8Array | undefined;
-    try {
-      const b64 = decodeURIComponent(encoded);
-      if (b64.length > 0 && b64.length <= MAX_REQUEST_BYTES * 2 && /^[A-Za-z0-9+/=_-]+$/.test(b64)) der = Buffer.from(b64, "base64");
-    } catch {
-      der = undefined;
-    }
-    return answer(c, der);
-  });
+  app.get("/*", (c) => answer(c, ocspRequestFromPath(c.req.path)));
   return app;
 }
 
