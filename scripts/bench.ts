@@ -32,6 +32,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
     describe: "the same on the embedded PGlite database",
     run: async () => (await import("./bench/issuance.ts")).runIssuance("pglite"),
   },
+  memory: {
+    describe: "RSS over a 5-minute issuance run at 16 clients (PostgreSQL): growth after warm-up",
+    run: async () => (await import("./bench/memory.ts")).runMemory(),
+  },
   ocsp: {
     describe: "OCSP responses/s from the pre-signed cache (wrk), vs a fixed-response node:http server and cfssl ocspserve",
     run: async () => (await import("./bench/ocsp.ts")).runOcsp(),

@@ -36,7 +36,7 @@ interface Run {
 }
 
 /** P-256 CSRs for distinct names and keys, as a fleet of workloads would send. */
-async function makeCsrs(n: number): Promise<string[]> {
+export async function makeCsrs(n: number): Promise<string[]> {
   const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
   const out: string[] = [];
   for (let i = 0; i < n; i++) {
