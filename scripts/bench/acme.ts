@@ -2,11 +2,12 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { count, like } from "drizzle-orm";
+import { PostgresJsPreparedQuery } from "drizzle-orm/postgres-js/session";
 import { createApiToken } from "../../src/auth/api-tokens.ts";
 import { certificates } from "../../src/store/schema.ts";
 import type { RunResult } from "./acme-load-client.ts";
-import { Background, ensureTool, freePort, nodeTsArgs, run, tempDir, waitForPort } from "./proc.ts";
-import { log, num, ratio, REPO, seconds, type Section } from "./report.ts";
+import { Background, ensureTool, freePort, nodeTsArgs, run, sleep, tempDir, waitForPort } from "./proc.ts";
+import { log, num, ratio, REPO, seconds, toolVersion, type Section } from "./report.ts";
 import { startBenchService, type BenchService } from "./service.ts";
 
 /**
@@ -112,11 +113,44 @@ function postgresCpuSince(before: Map<number, number>): number | undefined {
   return ms;
 }
 
+/**
+ * Statements the service sends to PostgreSQL, counted by wrapping drizzle's
+ * postgres-js prepared query (the service runs in this process); the bench's
+ * own figure, src/ is not touched.
+ */
+let databaseQueries = 0;
+function countDatabaseQueries(): void {
+  const proto = PostgresJsPreparedQuery.prototype as unknown as { execute: (...args: unknown[]) => Promise<unknown> };
+  const execute = proto.execute;
+  proto.execute = function (this: unknown, ...args: unknown[]) {
+    databaseQueries++;
+    return execute.apply(this, args);
+  };
+}
+
 interface Measured extends RunResult {
+  /** Statements sent to PostgreSQL per completed order or issuance (undefined on PGlite). */
+  queriesPerOrder?: number;
   /** CPU ms per completed order or issuance: this process (the service), PostgreSQL, the load client. */
   serviceCpuPerOrder: number;
   postgresCpuPerOrder?: number;
   clientCpuPerOrder: number;
+}
+
+/**
+ * Stops the background OCSP pre-signing and waits for a batch in flight (as
+ * the ocsp benchmark does): it signs every new certificate a little later,
+ * whichever way it was issued, and would otherwise do the REST runs' backlog
+ * during the ACME runs that follow them.
+ */
+async function pauseOcspRefresher(bench: BenchService): Promise<void> {
+  const { ocsp } = bench.service.revocation;
+  ocsp.stop();
+  const deadline = Date.now() + 30_000;
+  while ((ocsp as unknown as { refreshing: boolean }).refreshing) {
+    if (Date.now() > deadline) throw new Error("the OCSP refresher did not finish its batch within 30 s");
+    await sleep(50);
+  }
 }
 
 /** pebble-challtestsrv as the tests use it: every A query answers 127.0.0.1. */
@@ -155,15 +189,19 @@ identifier never ordered before (\`*.bench.example.test\`, resolved to 127.0.0.1
 newOrder, fetch the authorization, serve the key authorization from a node:http server on the http-01 port, POST the
 challenge, poll the authorization every ${POLL_MS} ms until valid, finalize with a fresh P-256 CSR, POST-as-GET the order,
 download the chain. Clients are the tests' JWS client (\`test/helpers/acme-client.ts\`, ES256 account keys), ${ACCOUNTS}
-accounts shared round-robin by 1, 8 or 32 concurrent order loops, each loop with its own keep-alive connection and nonce;
+accounts shared round-robin by ${CONCURRENCY.join(", ")} concurrent order loops, each loop with its own keep-alive connection and nonce;
 ${DURATION_S} s per run after a ${WARMUP_S} s warm-up of each kind. The ceiling is the REST issuance rate of the same service, at the
 same concurrency, for the same CSR (fresh P-256 key, CN and one DNS SAN, profile \`tls-server\`): \`POST /api/v1/certificates\`
 with an admin token over keep-alive HTTPS. Load client and http-01 server run in one process of their own, the service in
-another; both, PostgreSQL and the DNS server share the machine's cores. Settings for the bench service:
+another; they, PostgreSQL and the DNS server share the machine's cores. CPU time per order is each process's own (PostgreSQL:
+all its server processes on the machine, so other users of that server count too); statements are counted in the service's
+drizzle/postgres-js layer. Settings for the bench service:
 \`HSM_CA_ACME_RATE_LIMIT_PER_ACCOUNT=off\` (the default 20/s per account throttles 4 loops sharing an account) and the
 directory's \`newOrdersPerAccount\`/\`ordersPerIdentifier\` limits raised from 300 and 100 an hour to ${num(BENCH_ORDER_LIMIT)} (they are
 still counted on every newOrder); nonces needed nothing (one per response, kept per loop). The server's Retry-After (1 s)
-is not honoured while polling: that would measure the client's sleep, not the server.`,
+is not honoured while polling: that would measure the client's sleep, not the server. The background OCSP pre-signing is
+paused for the whole run (it signs each new certificate a little later whichever way it was issued, and would do the REST
+runs' backlog during the ACME runs after them).`,
     tables: [],
     facts: {},
     notes: [],
@@ -194,16 +232,20 @@ is not honoured while polling: that would measure the client's sleep, not the se
     section.facts.database = bench.db.version;
     section.facts["ACME accounts"] = String(ACCOUNTS);
     section.facts["authorization poll interval"] = `${POLL_MS} ms`;
+    section.facts["DNS server"] = `pebble-challtestsrv ${toolVersion("dpkg-query", ["-W", "-f=${Version}", "pebble"])}`;
     log(`ACME: service up on ${bench.db.kind === "postgres" ? "PostgreSQL" : "PGlite"} (${bench.db.version})`);
     const { service } = bench;
+    await pauseOcspRefresher(bench);
     const issuer = service.ctx.issuer();
     const token = await createApiToken(service.ctx.store.db, { role: "admin", description: "bench acme ceiling" });
     await client.call("setup", { httpsUrl: service.httpsUrl, rootPem: issuer.rootPem, token: token.secret, accounts: ACCOUNTS });
 
     const pgVisible = bench.db.kind === "postgres" && postgresCpu().size > 0;
+    if (bench.db.kind === "postgres") countDatabaseQueries();
     const exec = async (mode: "acme" | "rest", concurrency: number, secs: number, warm = false): Promise<Measured> => {
       log(`ACME: ${warm ? "warm-up " : ""}${mode === "acme" ? "ACME orders" : "REST issuance"}, ${concurrency} concurrent, ${secs} s`);
       const pg0 = postgresCpu();
+      const q0 = databaseQueries;
       const cpu0 = process.cpuUsage();
       const r = await client!.call<RunResult>("run", { mode, concurrency, seconds: secs });
       const cpu = process.cpuUsage(cpu0);
@@ -211,6 +253,7 @@ is not honoured while polling: that would measure the client's sleep, not the se
       const n = r.completed || NaN;
       const m: Measured = {
         ...r,
+        queriesPerOrder: bench!.db.kind === "postgres" ? (databaseQueries - q0) / n : undefined,
         serviceCpuPerOrder: (cpu.user + cpu.system) / 1000 / n,
         postgresCpuPerOrder: pgMs === undefined ? undefined : pgMs / n,
         clientCpuPerOrder: r.clientCpuMs / n,
@@ -218,6 +261,7 @@ is not honoured while polling: that would measure the client's sleep, not the se
       log(
         `ACME:   ${r.completed} in ${r.seconds.toFixed(1)} s = ${num(r.perSecond)}/s, p50 ${num(r.p50Ms)} ms, p99 ${num(r.p99Ms)} ms` +
           (mode === "acme" ? `, ${num(r.requestsPerOrder)} requests/order` : "") +
+          (m.queriesPerOrder === undefined ? "" : `, ${num(m.queriesPerOrder)} database statements each`) +
           `; CPU ms each: service ${num(m.serviceCpuPerOrder)}, PostgreSQL ${m.postgresCpuPerOrder === undefined ? "n/a" : num(m.postgresCpuPerOrder)}, client ${num(m.clientCpuPerOrder)}` +
           (r.finalizeRetries ? `; ${r.finalizeRetries} finalize answered orderNotReady after a valid authorization` : "") +
           (r.errors ? `; ${r.errors} errors: ${r.errorSamples.join(" | ")}` : ""),
@@ -293,8 +337,9 @@ is not honoured while polling: that would measure the client's sleep, not the se
       ]),
     });
     section.tables.push({
-      caption: "HTTP requests per completed order (REST: 1 per issuance, so the ratio is the count):",
-      headers: ["concurrent", "ACME orders", "requests/order", "vs REST", "pending authz polls/order", "validator GETs/order", "REST issuances"],
+      caption:
+        "HTTP requests and database statements per completed order (REST: 1 request per issuance, so that ratio is the count); statements the service sent through drizzle, background jobs included:",
+      headers: ["concurrent", "ACME orders", "requests/order", "vs REST", "pending authz polls/order", "validator GETs/order", "DB statements/order", "REST: per issuance", "ACME/REST", "REST issuances"],
       rows: rows.map(({ acme, rest }) => [
         acme.concurrency,
         acme.completed,
@@ -302,13 +347,16 @@ is not honoured while polling: that would measure the client's sleep, not the se
         ratio(acme.requestsPerOrder, rest.requestsPerOrder),
         num(acme.pendingPollsPerOrder),
         num(acme.validatorGetsPerOrder),
+        acme.queriesPerOrder === undefined ? "n/a" : num(acme.queriesPerOrder),
+        rest.queriesPerOrder === undefined ? "n/a" : num(rest.queriesPerOrder),
+        ratio(acme.queriesPerOrder, rest.queriesPerOrder),
         rest.completed,
       ]),
     });
     const cpu = (v: number | undefined) => (v === undefined ? "n/a" : `${num(v)} ms`);
     section.tables.push({
       caption:
-        "CPU time per completed order or issuance: the service's process, the PostgreSQL server's processes, and the load client's process (CSRs, JWS, http-01 server):",
+        "CPU time per completed order or issuance: the service's process, the PostgreSQL server's processes (all of them), and the load client's process (CSRs, JWS, http-01 server):",
       headers: ["concurrent", "service ACME", "service REST", "ACME/REST", "PostgreSQL ACME", "PostgreSQL REST", "ACME/REST", "client ACME", "client REST", "ACME/REST"],
       rows: rows.map(({ acme, rest }) => [
         acme.concurrency,
