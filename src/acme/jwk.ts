@@ -208,8 +208,21 @@ export function sameKey(a: PublicJwk, b: PublicJwk): boolean {
 }
 
 export function keyObjectOf(jwk: PublicJwk): crypto.KeyObject {
-  return crypto.createPublicKey({ key: { ...jwk }, format: "jwk" });
+  // Every signed request verifies with its account's key: decoding the JWK
+  // (an EC point check, say) each time cost more than the verification.
+  const cacheKey = JSON.stringify(jwk);
+  let key = keyObjects.get(cacheKey);
+  if (!key) {
+    key = crypto.createPublicKey({ key: { ...jwk }, format: "jwk" });
+    if (keyObjects.size >= KEY_OBJECT_CACHE_MAX) keyObjects.clear();
+    keyObjects.set(cacheKey, key);
+  }
+  return key;
 }
+
+/** Public keys only: nothing secret is kept. Bounded; cleared when full. */
+const keyObjects = new Map<string, crypto.KeyObject>();
+const KEY_OBJECT_CACHE_MAX = 10_000;
 
 /**
  * The JWK of a DER SubjectPublicKeyInfo (e.g. a certificate's key, for

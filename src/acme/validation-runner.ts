@@ -1,4 +1,13 @@
-import { authorizationById, authorizationsOfOrder, challengeById, orderById, updateAuthorization, updateChallenge, updateOrder } from "../store/acme-orders.ts";
+import {
+  authorizationById,
+  authorizationsOfOrder,
+  challengeById,
+  orderById,
+  updateAuthorization,
+  updateChallenge,
+  updateOrder,
+  withOrderLocked,
+} from "../store/acme-orders.ts";
 import { accountById } from "../store/acme-accounts.ts";
 import type { AcmeContext } from "./context.ts";
 import { jwkThumbprint, publicJwk } from "./jwk.ts";
@@ -45,23 +54,27 @@ export class ValidationRunner {
     );
     const now = this.ctx.now();
     if (result.ok) {
-      await updateChallenge(db, ch.id, { status: "valid", validated: now });
-      await updateAuthorization(db, authz.id, { status: "valid" });
-      const all = await authorizationsOfOrder(db, authz.orderId);
-      if (all.every((a) => a.status === "valid")) await updateOrder(db, authz.orderId, { status: "ready" }, "pending");
+      await withOrderLocked(db, authz.orderId, async (tx) => {
+        await updateChallenge(tx, ch.id, { status: "valid", validated: now });
+        await updateAuthorization(tx, authz.id, { status: "valid" });
+        const all = await authorizationsOfOrder(tx, authz.orderId);
+        if (all.every((a) => a.status === "valid")) await updateOrder(tx, authz.orderId, { status: "ready" }, "pending");
+      });
       log.info({ challenge: ch.id, type: ch.type, identifier: authz.identifierValue }, "ACME challenge valid");
       return;
     }
     const error = { type: ACME_ERROR_PREFIX + result.error.type, detail: result.error.detail, status: ACME_ERRORS[result.error.type] };
-    await updateChallenge(db, ch.id, { status: "invalid", error });
-    await updateAuthorization(db, authz.id, { status: "invalid" });
-    const order = await orderById(db, authz.orderId);
-    if (order && order.status === "pending") {
-      await updateOrder(db, order.id, {
-        status: "invalid",
-        error: { ...error, detail: `${authz.identifierValue}: ${error.detail}` },
-      });
-    }
+    await withOrderLocked(db, authz.orderId, async (tx) => {
+      await updateChallenge(tx, ch.id, { status: "invalid", error });
+      await updateAuthorization(tx, authz.id, { status: "invalid" });
+      const order = await orderById(tx, authz.orderId);
+      if (order && order.status === "pending") {
+        await updateOrder(tx, order.id, {
+          status: "invalid",
+          error: { ...error, detail: `${authz.identifierValue}: ${error.detail}` },
+        });
+      }
+    });
     log.info({ challenge: ch.id, type: ch.type, identifier: authz.identifierValue, error: result.error }, "ACME challenge invalid");
   }
 }

@@ -64,6 +64,20 @@ export async function updateAuthorization(db: Database, id: string, changes: Par
   await db.update(acmeAuthorizations).set(changes).where(eq(acmeAuthorizations.id, id));
 }
 
+/**
+ * Runs fn in a transaction that holds the order's row lock: the writes that
+ * make an authorization valid and its order ready become visible together
+ * (a client that sees the authorization valid finds the order ready), and
+ * validations of one order's authorizations take turns.
+ */
+export async function withOrderLocked<T>(db: Database, orderId: string, fn: (tx: Database) => Promise<T>): Promise<T> {
+  return db.transaction(async (txRaw) => {
+    const tx = txRaw as unknown as Database;
+    await tx.select({ id: acmeOrders.id }).from(acmeOrders).where(eq(acmeOrders.id, orderId)).for("update");
+    return fn(tx);
+  });
+}
+
 export async function updateOrder(
   db: Database,
   id: string,
