@@ -74,6 +74,8 @@ export class OcspService {
   private readonly cache = new Map<string, Map<string, Cached>>();
   private readonly unknown = new Map<string, Map<string, Cached>>();
   private refreshing = false;
+  private refreshRun?: Promise<void>;
+  private stopping = false;
   private timer?: NodeJS.Timeout;
 
   constructor(
@@ -94,13 +96,17 @@ export class OcspService {
   }
 
   start(intervalMs = 10_000): void {
+    this.stopping = false;
     this.timer = setInterval(() => void this.refreshDue(), intervalMs);
     this.timer.unref();
     void this.refreshDue();
   }
 
-  stop(): void {
+  /** Stops the background pre-signing; resolves once a batch in progress has stopped (after its current response). */
+  stop(): Promise<void> {
     clearInterval(this.timer);
+    this.stopping = true;
+    return this.refreshRun ?? Promise.resolve();
   }
 
   /** Revoked elsewhere: forget what we had, so the next request reads or signs the new status. */
@@ -161,9 +167,17 @@ export class OcspService {
    * Background pre-signing: certificates without a stored response, with one
    * past half its life, or whose stored status is stale. Paced at signRate.
    */
-  async refreshDue(): Promise<void> {
-    if (this.refreshing) return;
+  refreshDue(): Promise<void> {
+    if (this.refreshing) return Promise.resolve();
     this.refreshing = true;
+    this.refreshRun = this.refreshBatch().finally(() => {
+      this.refreshing = false;
+      this.refreshRun = undefined;
+    });
+    return this.refreshRun;
+  }
+
+  private async refreshBatch(): Promise<void> {
     try {
       const now = this.deps.now();
       if (this.issuers.some((i) => i.responderNotAfter.getTime() - now.getTime() < this.settings.responderLifetimeMs / 3)) await this.load();
@@ -171,6 +185,7 @@ export class OcspService {
       const gap = 1000 / this.settings.signRate;
       let next = Date.now();
       for (const { serial, issuerId } of batch) {
+        if (this.stopping) return;
         const issuer = this.issuers.find((i) => i.row.id === issuerId);
         if (!issuer) continue;
         const wait = next - Date.now();
@@ -184,9 +199,7 @@ export class OcspService {
         this.remember(this.cache, serial, `${issuer.row.id}:sha1`, signed);
       }
     } catch (err) {
-      this.deps.log.error({ err: (err as Error).message }, "OCSP pre-signing failed");
-    } finally {
-      this.refreshing = false;
+      if (!this.stopping) this.deps.log.error({ err: (err as Error).message }, "OCSP pre-signing failed");
     }
   }
 

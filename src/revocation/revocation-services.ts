@@ -82,7 +82,7 @@ export async function startRevocationServices(deps: {
     stop: async () => {
       void schedule.stop();
       watcher.stop();
-      ocsp.stop();
+      await ocsp.stop();
       await crls.drain();
     },
   };
