@@ -64,6 +64,8 @@ const envSchema = z.object({
   HSM_CA_APPROVAL_TTL: z.string().refine((s) => parseDuration(s) !== undefined, 'expected a duration like "24h" (units s, m, h, d)').default("24h"),
   HSM_CA_CA_CHANGE_APPROVALS: z.coerce.number().int().min(0).max(16).default(2),
   HSM_CA_AUDIT_CHECKPOINT_INTERVAL: z.string().refine((s) => parseDuration(s) !== undefined, 'expected a duration like "5m" (units s, m, h, d)').default("5m"),
+  /** Service processes (node:cluster) sharing the listeners; above 1 needs PostgreSQL. */
+  HSM_CA_WORKERS: z.coerce.number().int().min(1).max(64).default(1),
   HSM_CA_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -97,6 +99,8 @@ export interface Config {
   hsm: HsmConfig;
   /** Unset: embedded PGlite under dataDir. */
   databaseUrl?: string;
+  /** Service processes sharing the listeners (node:cluster); 1: this process serves. */
+  workers: number;
   https: { host: string; port: number };
   http: { host: string; port: number };
   serverNames: string[];
@@ -175,6 +179,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!embedded && !e.HSM_CA_PIN && !e.HSM_CA_PIN_FILE) {
     throw new ConfigError("HSM_CA_PKCS11_MODULE is set: give the token PIN in HSM_CA_PIN or HSM_CA_PIN_FILE");
   }
+  if (e.HSM_CA_WORKERS > 1 && !e.DATABASE_URL) {
+    throw new ConfigError("HSM_CA_WORKERS above 1 needs PostgreSQL (DATABASE_URL): the embedded database serves one process");
+  }
   const pinSource = e.HSM_CA_PIN
     ? { env: "HSM_CA_PIN" }
     : { file: path.resolve(e.HSM_CA_PIN_FILE ?? path.join(dataDir, "hsm", "user.pin")) };
@@ -204,6 +211,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       remaining: parseRemaining(e.HSM_CA_ROTATION_REMAINING ?? "33%"),
     },
     databaseUrl: e.DATABASE_URL,
+    workers: e.HSM_CA_WORKERS,
     https: { host: e.HSM_CA_HTTPS_HOST, port: e.HSM_CA_HTTPS_PORT },
     http: { host: e.HSM_CA_HTTP_HOST, port: e.HSM_CA_HTTP_PORT },
     serverNames: e.HSM_CA_SERVER_NAMES,

@@ -2,13 +2,14 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import * as x509 from "@peculiar/x509";
+import postgres from "postgres";
 import { count, desc, eq, sql } from "drizzle-orm";
 import { createApiToken } from "../../src/auth/api-tokens.ts";
 import { certificates } from "../../src/store/schema.ts";
 import { Background, ensureTool, freePort, run, tempDir, waitForPort } from "./proc.ts";
 import { RawSigner } from "./raw-sign.ts";
-import { log, mib, num, ratio, type Section } from "./report.ts";
-import { startBenchService, type BenchService } from "./service.ts";
+import { log, mib, num, ratio, REPO, type Section } from "./report.ts";
+import { startBenchService, startWorkersService, type BenchService } from "./service.ts";
 import { describeErrors, runWrk, wrkErrors, type WrkRequest, type WrkResult } from "./wrk.ts";
 
 /**
@@ -133,6 +134,70 @@ async function benchService(database: "postgres" | "pglite", csrs: string[], dir
   }
 }
 
+const WORKERS = Number(process.env.BENCH_ISSUANCE_WORKERS ?? 2);
+
+/**
+ * The same load against `hsm-ca serve` with HSM_CA_WORKERS processes
+ * sharing the listeners (node:cluster), run as a user runs it; RSS is the
+ * primary's and its workers' together.
+ */
+async function benchWorkers(csrs: string[], dir: string): Promise<{ runs: Run[]; failed: string[]; notes: string[] }> {
+  const w = await startWorkersService(WORKERS, await freePort(), await freePort());
+  const sql = postgres(w.db.url!, { max: 2, onnotice: () => {} });
+  try {
+    const token = await run(process.execPath, [path.join(REPO, "scripts/hsm-ca.mjs"), "token", "create", "--role", "issuer", "--profile", "tls-server"], {
+      env: { ...process.env, ...w.env },
+      check: true,
+    });
+    const secret = token.stdout.trim().split("\n").pop()!.trim();
+    const requests: WrkRequest[] = csrs.map((csr) => ({
+      method: "POST",
+      path: "/api/v1/certificates",
+      headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+      body: Buffer.from(JSON.stringify({ csr, profile: "tls-server", validity: "1h" })),
+    }));
+    const stored = async () => Number((await sql`select count(*)::int as n from certificates where profile = 'tls-server'`)[0]!.n);
+    await runWrk({ target: w.httpsUrl, requests, connections: 16, threads: 2, durationS: 3 });
+    const runs: Run[] = [];
+    const failed: string[] = [];
+    for (const clients of CONCURRENCY) {
+      const before = await stored();
+      let peak = w.rssKiB();
+      const timer = setInterval(() => (peak = Math.max(peak, w.rssKiB())), 200);
+      const wrk = await runWrk({ target: w.httpsUrl, requests, connections: clients, threads: Math.min(2, clients), durationS: DURATION_S, timeoutS: 5 });
+      clearInterval(timer);
+      const r: Run = { server: `hsm-ca (postgres, ${WORKERS} workers)`, clients, wrk, peakRssKiB: Math.max(peak, w.rssKiB()), stored: (await stored()) - before };
+      runs.push(r);
+      log(`issuance (${WORKERS} workers) ${clients} clients: ${num(wrk.rps)}/s p50 ${num(wrk.p50Ms)} ms p99 ${num(wrk.p99Ms)} ms, ${describeErrors(wrk)}`);
+      if (wrkErrors(wrk) > 0) failed.push(`${r.server} at ${clients} clients: ${describeErrors(wrk)}`);
+      if (r.stored! < wrk.requests) failed.push(`${r.server} at ${clients} clients: ${wrk.requests} answers but only ${r.stored} new rows`);
+    }
+    const root = await (await fetch(`${w.httpUrl}/ca/root.pem`)).text();
+    const chain = await (await fetch(`${w.httpUrl}/ca/chain.pem`)).text();
+    fs.writeFileSync(path.join(dir, "w-root.pem"), root);
+    fs.writeFileSync(path.join(dir, "w-chain.pem"), chain);
+    const sample = await sql`select serial, certificate_pem from certificates where profile = 'tls-server' order by id desc limit ${SAMPLE}`;
+    for (const row of sample) {
+      const f = path.join(dir, `w-${row.serial}.pem`);
+      fs.writeFileSync(f, row.certificate_pem as string);
+      const v = await run("openssl", ["verify", "-CAfile", path.join(dir, "w-root.pem"), "-untrusted", path.join(dir, "w-chain.pem"), "-purpose", "sslserver", f]);
+      if (v.code !== 0) failed.push(`openssl verify failed for ${row.serial}: ${v.stdout}${v.stderr}`);
+    }
+    const [dup] = await sql`select count(*)::int as total, count(distinct serial)::int as distinct from certificates`;
+    if (dup!.total !== dup!.distinct) failed.push(`${dup!.total - dup!.distinct} repeated serials`);
+    return {
+      runs,
+      failed,
+      notes: [
+        `${WORKERS} workers: every answer was a 201 and is in the database (${runs.map((r) => `${r.stored} rows for ${r.wrk.requests} answers`).join("; ")}); the ${SAMPLE} newest pass \`openssl verify\`; no serial repeats.`,
+      ],
+    };
+  } finally {
+    await sql.end({ timeout: 5 });
+    await w.cleanup();
+  }
+}
+
 /** cfssl serve with a software P-256 CA key, over TLS, under the same load. */
 async function benchCfssl(csrs: string[], dir: string): Promise<{ runs: Run[]; version: string; failed: string[] } | undefined> {
   if (!ensureTool("cfssl", "golang-cfssl") || !ensureTool("cfssljson", "golang-cfssl")) return undefined;
@@ -198,8 +263,9 @@ export async function runIssuance(database: "postgres" | "pglite"): Promise<Sect
   try {
     const csrs = await makeCsrs(CSRS);
     const pg = await benchService(database, csrs, dir);
+    const workers = database === "postgres" && WORKERS > 1 ? await benchWorkers(csrs, dir) : undefined;
     const cfssl = database === "postgres" ? await benchCfssl(csrs, dir) : undefined;
-    const failed = [...pg.failed, ...(cfssl?.failed ?? [])];
+    const failed = [...pg.failed, ...(workers?.failed ?? []), ...(cfssl?.failed ?? [])];
     const peerAt = (clients: number) => cfssl?.runs.find((r) => r.clients === clients)?.wrk.rps;
     const rows = (runs: Run[], ceiling: number | undefined) =>
       runs.map((r) => [
@@ -212,11 +278,12 @@ export async function runIssuance(database: "postgres" | "pglite"): Promise<Sect
         num(r.wrk.p99Ms),
         r.peakRssKiB ? mib(r.peakRssKiB) : "",
       ]);
-    const at64 = pg.runs.find((r) => r.clients === 64);
+    // The target is for the service as configured for load: the better of one process and workers.
+    const at64 = [...pg.runs, ...(workers?.runs ?? [])].filter((r) => r.clients === 64).sort((a, b) => b.wrk.rps - a.wrk.rps)[0];
     const verdict = at64
       ? at64.wrk.rps >= TARGET_RPS && at64.wrk.p99Ms < TARGET_P99_MS
-        ? `met: ${num(at64.wrk.rps)}/s, p99 ${num(at64.wrk.p99Ms)} ms`
-        : `missed: ${num(at64.wrk.rps)}/s (${ratio(at64.wrk.rps, TARGET_RPS)} of ${TARGET_RPS}), p99 ${num(at64.wrk.p99Ms)} ms (target < ${TARGET_P99_MS} ms)`
+        ? `met by ${at64.server}: ${num(at64.wrk.rps)}/s, p99 ${num(at64.wrk.p99Ms)} ms`
+        : `missed (best: ${at64.server}): ${num(at64.wrk.rps)}/s (${ratio(at64.wrk.rps, TARGET_RPS)} of ${TARGET_RPS}), p99 ${num(at64.wrk.p99Ms)} ms (target < ${TARGET_P99_MS} ms)`
       : "not measured at 64 clients";
     return {
       name,
@@ -226,12 +293,13 @@ export async function runIssuance(database: "postgres" | "pglite"): Promise<Sect
 certificate signed by the intermediate's P-256 key in SoftHSM2 and inserted into the database before the answer. The ceiling
 is the raw C_Sign rate of the same token and key with the service's number of sessions (\`npm run bench -- signing\`
 measures the same ceiling), taken in the same process just before. Peak RSS is the service process's (the benchmark runs it
-in-process; wrk is a separate process). The peer is cfssl serve (Go, software P-256 key, no database, TLS) under the same
+in-process; wrk is a separate process). On PostgreSQL the same load also goes to \`hsm-ca serve\` with
+HSM_CA_WORKERS=${WORKERS} (node:cluster workers sharing the listeners, run as a user runs it; RSS of all its processes). The peer is cfssl serve (Go, software P-256 key, no database, TLS) under the same
 load. Load generator, database and server share the machine's 2 cores.`,
       tables: [
         {
           headers: ["server", "clients", "certificates/s", "vs raw C_Sign", "vs cfssl", "p50 ms", "p99 ms", "peak RSS"],
-          rows: [...rows(pg.runs, pg.ceiling), ...(cfssl ? rows(cfssl.runs, pg.ceiling) : [])],
+          rows: [...rows(pg.runs, pg.ceiling), ...(workers ? rows(workers.runs, pg.ceiling) : []), ...(cfssl ? rows(cfssl.runs, pg.ceiling) : [])],
         },
         {
           caption: "Targets:",
@@ -243,7 +311,7 @@ load. Load generator, database and server share the machine's 2 cores.`,
         },
       ],
       facts: { database: pg.dbVersion, ...(cfssl ? { cfssl: cfssl.version } : {}), "HSM_CA_HSM_SESSIONS": "default", "wrk threads": "min(2, clients)" },
-      notes: [...pg.notes, ...(cfssl || database === "pglite" ? [] : ["cfssl is not installed (`apt-get install golang-cfssl`): no peer figures."])],
+      notes: [...pg.notes, ...(workers?.notes ?? []), ...(cfssl || database === "pglite" ? [] : ["cfssl is not installed (`apt-get install golang-cfssl`): no peer figures."])],
       failed: failed.length ? failed : undefined,
     };
   } finally {

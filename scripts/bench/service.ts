@@ -5,7 +5,7 @@ import postgres from "postgres";
 import { loadConfig, type Config } from "../../src/config.ts";
 import { createLogger } from "../../src/logger.ts";
 import { startService, type Service } from "../../src/service.ts";
-import { tempDir } from "./proc.ts";
+import { Background, sleep, tempDir } from "./proc.ts";
 import { log, REPO } from "./report.ts";
 
 /** The service and its database for a benchmark: a temp data dir, PostgreSQL when it answers, else PGlite. */
@@ -112,3 +112,85 @@ export async function startBenchService(extraEnv: Record<string, string> = {}, d
   };
 }
 
+
+export interface WorkersService {
+  httpsUrl: string;
+  httpUrl: string;
+  /** Environment that opens the same data dir and database (the CLI, a database client). */
+  env: Record<string, string>;
+  db: BenchDatabase;
+  /** RSS of the primary and its workers together, KiB. */
+  rssKiB(): number;
+  cleanup(): Promise<void>;
+}
+
+/**
+ * `hsm-ca serve` as a user runs it, in its own processes: HSM_CA_WORKERS
+ * workers (node:cluster) on a fresh PostgreSQL database and data dir,
+ * loopback listeners on the given ports.
+ */
+export async function startWorkersService(workers: number, httpsPort: number, httpPort: number): Promise<WorkersService> {
+  const db = await benchDatabase("postgres");
+  if (db.kind !== "postgres") throw new Error("workers need PostgreSQL");
+  const dataDir = tempDir("hsmca-bench-workers-");
+  const env: Record<string, string> = {
+    HSM_CA_DATA_DIR: dataDir,
+    HSM_CA_PROFILES_DIR: path.join(REPO, "profiles"),
+    HSM_CA_HTTPS_HOST: "127.0.0.1",
+    HSM_CA_HTTPS_PORT: String(httpsPort),
+    HSM_CA_HTTP_HOST: "127.0.0.1",
+    HSM_CA_HTTP_PORT: String(httpPort),
+    HSM_CA_LOG_LEVEL: "info",
+    HSM_CA_RATE_LIMIT_PER_TOKEN: "off",
+    HSM_CA_WORKERS: String(workers),
+    DATABASE_URL: db.url!,
+  };
+  const server = Background.start("hsm-ca serve", process.execPath, [path.join(REPO, "scripts/hsm-ca.mjs"), "serve"], {
+    env: { ...process.env, ...env },
+  });
+  const cleanup = async () => {
+    await server.stop();
+    await db.drop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  };
+  // The service logs (pino) to stderr: watch everything it printed.
+  const deadline = Date.now() + 120_000;
+  while (!server.output.join("").includes('"msg":"hsm-ca workers are serving"')) {
+    if (!server.alive || Date.now() > deadline) {
+      const out = server.output.join("").slice(-1500);
+      await cleanup();
+      throw new Error(`hsm-ca serve with ${workers} workers did not start: ${out}`);
+    }
+    await sleep(200);
+  }
+  const pid = server.child.pid!;
+  return {
+    httpsUrl: `https://127.0.0.1:${httpsPort}`,
+    httpUrl: `http://127.0.0.1:${httpPort}`,
+    env,
+    db,
+    rssKiB: () => treeRssKiB(pid),
+    cleanup,
+  };
+}
+
+/** RSS of a process and its children (Linux /proc), KiB. */
+function treeRssKiB(pid: number): number {
+  const pids = [pid];
+  try {
+    const children = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
+    if (children) pids.push(...children.split(/\s+/).map(Number));
+  } catch {
+    return 0;
+  }
+  let total = 0;
+  for (const p of pids) {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${p}/status`, "utf8"));
+      total += m ? Number(m[1]) : 0;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
+}

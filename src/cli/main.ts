@@ -8,6 +8,7 @@ import { sendToRunningService, type CommandResult } from "../control/control-soc
 import { Hsm } from "../hsm/hsm.ts";
 import { createLogger } from "../logger.ts";
 import { startService } from "../service.ts";
+import { serveWorkers } from "../workers.ts";
 import { RevocationUrls } from "../revocation/urls.ts";
 import { openStore, type Store } from "../store/database.ts";
 import type { CommandEnv } from "./command-env.ts";
@@ -109,9 +110,18 @@ function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
 }
 
 async function serveCommand(config: Config): Promise<number> {
+  const announce = (text: string) => void process.stdout.write(text + "\n\n");
+  if (config.workers > 1) {
+    try {
+      return await serveWorkers(config, createLogger(config.logLevel), announce);
+    } catch (err) {
+      process.stderr.write(`hsm-ca serve: ${oneLine(err)}\n`);
+      return 1;
+    }
+  }
   let service;
   try {
-    service = await startService(config, undefined, (text) => process.stdout.write(text + "\n\n"));
+    service = await startService(config, undefined, announce);
   } catch (err) {
     process.stderr.write(`hsm-ca serve: ${oneLine(err)}\n`);
     return 1;
