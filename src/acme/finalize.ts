@@ -41,7 +41,7 @@ export async function finalize(c: Context, ctx: AcmeContext, dir: AcmeDirectory,
   const der = Buffer.from(p.csr, "base64url");
   const pem = derToPem(der, "CERTIFICATE REQUEST");
   const csr = await asAcme(parseCsr(pem));
-  checkNamesMatch(csr.sans, csr.csr.subjectName.getField("CN")[0], order.identifiers);
+  checkNamesMatch(csr.sans, csr.subject.field("CN")[0], order.identifiers);
 
   if (!(await updateOrder(ctx.db, order.id, { status: "processing" }, "ready"))) {
     throw new AcmeProblem("orderNotReady", "the order is being finalized already");

@@ -1,137 +1,147 @@
-import { AsnConvert } from "@peculiar/asn1-schema";
-import { ECParameters } from "@peculiar/asn1-ecc";
-import { RSAPublicKey } from "@peculiar/asn1-rsa";
-import { SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
-import * as x509 from "@peculiar/x509";
 import { Rejection } from "../errors.ts";
+import { readSignatureAlgorithm, verifySignature } from "./csr-signature.ts";
+import { DerError, readChildren, readOid, readTlv, TAG, type Tlv } from "./der.ts";
+import { DistinguishedName } from "./distinguished-name.ts";
+import { readGeneralNames, type RequestedName } from "./general-names.ts";
+import { derOfPemBlock } from "./pem.ts";
+import { readSubjectPublicKey, type SubjectKey } from "./subject-key.ts";
 
-export type SubjectKey =
-  | { type: "ecdsa"; curve: "P-256" | "P-384" }
-  | { type: "rsa"; bits: number }
-  | { type: "ed25519" };
+export { classifyKey, describeKey, type SubjectKey } from "./subject-key.ts";
+export type { RequestedName } from "./general-names.ts";
 
 export interface ParsedCsr {
-  csr: x509.Pkcs10CertificateRequest;
+  /** The CSR as received, DER. */
+  der: Uint8Array;
+  /** The subject as requested: subject.field("CN") and the like. */
+  subject: DistinguishedName;
   key: SubjectKey;
-  /** SubjectPublicKeyInfo, DER. */
+  /** SubjectPublicKeyInfo, DER, byte for byte as in the CSR. */
   spki: ArrayBuffer;
   /** Names asked for in the CSR's extensionRequest SAN, as written. */
-  sans: x509.JsonGeneralName[];
+  sans: RequestedName[];
 }
 
 const OID = {
-  ecPublicKey: "1.2.840.10045.2.1",
-  rsaEncryption: "1.2.840.113549.1.1.1",
-  ed25519: "1.3.101.112",
-  p256: "1.2.840.10045.3.1.7",
-  p384: "1.3.132.0.34",
+  extensionRequest: "1.2.840.113549.1.9.14",
   subjectAltName: "2.5.29.17",
 } as const;
 
-const CURVE_NAMES: Record<string, string> = {
-  "1.3.132.0.35": "P-521",
-  "1.3.132.0.10": "secp256k1",
-  "1.3.36.3.3.2.8.1.1.7": "brainpoolP256r1",
-};
+/** "NEW CERTIFICATE REQUEST" is what openssl req -newhdr, keytool and certreq write. */
+const PEM_LABELS = ["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"] as const;
 
-/** RSA below this size is refused whatever the profile says. */
-const MIN_RSA_BITS = 2048;
-const MAX_RSA_BITS = 8192;
+const NOT_PKCS10 = "the PEM block does not contain a DER-encoded PKCS#10 certificate request";
 
 /**
  * Parses a PEM CSR, decides what its key is and checks its signature.
  * Every refusal says what was wrong in words a requester can act on.
+ *
+ * The DER is walked in place and the signature checked with node:crypto:
+ * building @peculiar/x509 objects and going through WebCrypto cost a
+ * millisecond or more per CSR, most of an issuance.
  */
 export async function parseCsr(pem: string): Promise<ParsedCsr> {
-  if (!/-----BEGIN (NEW )?CERTIFICATE REQUEST-----/.test(pem)) {
-    throw new Rejection("bad-csr", 'csr must be a PEM "CERTIFICATE REQUEST" block');
+  const block = typeof pem === "string" ? derOfPemBlock(pem, PEM_LABELS) : { problem: "no-block" as const };
+  if ("problem" in block) {
+    throw block.problem === "no-block"
+      ? new Rejection("bad-csr", 'csr must be a PEM "CERTIFICATE REQUEST" block')
+      : new Rejection("bad-csr", NOT_PKCS10);
   }
-  let csr: x509.Pkcs10CertificateRequest;
+  const der = block.der;
+  const parts = splitRequest(der);
+
+  let subject: DistinguishedName;
   try {
-    csr = new x509.Pkcs10CertificateRequest(pem.replace(/NEW CERTIFICATE REQUEST/g, "CERTIFICATE REQUEST"));
+    subject = DistinguishedName.read(der, parts.subject);
   } catch {
-    throw new Rejection("bad-csr", "the PEM block does not contain a DER-encoded PKCS#10 certificate request");
+    throw new Rejection("bad-csr", "the CSR's subject cannot be parsed");
   }
-  // @peculiar/x509 parses a CSR's parts on first use: parse them all here, where
-  // a failure is the CSR's fault (a 400), not later as an unexpected error.
-  let spki: ArrayBuffer;
-  try {
-    spki = csr.publicKey.rawData;
-  } catch {
-    throw new Rejection("bad-public-key", "the CSR's public key cannot be parsed");
+  const sans = requestedSans(der, parts.attributes);
+
+  const spki = der.subarray(parts.spki.start, parts.spki.end);
+  const publicKey = readSubjectPublicKey(spki);
+  const algorithm = readSignatureAlgorithm(der, parts.signatureAlgorithm);
+  const signed = der.subarray(parts.info.start, parts.info.end);
+  if (!parts.signature || !verifySignature(algorithm, publicKey, signed, parts.signature)) {
+    throw new Rejection("bad-csr-signature", "the CSR's signature does not verify with its own public key");
   }
-  try {
-    void csr.subjectName.toString();
-    void csr.extensions;
-  } catch {
-    throw new Rejection("bad-csr", "the CSR's subject or attributes cannot be parsed");
-  }
-  const key = classifyKey(spki);
-  let valid = false;
-  try {
-    valid = await csr.verify();
-  } catch {
-    valid = false;
-  }
-  if (!valid) throw new Rejection("bad-csr-signature", "the CSR's signature does not verify with its own public key");
-  return { csr, key, spki, sans: requestedSans(csr) };
+  return { der, subject, key: publicKey.key, spki: new Uint8Array(spki).buffer, sans };
 }
 
-export function classifyKey(spki: ArrayBuffer): SubjectKey {
-  let info: SubjectPublicKeyInfo;
+interface RequestParts {
+  /** CertificationRequestInfo: what the signature covers. */
+  info: Tlv;
+  subject: Tlv;
+  spki: Tlv;
+  /** [0] IMPLICIT SET OF Attribute; some old encoders leave it out, and x509 accepted that. */
+  attributes: Tlv | undefined;
+  signatureAlgorithm: Tlv;
+  /** Undefined when the BIT STRING has unused bits: such a signature verifies nothing. */
+  signature: Uint8Array | undefined;
+}
+
+/**
+ * CertificationRequest ::= SEQUENCE { certificationRequestInfo, signatureAlgorithm, signature BIT STRING },
+ * CertificationRequestInfo ::= SEQUENCE { version INTEGER, subject Name, subjectPKInfo, attributes [0] },
+ * with nothing after it: only the shapes, the parts are read by their own readers.
+ */
+function splitRequest(der: Uint8Array): RequestParts {
   try {
-    info = AsnConvert.parse(spki, SubjectPublicKeyInfo);
-  } catch {
-    throw new Rejection("bad-public-key", "the CSR's public key cannot be parsed");
-  }
-  const alg = info.algorithm.algorithm;
-  if (alg === OID.ed25519) return { type: "ed25519" };
-  if (alg === OID.ecPublicKey) {
-    const params = info.algorithm.parameters;
-    let curve = "";
-    try {
-      curve = params ? (AsnConvert.parse(params, ECParameters).namedCurve ?? "") : "";
-    } catch {
-      curve = "";
+    const outer = readTlv(der, 0);
+    if (outer.tag !== TAG.SEQUENCE || outer.end !== der.length) throw new DerError("not one SEQUENCE");
+    const [info, signatureAlgorithm, bits, ...rest] = readChildren(der, outer);
+    if (info?.tag !== TAG.SEQUENCE || !signatureAlgorithm || bits?.tag !== TAG.BIT_STRING || rest.length) throw new DerError("not a CertificationRequest");
+    if (bits.end === bits.contentStart || der[bits.contentStart]! > 7) throw new DerError("not a BIT STRING");
+    const [version, subject, spki, attributes, ...more] = readChildren(der, info);
+    if (version?.tag !== TAG.INTEGER || subject?.tag !== TAG.SEQUENCE || spki?.tag !== TAG.SEQUENCE || (attributes && attributes.tag !== 0xa0) || more.length) {
+      throw new DerError("not a CertificationRequestInfo");
     }
-    if (curve === OID.p256) return { type: "ecdsa", curve: "P-256" };
-    if (curve === OID.p384) return { type: "ecdsa", curve: "P-384" };
-    throw new Rejection("bad-public-key", `elliptic curve ${CURVE_NAMES[curve] ?? (curve || "(none)")} is not supported; use P-256 or P-384`);
-  }
-  if (alg === OID.rsaEncryption) {
-    let bits: number;
-    try {
-      const rsa = AsnConvert.parse(info.subjectPublicKey, RSAPublicKey);
-      const modulus = new Uint8Array(rsa.modulus);
-      const start = modulus.findIndex((b) => b !== 0);
-      bits = start < 0 ? 0 : (modulus.length - start) * 8 - Math.clz32(modulus[start]!) + 24;
-    } catch {
-      throw new Rejection("bad-public-key", "the CSR's RSA public key cannot be parsed");
-    }
-    if (bits < MIN_RSA_BITS) throw new Rejection("bad-public-key", `RSA ${bits}-bit keys are too weak; use at least ${MIN_RSA_BITS} bits`);
-    if (bits > MAX_RSA_BITS) throw new Rejection("bad-public-key", `RSA ${bits}-bit keys are not supported; use at most ${MAX_RSA_BITS} bits`);
-    return { type: "rsa", bits };
-  }
-  throw new Rejection("bad-public-key", `public key algorithm ${alg} is not supported; use ECDSA P-256/P-384, RSA or Ed25519`);
-}
-
-export function describeKey(key: SubjectKey): string {
-  switch (key.type) {
-    case "ecdsa":
-      return `ECDSA ${key.curve}`;
-    case "rsa":
-      return `RSA ${key.bits}`;
-    case "ed25519":
-      return "Ed25519";
+    const signature = der[bits.contentStart] === 0 ? der.subarray(bits.contentStart + 1, bits.end) : undefined;
+    return { info, subject, spki, attributes, signatureAlgorithm, signature };
+  } catch {
+    throw new Rejection("bad-csr", NOT_PKCS10);
   }
 }
 
-function requestedSans(csr: x509.Pkcs10CertificateRequest): x509.JsonGeneralName[] {
-  const ext = csr.getExtension(OID.subjectAltName);
-  if (!ext) return [];
+/**
+ * The SAN of the first extensionRequest attribute (as x509 read it: the
+ * first value, the first subjectAltName extension in it). Other extensions
+ * and attributes are only checked for shape: the CA does not copy them.
+ */
+function requestedSans(der: Uint8Array, attributes: Tlv | undefined): RequestedName[] {
+  let san: Tlv | undefined;
   try {
-    return new x509.SubjectAlternativeNameExtension(ext.rawData).names.toJSON();
+    let seenExtensionRequest = false;
+    for (const attribute of attributes ? readChildren(der, attributes) : []) {
+      const [type, values, ...rest] = attribute.tag === TAG.SEQUENCE ? readChildren(der, attribute) : [];
+      if (!type || values?.tag !== TAG.SET || rest.length) throw new DerError("not an Attribute");
+      if (readOid(der, type) !== OID.extensionRequest || seenExtensionRequest) continue;
+      seenExtensionRequest = true;
+      const [extensions] = readChildren(der, values);
+      san = extensions && subjectAltName(der, extensions);
+    }
+  } catch {
+    throw new Rejection("bad-csr", "the CSR's attributes cannot be parsed");
+  }
+  if (!san) return [];
+  try {
+    const names = readTlv(der, san.contentStart, san.end);
+    if (names.end !== san.end) throw new DerError("trailing bytes after GeneralNames");
+    return readGeneralNames(der, names);
   } catch {
     throw new Rejection("bad-csr", "the CSR's subjectAltName extension cannot be parsed");
   }
+}
+
+/** Extensions ::= SEQUENCE OF Extension; the extnValue OCTET STRING of the first subjectAltName. */
+function subjectAltName(der: Uint8Array, extensions: Tlv): Tlv | undefined {
+  if (extensions.tag !== TAG.SEQUENCE) throw new DerError("not Extensions");
+  let san: Tlv | undefined;
+  for (const extension of readChildren(der, extensions)) {
+    // Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
+    const parts = extension.tag === TAG.SEQUENCE ? readChildren(der, extension) : [];
+    const [id, critical, value] = parts.length === 2 ? [parts[0], undefined, parts[1]] : parts;
+    if (!id || (critical && critical.tag !== TAG.BOOLEAN) || value?.tag !== TAG.OCTET_STRING || parts.length > 3) throw new DerError("not an Extension");
+    if (!san && readOid(der, id) === OID.subjectAltName) san = value;
+  }
+  return san;
 }

@@ -1,7 +1,7 @@
 /**
  * A minimal DER writer (and a reader just good enough to walk a
- * certificate) for structures we assemble by hand, above all CRLs with a
- * million entries where an object per ASN.1 node would cost too much.
+ * certificate or a CSR) for structures we assemble by hand, above all CRLs
+ * with a million entries where an object per ASN.1 node would cost too much.
  *
  * Two styles: small helpers that return a fresh Uint8Array per TLV, for
  * headers and extensions; and size/write pairs (`timeLength`/`writeTime`,
@@ -331,5 +331,31 @@ export function readChildren(buf: Uint8Array, parent: Tlv): Tlv[] {
     out.push(child);
     off = child.end;
   }
+  return out;
+}
+
+/** The dotted form of the OBJECT IDENTIFIER at `t` (minimal base-128 arcs, as DER requires). */
+export function readOid(buf: Uint8Array, t: Tlv): string {
+  if (t.tag !== TAG.OID) throw new DerError(`expected an OBJECT IDENTIFIER at offset ${t.start}`);
+  if (t.end === t.contentStart) throw new DerError(`empty OBJECT IDENTIFIER at offset ${t.start}`);
+  let out = "";
+  let arc = 0;
+  let big: bigint | undefined; // arcs past 2^53 are legal, if rare (UUID OIDs under 2.25)
+  for (let p = t.contentStart; p < t.end; p++) {
+    const b = buf[p]!;
+    if (b === 0x80 && (p === t.contentStart || buf[p - 1]! < 0x80)) throw new DerError(`non-minimal OID arc at offset ${p}`);
+    if (big === undefined && arc > 2 ** 45) big = BigInt(arc);
+    if (big === undefined) arc = arc * 128 + (b & 0x7f);
+    else big = (big << 7n) | BigInt(b & 0x7f);
+    if (b & 0x80) continue;
+    if (out === "") {
+      // The first subidentifier packs two arcs: 40 * X + Y with X in 0..2.
+      if (big !== undefined) out = `2.${big - 80n}`;
+      else out = arc < 80 ? `${Math.floor(arc / 40)}.${arc % 40}` : `2.${arc - 80}`;
+    } else out += `.${big ?? arc}`;
+    arc = 0;
+    big = undefined;
+  }
+  if (buf[t.end - 1]! & 0x80) throw new DerError(`truncated OID arc at offset ${t.start}`);
   return out;
 }

@@ -1,6 +1,6 @@
 import net from "node:net";
 import type * as x509 from "@peculiar/x509";
-import { describeKey, type ParsedCsr } from "../ca/csr.ts";
+import { describeKey, type ParsedCsr, type RequestedName } from "../ca/csr.ts";
 import { Rejection } from "../errors.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { dnsNameProblem, ipInRanges, ipRangeList, isDnsName, matchesSuffix, spiffeIdProblem } from "./names.ts";
@@ -66,8 +66,8 @@ function checkKey(profile: Profile, { key }: ParsedCsr): void {
 
 function checkSans(profile: Profile, csr: ParsedCsr): x509.JsonGeneralName[] {
   const rules = profile.sans;
-  let sans = csr.sans.map((n) => ({ ...n }));
-  const cn = csr.csr.subjectName.getField("CN")[0];
+  let sans: RequestedName[] = csr.sans.map((n) => ({ ...n }));
+  const cn = csr.subject.field("CN")[0];
   if (sans.length === 0 && rules.fromCommonName && cn) {
     if (net.isIP(cn)) sans = [{ type: "ip", value: cn }];
     else if (isDnsName(cn.toLowerCase()) || (cn.startsWith("*.") && isDnsName(cn.slice(2).toLowerCase()))) {
@@ -84,7 +84,7 @@ function checkSans(profile: Profile, csr: ParsedCsr): x509.JsonGeneralName[] {
     const problem = sanProblem(profile, san, ipRanges);
     if (problem) throw new Rejection("rejected-identifier", problem);
     const key = `${san.type}:${san.value}`;
-    if (!seen.has(key)) out.push(san);
+    if (!seen.has(key)) out.push(san as x509.JsonGeneralName); // sanProblem lets only DNS, IP, URI and email through
     seen.add(key);
   }
   const uris = out.filter((s) => s.type === "url").length;
@@ -97,7 +97,7 @@ function checkSans(profile: Profile, csr: ParsedCsr): x509.JsonGeneralName[] {
 /** Why the profile refuses this SAN, or undefined when it allows it. */
 export function sanProblem(
   profile: Profile,
-  san: x509.JsonGeneralName,
+  san: RequestedName,
   ipRanges: net.BlockList | undefined = profile.sans.ip ? ipRangeList(profile.sans.ip.ranges) : undefined,
 ): string | undefined {
   const rules = profile.sans;
@@ -135,14 +135,14 @@ export function sanProblem(
 }
 
 function formSubject(profile: Profile, csr: ParsedCsr, sans: x509.JsonGeneralName[]): Array<[string, string]> {
-  const name = csr.csr.subjectName;
+  const name = csr.subject;
   const subject: Array<[string, string]> = [];
   for (const attr of SUBJECT_ORDER) {
     if (!profile.subject.copyFromCsr.includes(attr)) continue;
-    for (const value of name.getField(attr)) subject.push([attr, value]);
+    for (const value of name.field(attr)) subject.push([attr, value]);
   }
   if (profile.subject.commonName === "csr") {
-    const cn = name.getField("CN")[0];
+    const cn = name.field("CN")[0];
     if (!cn) throw new Rejection("bad-subject", `profile ${profile.name} takes the subject's CN from the CSR, and the CSR has none`);
     if (cn.length > 64) throw new Rejection("bad-subject", "the CSR's CN is longer than 64 characters");
     subject.push(["CN", cn]);
