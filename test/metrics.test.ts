@@ -51,7 +51,7 @@ describe("GET /metrics", () => {
 
   it("parses as the Prometheus text format, with every family typed and the process metrics there", async () => {
     const { text, metrics } = await scrape();
-    for (const [name, type] of [
+    const expected: Array<[string, string]> = [
       ["hsmca_hsm_operation_duration_seconds", "histogram"],
       ["hsmca_hsm_operations_total", "counter"],
       ["hsmca_issuance_total", "counter"],
@@ -64,7 +64,8 @@ describe("GET /metrics", () => {
       ["hsmca_crl_age_seconds", "gauge"],
       ["process_cpu_seconds_total", "counter"],
       ["nodejs_heap_size_used_bytes", "gauge"],
-    ]) {
+    ];
+    for (const [name, type] of expected) {
       expect(metrics.types.get(name), name).toBe(type);
     }
     for (const name of metrics.types.keys()) expect(text).toContain(`# HELP ${name} `);

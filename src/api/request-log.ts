@@ -46,7 +46,7 @@ export function requestLog(ctx: Pick<AppContext, "log" | "metrics">, listener: L
     } finally {
       const seconds = (performance.now() - started) / 1000;
       const status = failed ? 500 : c.res.status;
-      if (!failed) c.res.headers.set("x-request-id", reqId);
+      if (!failed) echoRequestId(c, reqId);
       const route = routeOf(c, observe);
       const method = METHODS.has(c.req.method) ? c.req.method : "OTHER";
       ctx.metrics?.httpRequests.inc({ listener, method, route, status: String(status) });
@@ -70,6 +70,16 @@ export function requestLog(ctx: Pick<AppContext, "log" | "metrics">, listener: L
     }
   };
   return observe;
+}
+
+/** Sets X-Request-Id on the response; a response with immutable headers is copied first. */
+function echoRequestId(c: Context, reqId: string): void {
+  try {
+    c.res.headers.set("x-request-id", reqId);
+  } catch {
+    c.res = new Response(c.res.body, c.res);
+    c.res.headers.set("x-request-id", reqId);
+  }
 }
 
 /** The pattern of the route that answered (the last handler that ran), or "unmatched". */
