@@ -3,7 +3,7 @@ import { REJECTIONS, Rejection } from "../errors.ts";
 import type { Metrics } from "./catalogue.ts";
 
 /** The door a certificate request came through. */
-export type IssuanceSource = "rest" | "acme" | "approval";
+export type IssuanceSource = "rest" | "acme" | "approval" | "cli";
 export type IssuanceOutcome = "issued" | "refused" | "failed" | "pending_approval";
 
 /**
