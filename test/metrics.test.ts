@@ -1,6 +1,9 @@
+import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { closeAllSessionsForTest } from "./helpers/hsm-faults.ts";
 import { makeCsr } from "./helpers/openssl.ts";
 import { parsePrometheusText, type Scrape } from "./helpers/prometheus.ts";
+import { BASE_URL } from "./helpers/postgres.ts";
 import { RelyingParty } from "./helpers/relying-party.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
 
@@ -34,7 +37,8 @@ beforeAll(async () => {
   intermediateLabel = cas.body.items.find((c: any) => c.role === "intermediate" && c.status === "active").keyLabel;
 });
 afterAll(async () => {
-  await t?.stop();
+  // The last test drops the database from under the service.
+  await t?.stop().catch(() => {});
 });
 
 describe("GET /metrics", () => {
@@ -182,5 +186,25 @@ describe("GET /metrics", () => {
       expect(text).not.toContain(secret);
       expect(logLines.join("\n")).not.toContain(secret);
     }
+  });
+
+  it("still answers when the HSM and the database go away, and says so", async () => {
+    closeAllSessionsForTest(t.service.ctx.hsm);
+    const hsmDown = await scrape();
+    expect(hsmDown.status).toBe(200);
+    expect(hsmDown.metrics.value("hsmca_hsm_up")).toBe(0);
+    expect(hsmDown.metrics.value("hsmca_hsm_unavailable_total")).toBeGreaterThanOrEqual(1);
+
+    const dbName = new URL(t.env.DATABASE_URL!).pathname.slice(1);
+    const admin = postgres(BASE_URL, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`drop database ${dbName} with (force)`);
+    await admin.end();
+    const started = Date.now();
+    const dbDown = await scrape();
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(dbDown.status).toBe(200);
+    expect(dbDown.metrics.value("hsmca_database_up")).toBe(0);
+    expect(dbDown.metrics.has("hsmca_ca_expiry_seconds")).toBe(false);
+    expect(dbDown.metrics.value("hsmca_audit_checkpoint_age_seconds")).toBeNaN();
   });
 });

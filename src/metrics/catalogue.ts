@@ -19,7 +19,7 @@ export function createMetrics() {
   let reading: Promise<void> | undefined;
   const collect = () => (reading ??= readState().finally(() => (reading = undefined)));
 
-  return {
+  const metrics = {
     registry,
     /** Sets what fills the state gauges; it runs once per scrape, before they are read. */
     onScrape(read: () => Promise<void>): void {
@@ -105,7 +105,7 @@ export function createMetrics() {
     hsmSessionsInUse: new Gauge({ name: "hsmca_hsm_sessions_in_use", help: "Sessions lent out to an operation right now.", registers, collect }),
     hsmQueueWaiting: new Gauge({ name: "hsmca_hsm_queue_waiting", help: "Callers waiting for a free session (the HSM queue depth).", registers, collect }),
     hsmQueueLimit: new Gauge({ name: "hsmca_hsm_queue_limit", help: "Callers that may wait before hsm-busy (HSM_CA_HSM_QUEUE_LIMIT).", registers, collect }),
-    databaseUp: new Gauge({ name: "hsmca_database_up", help: "1 when the scrape's database reads succeeded, else 0 (and the gauges read from the database are absent).", registers, collect }),
+    databaseUp: new Gauge({ name: "hsmca_database_up", help: "1 when the scrape's database reads succeeded, else 0 (and the gauges read from the database are absent, or NaN).", registers, collect }),
     caInfo: new Gauge({
       name: "hsmca_ca_info",
       help: "One series per CA certificate (value 1): its role, state, subject and key label.",
@@ -150,7 +150,7 @@ export function createMetrics() {
     }),
     auditCheckpointAgeSeconds: new Gauge({
       name: "hsmca_audit_checkpoint_age_seconds",
-      help: "Seconds since the last signed audit checkpoint (absent before the first).",
+      help: "Seconds since the last signed audit checkpoint; before the first one, since the first audit entry (0 for an empty log).",
       registers,
       collect,
     }),
@@ -161,6 +161,10 @@ export function createMetrics() {
       collect,
     }),
   };
+  // Series whose label values are known in advance start at 0, so that rate() sees their first increase.
+  for (const tier of ["memory", "database"]) metrics.ocspCacheHits.inc({ tier }, 0);
+  for (const limiter of ["api_token", "acme_account"]) metrics.rateLimited.inc({ limiter }, 0);
+  return metrics;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -2,7 +2,7 @@ import { rotationDueAt } from "../ceremony/rotate.ts";
 import type { Config } from "../config.ts";
 import type { Hsm } from "../hsm/hsm.ts";
 import { countPendingApprovalRequests, type RequestKind } from "../store/approvals.ts";
-import { auditHead, lastAuditCheckpoint } from "../store/audit.ts";
+import { auditEntriesPage, auditHead, lastAuditCheckpoint } from "../store/audit.ts";
 import { listCas } from "../store/cas.ts";
 import { crlFreshness } from "../store/crls.ts";
 import type { Database } from "../store/database.ts";
@@ -25,9 +25,10 @@ export interface ScrapeSources {
 /**
  * Fills the state gauges when Prometheus scrapes: the HSM's health and
  * session pool (in memory, plus one cheap PKCS#11 probe, as /readyz does),
- * and five small database reads done at once: the CA table, one row per
+ * and a few small database reads done at once: the CA table, one row per
  * CRL scope, pending approvals grouped by kind, the audit head and the
- * last checkpoint. Nothing here scans certificates.
+ * last checkpoint (and, before the first checkpoint, the first entry).
+ * Nothing here scans certificates.
  */
 export function readStateOnScrape(metrics: Metrics, sources: ScrapeSources): void {
   metrics.onScrape(async () => {
@@ -60,15 +61,28 @@ export function readStateOnScrape(metrics: Metrics, sources: ScrapeSources): voi
     let state;
     try {
       state = await withTimeout(
-        Promise.all([listCas(sources.db), crlFreshness(sources.db), countPendingApprovalRequests(sources.db), auditHead(sources.db), lastAuditCheckpoint(sources.db)]),
+        Promise.all([
+          listCas(sources.db),
+          crlFreshness(sources.db),
+          countPendingApprovalRequests(sources.db),
+          auditHead(sources.db),
+          // The first entry is needed only before the first checkpoint (seq 1, by primary key).
+          lastAuditCheckpoint(sources.db).then(async (checkpoint) => ({
+            checkpoint,
+            firstEntry: checkpoint ? undefined : (await auditEntriesPage(sources.db, { afterSeq: 0, limit: 1 }))[0],
+          })),
+        ]),
         DATABASE_TIMEOUT_MS,
       );
     } catch {
       metrics.databaseUp.set(0);
+      // Unlabelled gauges cannot be absent: NaN says "unknown", where 0 would say "just signed".
+      metrics.auditCheckpointAgeSeconds.set(NaN);
+      metrics.auditEntriesSinceCheckpoint.set(NaN);
       return;
     }
     metrics.databaseUp.set(1);
-    const [cas, crls, pending, head, checkpoint] = state;
+    const [cas, crls, pending, head, { checkpoint, firstEntry }] = state;
 
     for (const ca of cas) {
       const id = String(ca.id);
@@ -84,7 +98,9 @@ export function readStateOnScrape(metrics: Metrics, sources: ScrapeSources): voi
       metrics.crlNextUpdateSeconds.set(labels, secondsUntil(crl.soonestNextUpdate));
     }
     for (const kind of REQUEST_KINDS) metrics.approvalsPending.set({ kind }, pending.find((p) => p.kind === kind)?.count ?? 0);
-    if (checkpoint) metrics.auditCheckpointAgeSeconds.set(-secondsUntil(checkpoint.at));
+    // Never signed yet: the age of the oldest unsigned entry, so that "no checkpoint ever" also alerts.
+    const since = checkpoint?.at ?? firstEntry?.at;
+    metrics.auditCheckpointAgeSeconds.set(since ? -secondsUntil(since) : 0);
     metrics.auditEntriesSinceCheckpoint.set(head ? head.seq - (checkpoint?.seq ?? 0) : 0);
   });
 }
