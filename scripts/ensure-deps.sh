@@ -2,7 +2,8 @@
 # Installs what hsm-ca needs to run on a fresh Debian machine with Node 20+:
 # the npm packages, and SoftHSM2 (+ OpenSC's pkcs11-tool) from Debian.
 # Sourced by scripts/start and scripts/test; with HSM_CA_TEST_DEPS=1 (scripts/test)
-# also the real ACME clients and DNS server the tests drive: certbot, lego, pebble.
+# also the real ACME clients and DNS server the tests drive: certbot, lego, pebble,
+# and the browser the dashboard test drives: chromium.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -22,6 +23,7 @@ if [ "${HSM_CA_TEST_DEPS:-0}" = 1 ]; then
   command -v lego >/dev/null 2>&1 || missing+=(lego)
   command -v pebble-challtestsrv >/dev/null 2>&1 || missing+=(pebble)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

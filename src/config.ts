@@ -1,3 +1,4 @@
+import fs from "node:fs";
 import path from "node:path";
 import cron from "node-cron";
 import { z } from "zod";
@@ -66,6 +67,8 @@ const envSchema = z.object({
   HSM_CA_AUDIT_CHECKPOINT_INTERVAL: z.string().refine((s) => parseDuration(s) !== undefined, 'expected a duration like "5m" (units s, m, h, d)').default("5m"),
   /** Service processes (node:cluster) sharing the listeners; above 1 needs PostgreSQL. */
   HSM_CA_WORKERS: z.coerce.number().int().min(1).max(64).default(1),
+  HSM_CA_METRICS_TOKEN: z.string().min(16, "at least 16 characters").max(200).regex(/^\S+$/, "no whitespace").optional(),
+  HSM_CA_METRICS_TOKEN_FILE: z.string().min(1).optional(),
   HSM_CA_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -151,6 +154,8 @@ export interface Config {
   autoInit: boolean;
   /** How often the audit log's chain head is signed (a checkpoint), besides at shutdown. */
   audit: { checkpointIntervalMs: number };
+  /** GET /metrics: unset token: unauthenticated; set: only with this bearer token (never logged). */
+  metrics: { token?: string };
   logLevel: z.infer<typeof envSchema>["HSM_CA_LOG_LEVEL"];
 }
 
@@ -158,6 +163,19 @@ export class ConfigError extends Error {}
 
 function parseRemaining(text: string): { share: number } | { ms: number } {
   return text.endsWith("%") ? { share: Number(text.slice(0, -1)) / 100 } : { ms: parseDuration(text)! };
+}
+
+/** The token in HSM_CA_METRICS_TOKEN_FILE; errors name the file, never its content. */
+function readMetricsToken(file: string): string {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(`invalid setting HSM_CA_METRICS_TOKEN_FILE: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+  }
+  const token = text.trim();
+  if (token.length < 16 || /\s/.test(token)) throw new ConfigError(`invalid setting HSM_CA_METRICS_TOKEN_FILE: ${file} must hold one token of at least 16 characters`);
+  return token;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -248,6 +266,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     approvals: { ttlMs: parseDuration(e.HSM_CA_APPROVAL_TTL)!, caChange: e.HSM_CA_CA_CHANGE_APPROVALS },
     autoInit: e.HSM_CA_AUTO_INIT ? e.HSM_CA_AUTO_INIT === "true" : embedded,
     audit: { checkpointIntervalMs: parseDuration(e.HSM_CA_AUDIT_CHECKPOINT_INTERVAL)! },
+    metrics: { token: e.HSM_CA_METRICS_TOKEN ?? (e.HSM_CA_METRICS_TOKEN_FILE ? readMetricsToken(path.resolve(e.HSM_CA_METRICS_TOKEN_FILE)) : undefined) },
     logLevel: e.HSM_CA_LOG_LEVEL,
   };
 }

@@ -33,6 +33,10 @@ import cron from "node-cron";
 import { destroyRetiredKeys } from "./ceremony/destroy-retired-keys.ts";
 import { scheduleRotation, type RotationSchedule } from "./jobs/rotation-schedule.ts";
 import { activeCa } from "./store/cas.ts";
+import { AUDIT_KEY_ALGORITHM } from "./audit/checkpoint.ts";
+import { createMetrics } from "./metrics/catalogue.ts";
+import { observeHsm } from "./metrics/hsm-observer.ts";
+import { readStateOnScrape } from "./metrics/scrape-state.ts";
 
 /** How often every replica checks whether another process rotated the intermediate. */
 const HIERARCHY_POLL_MS = 2_000;
@@ -81,6 +85,13 @@ export async function startService(
     closers.push(() => audit.stop());
     hsm.onKeyUse(keyUseRecorder(audit, hsm));
 
+    // Metrics: a registry of this service's own; the state gauges are read when scraped.
+    const metrics = createMetrics();
+    closers.push(observeHsm(metrics, hsm));
+    let rotation: RotationSchedule | undefined;
+    const rotationPlan = { remaining: config.rotation.remaining, nextTick: () => rotation?.nextTick() };
+    readStateOnScrape(metrics, { hsm, db: store.db, queueLimit: config.hsm.queueLimit, rotation: rotationPlan, now: () => new Date() });
+
     let issuer: ActiveIssuer | undefined;
     let revocation: RevocationServices | undefined;
     const currentIssuer = () => {
@@ -88,12 +99,13 @@ export async function startService(
       return issuer;
     };
     const rateLimits = createRateLimits(config.rateLimits);
-    const ctx: AppContext = { store, hsm, profiles, issuer: currentIssuer, ocsp: () => revocation?.ocsp, log, audit, approvals: config.approvals, rateLimits };
+    const ctx: AppContext = { store, hsm, profiles, issuer: currentIssuer, ocsp: () => revocation?.ocsp, log, audit, approvals: config.approvals, rateLimits, metrics };
+    const metricsToken = config.metrics.token;
 
     // Plain HTTP first: its address is part of every certificate (CRL and OCSP URLs).
     const httpServer = await listen(
       serve({
-        fetch: createPublicApp(ctx).fetch,
+        fetch: createPublicApp(ctx, { metricsToken }).fetch,
         hostname: config.http.host,
         port: config.http.port,
         serverOptions: SERVER_LIMITS,
@@ -119,7 +131,7 @@ export async function startService(
       await revocation?.ocsp.load();
     };
     // Timers inherit the actor they are made under: the revocation services' signatures are system:revocation.
-    revocation = await withActor("system:revocation", () => startRevocationServices({ config, db: store.db, hsm, log, publishing, caRevoked: reloadHierarchy }));
+    revocation = await withActor("system:revocation", () => startRevocationServices({ config, db: store.db, hsm, log, publishing, caRevoked: reloadHierarchy, metrics }));
     closers.push(() => revocation?.stop());
 
     // Rotation: scheduled here, or done by `hsm-ca rotate` or another replica; every replica
@@ -132,8 +144,8 @@ export async function startService(
         log.info({ ca: active.id, subject: active.subject }, "issuing from a new intermediate");
       }
     };
-    const rotation = withActor("system:rotation", () => scheduleRotation({ db: store.db, hsm, log, config, urls: () => publishing.urls, onRotated: switchIfRotated }));
-    closers.push(() => rotation.stop());
+    rotation = withActor("system:rotation", () => scheduleRotation({ db: store.db, hsm, log, config, urls: () => publishing.urls, onRotated: switchIfRotated }));
+    closers.push(() => rotation?.stop());
     const hierarchyWatch = withActor("system:rotation", () =>
       setInterval(() => void switchIfRotated().catch((err: Error) => log.error({ err: err.message }, "cannot check the hierarchy")), HIERARCHY_POLL_MS),
     );
@@ -172,6 +184,7 @@ export async function startService(
       now: () => new Date(),
       audit,
       rateLimits,
+      metrics,
     });
     closers.push(() => acme.runner.drain());
     const cleanup = scheduleAcmeCleanup(store.db, log);
@@ -186,6 +199,7 @@ export async function startService(
       err: (t) => err.push(t),
       hierarchyChanged: reloadHierarchy,
       audit,
+      metrics,
     });
     if (store.kind === "pglite") {
       const control = await startControlSocket(config.dataDir, async (argv) => {
@@ -201,7 +215,16 @@ export async function startService(
     let tls = await withActor("system:server-certificate", () => issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing));
     const httpsServer = await listen(
       serve({
-        fetch: createApiApp(ctx, { acme: acmeProfiles.size ? acme.app : undefined, revocation: publishing }).fetch,
+        fetch: createApiApp(ctx, {
+          acme: acmeProfiles.size ? acme.app : undefined,
+          revocation: publishing,
+          metricsToken,
+          dashboard: {
+            rotation: rotationPlan,
+            queueLimit: config.hsm.queueLimit,
+            auditPublicKey: async (label) => (hsm.hasKey(label) ? Buffer.from(await hsm.publicKeySpki(label, AUDIT_KEY_ALGORITHM)) : undefined),
+          },
+        }).fetch,
         hostname: config.https.host,
         port: config.https.port,
         createServer: https.createServer,

@@ -6,6 +6,7 @@ import type { AcmeProfile } from "../policy/acme-profile-schema.ts";
 import type { Profile } from "../policy/profile-schema.ts";
 import type { Database } from "../store/database.ts";
 import type { RateLimits } from "../api/rate-limit.ts";
+import type { Metrics } from "../metrics/catalogue.ts";
 import type { ValidationConfig } from "./validation/types.ts";
 
 /** One ACME directory: its policy, the certificate profile it issues from, where it lives. */
@@ -32,6 +33,8 @@ export interface AcmeContext {
   audit?: AuditLog;
   /** Request rate limits (src/api/rate-limit.ts); unset: built from the environment's settings. */
   rateLimits?: RateLimits;
+  /** The service's Prometheus metrics (issuance, revocation); unset: nothing counted. */
+  metrics?: Metrics;
 }
 
 /** The default directory is served at /acme/directory; with several, "default" or the first by name. */

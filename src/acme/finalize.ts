@@ -4,6 +4,7 @@ import { parseCsr } from "../ca/csr.ts";
 import { derToPem } from "../ca/pem.ts";
 import { Rejection, type RejectionKind } from "../errors.ts";
 import { issueCertificate } from "../issuance/issue-certificate.ts";
+import { countIssuance } from "../metrics/issuance-outcome.ts";
 import { canonicalIp } from "../policy/acme-identifiers.ts";
 import { authorizationsOfOrder, updateOrder } from "../store/acme-orders.ts";
 import { caById } from "../store/cas.ts";
@@ -49,9 +50,11 @@ export async function finalize(c: Context, ctx: AcmeContext, dir: AcmeDirectory,
   let serial: string;
   try {
     const row = await asAcme(
-      issueCertificate(
-        { db: ctx.db, profiles: ctx.profiles, issuer: ctx.issuer(), revocation: ctx.revocation, audit: ctx.audit },
-        { csrPem: pem, profile: dir.certificateProfile.name, requestedBy: `acme:${req.account!.id}` },
+      countIssuance(ctx.metrics, "acme", dir.certificateProfile.name, async () =>
+        issueCertificate(
+          { db: ctx.db, profiles: ctx.profiles, issuer: ctx.issuer(), revocation: ctx.revocation, audit: ctx.audit },
+          { csrPem: pem, profile: dir.certificateProfile.name, requestedBy: `acme:${req.account!.id}` },
+        ),
       ),
     );
     serial = row.serial;

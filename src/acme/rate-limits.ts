@@ -47,6 +47,7 @@ export function limitAccountRate(ctx: AcmeContext, accountId: string): void {
   const limiter = rateLimitsOf(ctx).perAcmeAccount;
   const wait = limiter.take(accountId);
   if (wait > 0) {
+    ctx.metrics?.rateLimited.inc({ limiter: "acme_account" });
     throw new AcmeProblem("rateLimited", `this account sent more requests than its limit of ${describeRate(limiter.spec)}; retry in ${wait} s`, {
       retryAfterSeconds: wait,
     });

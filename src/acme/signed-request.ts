@@ -58,6 +58,8 @@ export async function readSignedRequest(
   }
   const jwk = publicJwk(account.jwk);
   verifyJws(jws, jwk);
+  // The request log names the account whose key verified, also when the request is refused from here on.
+  c.set("acmeAccount", account.id);
   if (account.status !== "valid") throw new AcmeProblem("unauthorized", `the account is ${account.status}`);
   limitAccountRate(ctx, account.id);
   return { jws, jwk, account, url };

@@ -14,27 +14,43 @@ import { ocspRoutes } from "./routes/ocsp.ts";
 import type { RevocationPublishing } from "../revocation/pointers.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { publicCaRoutes } from "./routes/public-ca.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
+import { requestLog } from "./request-log.ts";
+import { dashboardRoutes, type DashboardSources } from "../dashboard/routes.tsx";
 
-/** The HTTPS API: authenticated REST, the ACME server, and the public routes. */
-export function createApiApp(ctx: AppContext, opts: { acme?: Hono; revocation?: RevocationPublishing } = {}): Hono<AppEnv> {
+/** What both listeners share besides the context. */
+export interface ListenerOptions {
+  /** HSM_CA_METRICS_TOKEN: /metrics answers only with it; unset: to anyone. */
+  metricsToken?: string;
+}
+
+/** The HTTPS API: authenticated REST, the ACME server, the dashboard, and the public routes. */
+export function createApiApp(
+  ctx: AppContext,
+  opts: ListenerOptions & { acme?: Hono; revocation?: RevocationPublishing; dashboard?: DashboardSources } = {},
+): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
+  app.use("*", requestLog(ctx, "https"));
   const acme = opts.acme;
   app.route("/api/v1/certificates", certificateRoutes(ctx, opts.revocation));
   app.route("/api/v1/cas", caRoutes(ctx));
   app.route("/api/v1/requests", requestRoutes(ctx, opts.revocation));
+  if (opts.dashboard) app.route("/dashboard", dashboardRoutes(ctx, opts.dashboard));
   if (acme) app.route("/", acme);
-  mountPublic(app, ctx);
+  mountPublic(app, ctx, opts);
   return app;
 }
 
-/** The plain-HTTP listener: CA material and health only (later CRLs and OCSP). */
-export function createPublicApp(ctx: AppContext): Hono<AppEnv> {
+/** The plain-HTTP listener: CA material, CRLs, OCSP, health and metrics. */
+export function createPublicApp(ctx: AppContext, opts: ListenerOptions = {}): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  mountPublic(app, ctx);
+  app.use("*", requestLog(ctx, "http"));
+  mountPublic(app, ctx, opts);
   return app;
 }
 
-function mountPublic(app: Hono<AppEnv>, ctx: AppContext): void {
+function mountPublic(app: Hono<AppEnv>, ctx: AppContext, opts: ListenerOptions): void {
+  if (ctx.metrics) app.route("/", metricsRoutes(ctx.metrics, opts.metricsToken));
   app.route("/ca", publicCaRoutes(ctx));
   app.route("/crl", crlRoutes(ctx.store.db, () => new Date()));
   app.route("/ocsp", ocspRoutes(ctx.ocsp, () => new Date()));

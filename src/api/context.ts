@@ -4,6 +4,7 @@ import type { Principal } from "../auth/api-tokens.ts";
 import type { Config } from "../config.ts";
 import type { Hsm } from "../hsm/hsm.ts";
 import type { ActiveIssuer } from "../issuance/issuer.ts";
+import type { Metrics } from "../metrics/catalogue.ts";
 import type { Profile } from "../policy/profile-schema.ts";
 import type { OcspService } from "../revocation/ocsp-service.ts";
 import type { Store } from "../store/database.ts";
@@ -24,9 +25,17 @@ export interface AppContext {
   rateLimits?: RateLimits;
   /** HSM_CA_APPROVAL_TTL and HSM_CA_CA_CHANGE_APPROVALS (config.approvals); unset: the defaults (24 h, 2). */
   approvals?: Config["approvals"];
+  /** The service's Prometheus metrics; unset: nothing counted. */
+  metrics?: Metrics;
 }
 
 /** Hono variables set by middleware. */
 export interface AppEnv {
-  Variables: { principal: Principal };
+  Variables: {
+    principal: Principal;
+    /** The request's id (src/api/request-log.ts). */
+    requestId: string;
+    /** The ACME account that signed the request, once its signature is verified (for the request log). */
+    acmeAccount: string;
+  };
 }

@@ -5,6 +5,7 @@
  * process from one client, they are not a quota.
  */
 import { Rejection } from "../errors.ts";
+import type { Metrics } from "../metrics/catalogue.ts";
 
 /** Sustained rate and burst size; null: no limit. */
 export type RateSpec = { perSecond: number; burst: number } | null;
@@ -108,10 +109,11 @@ export function rateLimitsOf(ctx: { rateLimits?: RateLimits }): RateLimits {
 }
 
 /** For require-role.ts: one request of an authenticated API token, refused with 429 rate-limited beyond its rate. */
-export function limitTokenRate(ctx: { rateLimits?: RateLimits }, tokenId: string): void {
+export function limitTokenRate(ctx: { rateLimits?: RateLimits; metrics?: Pick<Metrics, "rateLimited"> }, tokenId: string): void {
   const limiter = rateLimitsOf(ctx).perToken;
   const wait = limiter.take(tokenId);
   if (wait > 0) {
+    ctx.metrics?.rateLimited.inc({ limiter: "api_token" });
     throw new Rejection("rate-limited", `this API token sent more requests than its limit of ${describeRate(limiter.spec)}; retry in ${wait} s`, {
       retryAfterSeconds: wait,
     });

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { Hsm } from "../hsm/hsm.ts";
 import type { ActiveIssuer } from "../issuance/issuer.ts";
+import type { Metrics } from "../metrics/catalogue.ts";
 import type { Profile } from "../policy/profile-schema.ts";
 import type { RevocationPublishing } from "../revocation/pointers.ts";
 import type { Database } from "../store/database.ts";
@@ -48,6 +49,8 @@ export interface ApprovalDeps {
   hierarchyChanged?(): Promise<void>;
   /** The audit log, when there is one: every request, decision, expiry and execution is given to it. */
   audit?: ApprovalAudit;
+  /** The service's Prometheus metrics (issuance of approved requests); unset: nothing counted. */
+  metrics?: Metrics;
 }
 
 /** Gives an event to the audit log, detail keys in snake_case as the log's convention is ("kind" becomes "request_kind"). */

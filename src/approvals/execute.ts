@@ -1,6 +1,7 @@
 import { RotationError } from "../ceremony/rotate.ts";
 import { Rejection } from "../errors.ts";
 import { issueCertificate } from "../issuance/issue-certificate.ts";
+import { countIssuance } from "../metrics/issuance-outcome.ts";
 import { transitionApprovalRequest, type ApprovalRequestRow } from "../store/approvals.ts";
 import { ApprovalExecutionError, recordAudit, type ApprovalDeps } from "./context.ts";
 import { executeDestroyKey, executeRotation } from "./ca-changes.ts";
@@ -52,9 +53,12 @@ export async function executeApprovedRequest(deps: ApprovalDeps, request: Approv
 /** "issue": the stored CSR through the same rules as any issuance; stored before it is handed out. */
 async function executeIssue(deps: ApprovalDeps, r: ApprovalRequestRow): Promise<Executed> {
   const p = r.payload as { csr: string; profile: string; validity?: string };
-  const row = await issueCertificate(
-    { db: deps.db, profiles: deps.profiles, issuer: await deps.issuer(), revocation: deps.revocation },
-    { csrPem: p.csr, profile: p.profile, validity: p.validity, requestedBy: r.requestedBy, approvedRequest: r.id },
+  // A profile removed since the request was made is not a label worth keeping.
+  const row = await countIssuance(deps.profiles.has(p.profile) ? deps.metrics : undefined, "approval", p.profile, async () =>
+    issueCertificate(
+      { db: deps.db, profiles: deps.profiles, issuer: await deps.issuer(), revocation: deps.revocation },
+      { csrPem: p.csr, profile: p.profile, validity: p.validity, requestedBy: r.requestedBy, approvedRequest: r.id },
+    ),
   );
   return { result: { serial: row.serial }, text: `Issued certificate ${row.serial} (${row.subject || row.sans.join(", ")}), profile ${row.profile}.` };
 }

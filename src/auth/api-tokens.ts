@@ -1,6 +1,6 @@
 import crypto from "node:crypto";
 import { Rejection } from "../errors.ts";
-import { activeApiTokenByHash, insertApiToken, type ApiTokenRow } from "../store/api-tokens.ts";
+import { activeApiTokenByHash, activeApiTokenById, insertApiToken, type ApiTokenRow } from "../store/api-tokens.ts";
 import type { Database } from "../store/database.ts";
 
 export const ROLES = ["admin", "issuer", "auditor"] as const;
@@ -73,6 +73,12 @@ export async function authenticate(db: Database, secret: string | undefined): Pr
   if (cache.size >= TOKEN_CACHE_MAX) cache.clear();
   cache.set(digest, { principal, until: now + TOKEN_CACHE_MS });
   return principal;
+}
+
+/** The principal of a token known by its id (a dashboard session); undefined once the token is revoked. */
+export async function principalById(db: Database, tokenId: string): Promise<Principal | undefined> {
+  const row = await activeApiTokenById(db, tokenId);
+  return row && { tokenId: row.id, role: row.role, profiles: row.profiles };
 }
 
 /** What each role may do. Issuers are bound to their listed profiles. */

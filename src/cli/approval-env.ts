@@ -33,5 +33,6 @@ export async function approvalDepsOfEnv(env: CommandEnv): Promise<ApprovalDeps> 
     hierarchyChanged: () => env.hierarchyChanged(),
     // AUDIT: requests, decisions, expiries and executions go to the command's audit log.
     audit: env.audit,
+    metrics: env.metrics,
   };
 }

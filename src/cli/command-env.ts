@@ -1,5 +1,6 @@
 import type { AuditLog } from "../audit/audit-log.ts";
 import type { Config } from "../config.ts";
+import type { Metrics } from "../metrics/catalogue.ts";
 import type { Hsm } from "../hsm/hsm.ts";
 import type { RevocationUrls } from "../revocation/urls.ts";
 import type { Store } from "../store/database.ts";
@@ -21,6 +22,8 @@ export interface CommandEnv {
   hierarchyChanged(): Promise<void>;
   /** Where admin actions are recorded (actor "cli"); unset: not recorded. */
   audit?: AuditLog;
+  /** Inside the service (control socket): its Prometheus metrics, which count revocations; unset: nothing counted. */
+  metrics?: Metrics;
 }
 
 /** A refusal the CLI prints as one line and exits non-zero on. */

@@ -27,7 +27,11 @@ export function matchesSuffix(name: string, suffixes: readonly string[]): boolea
 }
 
 export function ipRangeList(ranges: readonly string[]): net.BlockList {
-  const list = new net.BlockList();
+  // Profiles are loaded once: their range lists are built once too (per request they cost as much as the rest of the policy).
+  let list = rangeLists.get(ranges);
+  if (list) return list;
+  list = new net.BlockList();
+  rangeLists.set(ranges, list);
   for (const range of ranges) {
     const [addr, prefix] = range.split("/");
     const type = net.isIPv6(addr!) ? "ipv6" : "ipv4";
@@ -35,6 +39,8 @@ export function ipRangeList(ranges: readonly string[]): net.BlockList {
   }
   return list;
 }
+
+const rangeLists = new WeakMap<readonly string[], net.BlockList>();
 
 export function ipInRanges(ip: string, list: net.BlockList): boolean {
   const family = net.isIP(ip);

@@ -15,6 +15,7 @@ import {
   type OcspResponder,
 } from "../ca/ocsp.ts";
 import type { Hsm } from "../hsm/hsm.ts";
+import type { Metrics } from "../metrics/catalogue.ts";
 import { childCaBySerial, listCas, type CaRow } from "../store/cas.ts";
 import { certificateBySerial } from "../store/certificates.ts";
 import type { Database } from "../store/database.ts";
@@ -46,14 +47,16 @@ interface Issuer {
 
 interface Cached {
   der: Uint8Array;
+  /** What it says: for counting the answers served from memory. */
+  status: CertStatus["status"];
   thisUpdate: Date;
   nextUpdate: Date;
   /** Computed once, served many times. */
   etag: string;
 }
 
-function cached(der: Uint8Array, thisUpdate: Date, nextUpdate: Date): Cached {
-  return { der, thisUpdate, nextUpdate, etag: `"${crypto.createHash("sha1").update(der).digest("hex")}"` };
+function cached(der: Uint8Array, status: CertStatus["status"], thisUpdate: Date, nextUpdate: Date): Cached {
+  return { der, status, thisUpdate, nextUpdate, etag: `"${crypto.createHash("sha1").update(der).digest("hex")}"` };
 }
 
 /** A cached response is served while at least this much of it is left. */
@@ -79,7 +82,7 @@ export class OcspService {
   private timer?: NodeJS.Timeout;
 
   constructor(
-    private readonly deps: { db: Database; hsm: Hsm; log: Logger; now(): Date },
+    private readonly deps: { db: Database; hsm: Hsm; log: Logger; now(): Date; metrics?: Pick<Metrics, "ocspRequests" | "ocspCacheHits" | "ocspCacheMisses"> },
     private readonly settings: OcspSettings,
   ) {}
 
@@ -116,6 +119,13 @@ export class OcspService {
 
   /** Answers one DER request; never throws: every failure is an OCSP error response. */
   async respond(requestDer: Uint8Array): Promise<OcspAnswer> {
+    const { answer, status } = await this.answer(requestDer);
+    this.deps.metrics?.ocspRequests.inc({ status });
+    return answer;
+  }
+
+  private async answer(requestDer: Uint8Array): Promise<{ answer: OcspAnswer; status: string }> {
+    const error = (status: "malformedRequest" | "unauthorized" | "tryLater") => ({ answer: { der: ocspErrorResponse(status) }, status });
     let certId: OcspCertId;
     let nonce: Buffer | undefined;
     try {
@@ -123,44 +133,55 @@ export class OcspService {
       certId = req.certIds[0]!;
       nonce = req.nonce;
     } catch (err) {
-      if (err instanceof OcspRequestError) return { der: ocspErrorResponse("malformedRequest") };
+      if (err instanceof OcspRequestError) return error("malformedRequest");
       throw err;
     }
     const issuer = this.issuers.find((i) => matchesIssuer(certId, i.hashes));
-    if (!issuer) return { der: ocspErrorResponse("unauthorized") };
+    if (!issuer) return error("unauthorized");
     try {
-      if (nonce) return { der: (await this.sign(issuer, certId, await this.statusOf(issuer, certId.serial), nonce)).der };
-      return await this.cachedOrSigned(issuer, certId);
+      if (nonce) {
+        // A nonce asks for a fresh signature: no cache is involved, hit or miss.
+        const signed = await this.sign(issuer, certId, await this.statusOf(issuer, certId.serial), nonce);
+        return { answer: { der: signed.der }, status: signed.status };
+      }
+      const signed = await this.cachedOrSigned(issuer, certId);
+      return { answer: { der: signed.der, validity: signed }, status: signed.status };
     } catch (err) {
       this.deps.log.error({ err: (err as Error).message, serial: certId.serial }, "OCSP response failed");
-      return { der: ocspErrorResponse("tryLater") };
+      return error("tryLater");
     }
   }
 
-  private async cachedOrSigned(issuer: Issuer, certId: OcspCertId): Promise<OcspAnswer> {
+  /** From memory, else the database's pre-signed response, else signed now; counted as a hit (by tier) or a miss. */
+  private async cachedOrSigned(issuer: Issuer, certId: OcspCertId): Promise<Cached> {
     const serial = certId.serial;
     const variant = `${issuer.row.id}:${certId.hashAlgorithm}`;
     const now = this.deps.now().getTime();
     const fresh = (c: { nextUpdate: Date } | undefined) => c !== undefined && c.nextUpdate.getTime() - now > MIN_REMAINING_MS;
     const hit = this.cache.get(serial)?.get(variant) ?? this.unknown.get(serial)?.get(variant);
-    if (fresh(hit)) return { der: hit!.der, validity: hit };
+    if (fresh(hit)) {
+      this.deps.metrics?.ocspCacheHits.inc({ tier: "memory" });
+      return hit!;
+    }
 
     const status = await this.statusOf(issuer, certId.serial);
     if (status.status !== "unknown" && certId.hashAlgorithm === "sha1") {
       const stored = await ocspResponseFor(this.deps.db, certId.serial);
       if (stored && stored.issuerId === issuer.row.id && stored.status === status.status && fresh(stored) && sameCertId(stored.der, certId)) {
-        const entry = cached(stored.der, stored.thisUpdate, stored.nextUpdate);
+        const entry = cached(stored.der, stored.status, stored.thisUpdate, stored.nextUpdate);
         this.remember(this.cache, serial, variant, entry);
-        return { der: entry.der, validity: entry };
+        this.deps.metrics?.ocspCacheHits.inc({ tier: "database" });
+        return entry;
       }
     }
     const signed = await this.sign(issuer, certId, status);
+    this.deps.metrics?.ocspCacheMisses.inc();
     if (status.status === "unknown") this.remember(this.unknown, serial, variant, signed, UNKNOWN_CACHE_ENTRIES);
     else {
       this.remember(this.cache, serial, variant, signed);
       if (certId.hashAlgorithm === "sha1") await this.store(issuer, certId.serial, status.status, signed);
     }
-    return { der: signed.der, validity: signed };
+    return signed;
   }
 
   /**
@@ -215,7 +236,7 @@ export class OcspService {
     const now = this.deps.now();
     const nextUpdate = new Date(now.getTime() + this.settings.responseLifetimeMs);
     const der = await buildOcspResponse({ responder: issuer.responder, certId, status, producedAt: now, thisUpdate: now, nextUpdate, nonce });
-    return cached(der, now, nextUpdate);
+    return cached(der, status.status, now, nextUpdate);
   }
 
   private async store(issuer: Issuer, serial: string, status: "good" | "revoked", r: Cached): Promise<void> {

@@ -2,6 +2,7 @@ import cron from "node-cron";
 import type { Logger } from "pino";
 import type { Config } from "../config.ts";
 import type { Hsm } from "../hsm/hsm.ts";
+import type { Metrics } from "../metrics/catalogue.ts";
 import type { Database } from "../store/database.ts";
 import { CrlPublisher } from "./crl-publisher.ts";
 import { OcspService } from "./ocsp-service.ts";
@@ -32,6 +33,8 @@ export async function startRevocationServices(deps: {
   publishing: RevocationPublishing;
   /** A CA was revoked (possibly by another process): the issuer must be reloaded. */
   caRevoked(): Promise<void>;
+  /** Counts OCSP answers and cache hits; unset: nothing counted. */
+  metrics?: Metrics;
 }): Promise<RevocationServices> {
   const { config, db, hsm, log, publishing } = deps;
   const now = () => new Date();
@@ -48,7 +51,7 @@ export async function startRevocationServices(deps: {
     },
   });
   const ocsp = new OcspService(
-    { db, hsm, log, now },
+    { db, hsm, log, now, metrics: deps.metrics },
     {
       mode: config.revocation.ocspSigner,
       responseLifetimeMs: config.revocation.ocspResponseLifetimeMs,

@@ -1,6 +1,7 @@
 import { actorFor } from "../audit/actor.ts";
 import type { AuditLog } from "../audit/audit-log.ts";
 import { Rejection } from "../errors.ts";
+import type { Metrics } from "../metrics/catalogue.ts";
 import { blockKey } from "../store/blocked-keys.ts";
 import { certificateBySerial, revokeCertificate, type CertificateRow } from "../store/certificates.ts";
 import type { Database } from "../store/database.ts";
@@ -26,7 +27,7 @@ export interface RevokeOutcome {
  * the public key from any later certificate. CRLs and OCSP learn of it from
  * the database (RevocationWatcher), whichever process revoked it.
  */
-export async function revoke(ctx: { db: Database; now(): Date; audit?: AuditLog }, req: RevokeRequest): Promise<RevokeOutcome> {
+export async function revoke(ctx: { db: Database; now(): Date; audit?: AuditLog; metrics?: Pick<Metrics, "revocations"> }, req: RevokeRequest): Promise<RevokeOutcome> {
   if (!SUBSCRIBER_REASONS.includes(req.reason)) {
     throw new Rejection("bad-revocation-reason", `reason ${reasonName(req.reason)} is not accepted; use one of ${SUBSCRIBER_REASONS.map(reasonName).join(", ")}`);
   }
@@ -39,6 +40,7 @@ export async function revoke(ctx: { db: Database; now(): Date; audit?: AuditLog 
   const row = await revokeCertificate(ctx.db, req.serial, { reason: req.reason, at: now, invalidityDate: req.invalidityDate, by: req.by });
   if (!row) return { row: (await certificateBySerial(ctx.db, req.serial))!, alreadyRevoked: true };
   if (req.reason === KEY_COMPROMISE) await blockKey(ctx.db, row.spkiSha256, "keyCompromise", row.serial);
+  ctx.metrics?.revocations.inc({ reason: reasonName(req.reason), source: req.by === "cli" ? "cli" : req.by.startsWith("acme:") ? "acme" : "api" });
   ctx.audit?.record({
     kind: "certificate.revoke",
     actor: actorFor(req.by),

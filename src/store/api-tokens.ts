@@ -16,3 +16,12 @@ export async function activeApiTokenByHash(db: Database, secretSha256: string): 
     .where(and(eq(apiTokens.secretSha256, secretSha256), isNull(apiTokens.revokedAt)));
   return row;
 }
+
+/** A token by its public id, unless revoked (a dashboard session names its token by id). */
+export async function activeApiTokenById(db: Database, id: string): Promise<ApiTokenRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(apiTokens)
+    .where(and(eq(apiTokens.id, id), isNull(apiTokens.revokedAt)));
+  return row;
+}

@@ -104,3 +104,13 @@ export async function requestsByPayloadField(
     .from(approvalRequests)
     .where(and(eq(approvalRequests.kind, kind), sql`${approvalRequests.payload} ->> ${field} = ${value}`, inArray(approvalRequests.status, statuses)));
 }
+
+/** Pending requests per kind (kinds with none are absent). */
+export async function countPendingApprovalRequests(db: Database): Promise<Array<{ kind: RequestKind; count: number }>> {
+  const rows = await db
+    .select({ kind: approvalRequests.kind, count: sql<number>`count(*)::int` })
+    .from(approvalRequests)
+    .where(eq(approvalRequests.status, "pending"))
+    .groupBy(approvalRequests.kind);
+  return rows.map((r) => ({ kind: r.kind, count: Number(r.count) }));
+}

@@ -58,3 +58,18 @@ export async function latestCrl(db: Database, issuerId: number, partition: numbe
     .where(and(eq(crls.issuerId, issuerId), eq(crls.partition, partition), eq(crls.kind, kind)));
   return row && { ...row, crlNumber: BigInt(row.crlNumber), baseCrlNumber: row.baseCrlNumber === null ? null : BigInt(row.baseCrlNumber) };
 }
+
+/** Per issuer and kind: the oldest thisUpdate and the soonest nextUpdate among its stored CRLs (partitions). */
+export async function crlFreshness(db: Database): Promise<Array<{ issuerId: number; kind: CrlRow["kind"]; oldestThisUpdate: Date; soonestNextUpdate: Date }>> {
+  const rows = await db
+    .select({
+      issuerId: crls.issuerId,
+      kind: crls.kind,
+      oldestThisUpdate: sql<string>`min(${crls.thisUpdate})`,
+      soonestNextUpdate: sql<string>`min(${crls.nextUpdate})`,
+    })
+    .from(crls)
+    .groupBy(crls.issuerId, crls.kind);
+  // Aggregates come back as text from both drivers.
+  return rows.map((r) => ({ ...r, oldestThisUpdate: new Date(r.oldestThisUpdate), soonestNextUpdate: new Date(r.soonestNextUpdate) }));
+}

@@ -5,6 +5,7 @@ import { mayIssue, mayRead, type Principal } from "../../auth/api-tokens.ts";
 import { Rejection } from "../../errors.ts";
 import { approvalsRequiredFor, requestIssuance } from "../../approvals/issue.ts";
 import { issueCertificate } from "../../issuance/issue-certificate.ts";
+import { countIssuance } from "../../metrics/issuance-outcome.ts";
 import type { RevocationPublishing } from "../../revocation/pointers.ts";
 import { parseReason, reasonName } from "../../revocation/reasons.ts";
 import { revoke } from "../../revocation/revoke.ts";
@@ -63,16 +64,25 @@ export function certificateRoutes(ctx: AppContext, revocation?: RevocationPublis
       if (!mayIssue(principal, profile)) return problem(c, "forbidden", `this token may not issue from profile ${profile}`);
       if (approvalsRequiredFor(ctx, profile) > 0) {
         // M-of-N: checked now (a bad request is refused and nothing is stored), issued once admins approve.
-        const state = await requestIssuance(approvalDepsOf(ctx, revocation), { csrPem: csr, profile, validity, principal, ttlMs: approvalTtlMs(ctx) });
+        const state = await countIssuance(
+          ctx.metrics,
+          "rest",
+          profile,
+          () => requestIssuance(approvalDepsOf(ctx, revocation), { csrPem: csr, profile, validity, principal, ttlMs: approvalTtlMs(ctx) }),
+          () => "pending_approval",
+        );
         ctx.log.info({ request: state.request.id, profile, token: principal.tokenId, required: state.request.required }, "certificate request waits for approval");
         c.header("location", `/api/v1/requests/${state.request.id}`);
         return c.json(requestView(state), 202);
       }
-      const issuer = ctx.issuer();
-      const row = await issueCertificate(
-        { db: ctx.store.db, profiles: ctx.profiles, issuer, revocation, audit: ctx.audit },
-        { csrPem: csr, profile, validity, requestedBy: principal.tokenId },
-      );
+      const { issuer, row } = await countIssuance(ctx.metrics, "rest", profile, async () => {
+        const issuer = ctx.issuer();
+        const row = await issueCertificate(
+          { db: ctx.store.db, profiles: ctx.profiles, issuer, revocation, audit: ctx.audit },
+          { csrPem: csr, profile, validity, requestedBy: principal.tokenId },
+        );
+        return { issuer, row };
+      });
       ctx.log.info({ serial: row.serial, profile, token: principal.tokenId }, "certificate issued");
       c.header("location", `/api/v1/certificates/${row.serial}`);
       return c.json({ ...view(row), chain: issuer.chainPem }, 201);
@@ -115,7 +125,7 @@ export function certificateRoutes(ctx: AppContext, revocation?: RevocationPublis
       return problem(c, "not-found", `no certificate with serial ${serial}`);
     }
     const outcome = await revoke(
-      { db: ctx.store.db, now: () => new Date(), audit: ctx.audit },
+      { db: ctx.store.db, now: () => new Date(), audit: ctx.audit, metrics: ctx.metrics },
       { serial, reason, invalidityDate: body.data.invalidityDate ? new Date(body.data.invalidityDate) : undefined, by: principal.tokenId },
     );
     ctx.log.info({ serial, reason: reasonName(reason), token: principal.tokenId, alreadyRevoked: outcome.alreadyRevoked }, "certificate revoked");

@@ -20,6 +20,7 @@ export function approvalDepsOf(ctx: AppContext, revocation?: RevocationPublishin
     log: ctx.log,
     now: () => new Date(),
     audit: ctx.audit,
+    metrics: ctx.metrics,
     // A rotation approved here is picked up by every replica's hierarchy watch within seconds.
   };
 }

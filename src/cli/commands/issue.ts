@@ -3,6 +3,7 @@ import { mayIssue } from "../../auth/api-tokens.ts";
 import { approvalsRequiredFor, requestIssuance } from "../../approvals/issue.ts";
 import { approvalCount, getApprovalRequest, type RequestState } from "../../approvals/requests.ts";
 import { issueCertificate } from "../../issuance/issue-certificate.ts";
+import { countIssuance } from "../../metrics/issuance-outcome.ts";
 import { approvalDepsOfEnv, principalOf } from "../approval-env.ts";
 import { CliError, type CommandEnv } from "../command-env.ts";
 
@@ -49,18 +50,28 @@ export async function issueCommand(args: string[], env: CommandEnv): Promise<num
     const profile = values.profile;
     const csrPem = values["csr-pem"];
     if (!profile || !csrPem) throw new CliError(`give --profile and --csr (or --request ID); usage:\n${issueUsage}`);
+    // Counted only inside the service (over the control socket), and never under a made-up profile name.
+    const metrics = deps.profiles.has(profile) ? deps.metrics : undefined;
     if (approvalsRequiredFor(deps, profile) === 0) {
       if (deps.profiles.has(profile) && !mayIssue(principal, profile)) throw new CliError(`token ${principal.tokenId} may not issue from profile ${profile}`, 1);
       const issuer = await deps.issuer();
-      const row = await issueCertificate(
-        { db: deps.db, profiles: deps.profiles, issuer, revocation: deps.revocation },
-        { csrPem, profile, validity: values.validity, requestedBy: principal.tokenId },
+      const row = await countIssuance(metrics, "cli", profile, () =>
+        issueCertificate(
+          { db: deps.db, profiles: deps.profiles, issuer, revocation: deps.revocation },
+          { csrPem, profile, validity: values.validity, requestedBy: principal.tokenId },
+        ),
       );
       env.out(`${row.certificatePem.trim()}\n${issuer.chainPem.trim()}`);
       env.err(`Issued ${row.serial} (${row.subject || row.sans.join(", ")}), valid until ${row.notAfter.toISOString()}.`);
       return 0;
     }
-    state = await requestIssuance(deps, { csrPem, profile, validity: values.validity, principal, ttlMs: env.config.approvals.ttlMs });
+    state = await countIssuance(
+      metrics,
+      "cli",
+      profile,
+      () => requestIssuance(deps, { csrPem, profile, validity: values.validity, principal, ttlMs: env.config.approvals.ttlMs }),
+      () => "pending_approval",
+    );
   }
 
   const deadline = Date.now() + waitSeconds * 1000;

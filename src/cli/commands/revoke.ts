@@ -34,7 +34,7 @@ export async function revokeCommand(args: string[], env: CommandEnv): Promise<nu
     await env.hierarchyChanged();
     return 0;
   }
-  const outcome = await revoke({ db: store.db, now: () => new Date(), audit: env.audit }, { serial, reason, invalidityDate, by: "cli" });
+  const outcome = await revoke({ db: store.db, now: () => new Date(), audit: env.audit, metrics: env.metrics }, { serial, reason, invalidityDate, by: "cli" });
   const r = outcome.row;
   env.out(
     outcome.alreadyRevoked

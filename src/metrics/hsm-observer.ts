@@ -1,0 +1,21 @@
+import type { Hsm } from "../hsm/hsm.ts";
+import type { Metrics } from "./catalogue.ts";
+
+/**
+ * Counts every key use the HSM reports (sign, generate, destroy: latency
+ * and result per key label) and every time it becomes unavailable. Returns
+ * the unsubscribe.
+ */
+export function observeHsm(metrics: Metrics, hsm: Pick<Hsm, "onKeyUse" | "onAvailability">): () => void {
+  const offKeyUse = hsm.onKeyUse((e) => {
+    metrics.hsmOperationSeconds.observe({ key_label: e.label, operation: e.operation }, e.ms / 1000);
+    metrics.hsmOperations.inc({ key_label: e.label, operation: e.operation, result: e.ok ? "ok" : "error" });
+  });
+  const offAvailability = hsm.onAvailability((e) => {
+    if (!e.available) metrics.hsmUnavailable.inc();
+  });
+  return () => {
+    offKeyUse();
+    offAvailability();
+  };
+}
