@@ -109,7 +109,7 @@ export async function startService(
         hostname: config.http.host,
         port: config.http.port,
         serverOptions: SERVER_LIMITS,
-        createServer: ocspFastPathServer(() => revocation?.ocsp),
+        createServer: ocspFastPathServer(() => revocation?.ocsp, ctx),
       }),
     );
     closers.push(() => closeServer(httpServer));

@@ -32,8 +32,7 @@ export const UNMATCHED_ROUTE = "unmatched";
  */
 export function requestLog(ctx: Pick<AppContext, "log" | "metrics">, listener: Listener): MiddlewareHandler<AppEnv> {
   const observe: MiddlewareHandler<AppEnv> = async function observeRequest(c, next) {
-    const incoming = c.req.header("x-request-id");
-    const reqId = incoming && SANE_REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
+    const reqId = requestIdOf(c.req.header("x-request-id"));
     c.set("requestId", reqId);
     const started = performance.now();
     let failed = false;
@@ -48,28 +47,49 @@ export function requestLog(ctx: Pick<AppContext, "log" | "metrics">, listener: L
       const status = failed ? 500 : c.res.status;
       if (!failed) echoRequestId(c, reqId);
       const route = routeOf(c, observe);
-      const method = METHODS.has(c.req.method) ? c.req.method : "OTHER";
-      ctx.metrics?.httpRequests.inc({ listener, method, route, status: String(status) });
-      ctx.metrics?.httpRequestSeconds.observe({ listener, method, route }, seconds);
       const principal = c.get("principal");
       const acmeAccount = c.get("acmeAccount");
-      const level = QUIET_ROUTES.has(route) ? "debug" : status >= 500 ? "warn" : "info";
-      ctx.log[level](
-        {
-          reqId,
-          listener,
-          method,
-          route,
-          status,
-          ms: Math.round(seconds * 1e6) / 1e3,
-          ...(principal ? { tokenId: principal.tokenId, role: principal.role } : {}),
-          ...(acmeAccount ? { acmeAccount } : {}),
-        },
-        "request",
-      );
+      recordRequest(ctx, {
+        reqId,
+        listener,
+        method: c.req.method,
+        route,
+        status,
+        seconds,
+        ...(principal ? { tokenId: principal.tokenId, role: principal.role } : {}),
+        ...(acmeAccount ? { acmeAccount } : {}),
+      });
     }
   };
   return observe;
+}
+
+export interface RequestRecord {
+  reqId: string;
+  listener: Listener;
+  method: string;
+  /** The route pattern, never the raw path. */
+  route: string;
+  status: number;
+  seconds: number;
+  tokenId?: string;
+  role?: string;
+  acmeAccount?: string;
+}
+
+/** The request's log line and HTTP metrics; also used by the OCSP fast path on the plain-HTTP listener. */
+export function recordRequest(ctx: Pick<AppContext, "log" | "metrics">, r: RequestRecord): void {
+  const method = METHODS.has(r.method) ? r.method : "OTHER";
+  ctx.metrics?.httpRequests.inc({ listener: r.listener, method, route: r.route, status: String(r.status) });
+  ctx.metrics?.httpRequestSeconds.observe({ listener: r.listener, method, route: r.route }, r.seconds);
+  const level = QUIET_ROUTES.has(r.route) ? "debug" : r.status >= 500 ? "warn" : "info";
+  const { seconds, ...fields } = r;
+  ctx.log[level]({ ...fields, method, ms: Math.round(seconds * 1e6) / 1e3 }, "request");
+}
+
+/** A sane incoming X-Request-Id, else a new one. */
+export function requestIdOf(incoming: string | undefined): string {
+  return incoming && SANE_REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
 }
 
 /** Sets X-Request-Id on the response; a response with immutable headers is copied first. */
