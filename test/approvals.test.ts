@@ -14,6 +14,8 @@ import { startService, type Service } from "../src/service.ts";
 import { listApprovalRequests } from "../src/store/approvals.ts";
 import { listCas } from "../src/store/cas.ts";
 import { certificateBySerial, countCertificates } from "../src/store/certificates.ts";
+import { auditLog } from "../src/store/schema.ts";
+import { and, eq } from "drizzle-orm";
 import { BIN, runCli, type CliResult } from "./helpers/cli.ts";
 import { makeCsr, openssl, tempDir, verify, x509Text } from "./helpers/openssl.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
@@ -125,6 +127,11 @@ describe("code signing over REST", () => {
     expect(stored).toMatchObject({ profile: "code-signing", requestedBy: idOf(tok.requester) });
     expect(stored!.subject).toMatch(/CN=Release Signing/);
     expect(await countCertificates(db())).toBe(before + 1);
+    // The audit log names the certificate and the request that was approved.
+    await t.service.ctx.audit!.flush();
+    const issuedEntries = await db().select().from(auditLog).where(and(eq(auditLog.kind, "certificate.issue"), eq(auditLog.subject, serial)));
+    expect(issuedEntries).toHaveLength(1);
+    expect(issuedEntries[0]!.details).toMatchObject({ approved_request: id });
 
     // The requester reads it back, with the certificate and its chain; so does an auditor; another issuer does not see it.
     const shown = await get(id, tok.requester);

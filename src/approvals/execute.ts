@@ -56,7 +56,7 @@ async function executeIssue(deps: ApprovalDeps, r: ApprovalRequestRow): Promise<
   // A profile removed since the request was made is not a label worth keeping.
   const row = await countIssuance(deps.profiles.has(p.profile) ? deps.metrics : undefined, "approval", p.profile, async () =>
     issueCertificate(
-      { db: deps.db, profiles: deps.profiles, issuer: await deps.issuer(), revocation: deps.revocation },
+      { db: deps.db, profiles: deps.profiles, issuer: await deps.issuer(), revocation: deps.revocation, audit: deps.audit },
       { csrPem: p.csr, profile: p.profile, validity: p.validity, requestedBy: r.requestedBy, approvedRequest: r.id },
     ),
   );

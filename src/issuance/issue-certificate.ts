@@ -1,5 +1,5 @@
 import { actorFor, withActor } from "../audit/actor.ts";
-import type { AuditLog } from "../audit/audit-log.ts";
+import type { AuditEntry } from "../audit/audit-log.ts";
 import { buildLeafCertificate } from "../ca/leaf-certificate.ts";
 import { parseCsr } from "../ca/csr.ts";
 import { sha256Hex } from "../ca/fingerprint.ts";
@@ -34,7 +34,7 @@ export interface IssueContext {
   /** Where certificates point relying parties for CRLs and OCSP; absent: no such pointers. */
   revocation?: RevocationPublishing;
   /** Records certificate.issue; unset: not recorded. */
-  audit?: AuditLog;
+  audit?: { record(entry: AuditEntry): void | Promise<void> };
 }
 
 /**

@@ -71,7 +71,7 @@ export function certificateRoutes(ctx: AppContext, revocation?: RevocationPublis
           () => requestIssuance(approvalDepsOf(ctx, revocation), { csrPem: csr, profile, validity, principal, ttlMs: approvalTtlMs(ctx) }),
           () => "pending_approval",
         );
-        ctx.log.info({ request: state.request.id, profile, token: principal.tokenId, required: state.request.required }, "certificate request waits for approval");
+        ctx.log.info({ request: state.request.id, profile, tokenId: principal.tokenId, required: state.request.required }, "certificate request waits for approval");
         c.header("location", `/api/v1/requests/${state.request.id}`);
         return c.json(requestView(state), 202);
       }
@@ -83,7 +83,7 @@ export function certificateRoutes(ctx: AppContext, revocation?: RevocationPublis
         );
         return { issuer, row };
       });
-      ctx.log.info({ serial: row.serial, profile, token: principal.tokenId }, "certificate issued");
+      ctx.log.info({ serial: row.serial, profile, tokenId: principal.tokenId }, "certificate issued");
       c.header("location", `/api/v1/certificates/${row.serial}`);
       return c.json({ ...view(row), chain: issuer.chainPem }, 201);
     },
@@ -128,7 +128,7 @@ export function certificateRoutes(ctx: AppContext, revocation?: RevocationPublis
       { db: ctx.store.db, now: () => new Date(), audit: ctx.audit, metrics: ctx.metrics },
       { serial, reason, invalidityDate: body.data.invalidityDate ? new Date(body.data.invalidityDate) : undefined, by: principal.tokenId },
     );
-    ctx.log.info({ serial, reason: reasonName(reason), token: principal.tokenId, alreadyRevoked: outcome.alreadyRevoked }, "certificate revoked");
+    ctx.log.info({ serial, reason: reasonName(reason), tokenId: principal.tokenId, alreadyRevoked: outcome.alreadyRevoked }, "certificate revoked");
     return c.json({ ...view(outcome.row), alreadyRevoked: outcome.alreadyRevoked });
   });
 

@@ -57,7 +57,7 @@ export async function issueCommand(args: string[], env: CommandEnv): Promise<num
       const issuer = await deps.issuer();
       const row = await countIssuance(metrics, "cli", profile, () =>
         issueCertificate(
-          { db: deps.db, profiles: deps.profiles, issuer, revocation: deps.revocation },
+          { db: deps.db, profiles: deps.profiles, issuer, revocation: deps.revocation, audit: deps.audit },
           { csrPem, profile, validity: values.validity, requestedBy: principal.tokenId },
         ),
       );
