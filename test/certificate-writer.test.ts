@@ -7,6 +7,7 @@ import { insertCertificate, type NewCertificateRow } from "../src/store/certific
 import { openStore, type Store } from "../src/store/database.ts";
 import { cas, certificates } from "../src/store/schema.ts";
 import { isUniqueViolation } from "../src/store/errors.ts";
+import { blockKey, isKeyBlocked } from "../src/store/blocked-keys.ts";
 import { tempDir } from "./helpers/openssl.ts";
 import { createTestDatabase } from "./helpers/postgres.ts";
 
@@ -74,5 +75,18 @@ describe("certificate writer (group commit)", () => {
     const all = await store.db.select({ serial: certificates.serial }).from(certificates);
     expect(all.filter((r) => r.serial === taken)).toHaveLength(1);
     for (const [i, r] of rows.entries()) if (i !== 17) expect(all.some((a) => a.serial === r.serial)).toBe(true);
+  });
+});
+
+describe("blocked-key lookups (batched)", () => {
+  it("answers each of many concurrent questions about its own key", async () => {
+    const keys = Array.from({ length: 120 }, () => crypto.randomBytes(32).toString("hex"));
+    const blocked = new Set(keys.filter((_, i) => i % 7 === 3));
+    for (const k of blocked) await blockKey(store.db, k, "keyCompromise");
+    const answers = await Promise.all(keys.map((k) => isKeyBlocked(store.db, k)));
+    expect(answers).toEqual(keys.map((k) => blocked.has(k)));
+    // A key blocked now is refused by the very next question: nothing is cached.
+    await blockKey(store.db, keys[0]!, "keyCompromise");
+    expect(await isKeyBlocked(store.db, keys[0]!)).toBe(true);
   });
 });
