@@ -28,7 +28,7 @@ export interface ControllerOptions {
 }
 
 export interface Controller {
-  /** Resolves when every informer has listed once. */
+  /** Resolves when every informer has listed once (list errors are retried every few seconds meanwhile). */
   started: Promise<void>;
   /** Resolves once nothing is queued or running. */
   idle(): Promise<void>;
@@ -45,6 +45,7 @@ export function startController(opts: ControllerOptions): Controller {
   const memory = new Map<string, SigningMemory>();
   const recheckMs = opts.issuerRecheckMs ?? DEFAULT_RECHECK_MS;
   let stopping = false;
+  const restarts = new Set<NodeJS.Timeout>();
 
   const issuerCache = (kind: IssuerKey["kind"]) => (kind === CLUSTER_ISSUER_KIND ? kube.clusterIssuers : kube.issuers);
   const getIssuer = async (key: IssuerKey) => issuerCache(key.kind).get(key.name, key.namespace) as HsmIssuer | undefined;
@@ -158,9 +159,11 @@ export function startController(opts: ControllerOptions): Controller {
     inf.on("error", (err) => {
       if (stopping) return;
       log.warn({ err: (err as Error)?.message ?? String(err) }, "watch ended with an error; restarting");
-      setTimeout(() => {
+      const timer = setTimeout(() => {
+        restarts.delete(timer);
         if (!stopping) inf.start().catch((e) => log.error({ err: (e as Error).message }, "informer restart failed"));
-      }, INFORMER_RESTART_MS).unref();
+      }, INFORMER_RESTART_MS);
+      restarts.add(timer);
     });
   }
 
@@ -168,6 +171,7 @@ export function startController(opts: ControllerOptions): Controller {
   const started = (async () => {
     await Promise.all([kube.issuers.start(), kube.clusterIssuers.start()]);
     await kube.requests.start();
+    await kube.listed;
     log.info({ clusterResourceNamespace: opts.clusterResourceNamespace }, "cert-manager external issuer controller watching");
   })();
 
@@ -176,6 +180,7 @@ export function startController(opts: ControllerOptions): Controller {
     idle: () => queue.idle(),
     async stop() {
       stopping = true;
+      for (const timer of restarts) clearTimeout(timer);
       queue.stop();
       await Promise.all(informers.map((i) => i.stop().catch(() => {})));
       await queue.idle();

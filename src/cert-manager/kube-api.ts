@@ -38,6 +38,8 @@ export type WriteResult = "ok" | "conflict" | "gone";
 export type CachedInformer<T extends KubernetesObject> = Informer<T> & ObjectCache<T>;
 
 export interface KubeApi {
+  /** Resolves once every informer below has listed its objects (an informer's start() resolves even when the list fails). */
+  listed: Promise<void>;
   requests: CachedInformer<CertificateRequest & KubernetesObject>;
   issuers: CachedInformer<HsmIssuer & KubernetesObject>;
   clusterIssuers: CachedInformer<HsmIssuer & KubernetesObject>;
@@ -54,8 +56,16 @@ export function kubeApi(kc: KubeConfig): KubeApi {
   const core = kc.makeApiClient(CoreV1Api);
   const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 
-  const informer = <T extends KubernetesObject>(group: string, version: string, plural: string) =>
-    makeInformer<T>(kc, `/apis/${group}/${version}/${plural}`, () => custom.listClusterCustomObject({ group, version, plural }));
+  const lists: Promise<void>[] = [];
+  const informer = <T extends KubernetesObject>(group: string, version: string, plural: string) => {
+    let listed!: () => void;
+    lists.push(new Promise<void>((resolve) => (listed = resolve)));
+    return makeInformer<T>(kc, `/apis/${group}/${version}/${plural}`, async () => {
+      const list = await custom.listClusterCustomObject({ group, version, plural });
+      listed();
+      return list;
+    });
+  };
 
   /** The resourceVersion makes the patch conditional: a status written from a stale read is refused (409), not merged. */
   const statusPatch = (meta: { resourceVersion?: string }, status: unknown) => ({
@@ -63,10 +73,15 @@ export function kubeApi(kc: KubeConfig): KubeApi {
     status,
   });
 
+  const requests = informer<CertificateRequest & KubernetesObject>(CERT_MANAGER_GROUP, CERT_MANAGER_VERSION, CERTIFICATE_REQUEST_PLURAL);
+  const issuers = informer<HsmIssuer & KubernetesObject>(ISSUER_GROUP, ISSUER_VERSION, ISSUER_PLURAL);
+  const clusterIssuers = informer<HsmIssuer & KubernetesObject>(ISSUER_GROUP, ISSUER_VERSION, CLUSTER_ISSUER_PLURAL);
+
   return {
-    requests: informer(CERT_MANAGER_GROUP, CERT_MANAGER_VERSION, CERTIFICATE_REQUEST_PLURAL),
-    issuers: informer(ISSUER_GROUP, ISSUER_VERSION, ISSUER_PLURAL),
-    clusterIssuers: informer(ISSUER_GROUP, ISSUER_VERSION, CLUSTER_ISSUER_PLURAL),
+    listed: Promise.all(lists).then(() => undefined),
+    requests,
+    issuers,
+    clusterIssuers,
 
     async readSecret(namespace, name, key) {
       try {

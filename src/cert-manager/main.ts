@@ -29,14 +29,9 @@ const controller = startController({
   log,
 });
 
+// Until the first lists succeed, /readyz says so and the log says why (CRDs missing, RBAC not bound, API unreachable).
 let watching = false;
-controller.started.then(
-  () => (watching = true),
-  (err) => {
-    log.fatal({ err: (err as Error).message }, "cannot list CertificateRequests or issuers (are the CRDs installed and the RBAC bound?)");
-    process.exit(1);
-  },
-);
+void controller.started.then(() => (watching = true));
 
 const health =
   settings.healthPort > 0
