@@ -18,7 +18,8 @@ try {
   process.exit(2);
 }
 
-const log = pino({ level: settings.logLevel, base: { service: "hsm-ca-cert-manager-controller" } }, pino.destination(2));
+// Synchronous: a controller logs little, and a line must not be lost when it exits.
+const log = pino({ level: settings.logLevel, base: { service: "hsm-ca-cert-manager-controller" } }, pino.destination({ dest: 2, sync: true }));
 const kc = new KubeConfig();
 kc.loadFromDefault();
 
