@@ -106,23 +106,29 @@ export function hsmCaClient(endpoint: HsmCaEndpoint): HsmCaClient {
   return {
     async issue({ csrPem, profile, validity }) {
       const a = await call("POST", "/api/v1/certificates", { csr: csrPem, profile, ...(validity ? { validity } : {}) });
-      return map(a, ({ status, json }): IssueOutcome => {
-        if (status === 202) {
-          return { awaiting: { requestId: String(json.id), status: String(json.status), required: json.required, approvals: json.approvals?.length } };
-        }
-        return { issued: { serial: String(json.serial), certificatePem: String(json.certificate), chainPem: String(json.chain ?? "") } };
-      });
+      if (a.kind !== "ok") return a;
+      const { status, json } = a.value;
+      if (status === 202 && typeof json?.id === "string") {
+        return { kind: "ok", value: { awaiting: { requestId: json.id, status: String(json.status), required: json.required, approvals: json.approvals?.length } } };
+      }
+      if (status === 201 && isPem(json?.certificate)) {
+        return { kind: "ok", value: { issued: { serial: String(json.serial), certificatePem: json.certificate, chainPem: typeof json.chain === "string" ? json.chain : "" } } };
+      }
+      // Not hsm-ca's answer (a proxy's page, say): nothing to record, so try again later.
+      return { kind: "unavailable", detail: `POST /api/v1/certificates: unexpected HTTP ${status} answer without a certificate` };
     },
     async approvalRequest(id) {
       const a = await call("GET", `/api/v1/requests/${encodeURIComponent(id)}`);
       return map(a, ({ json }): ApprovalState => ({
-        status: String(json.status),
-        ...(json.certificate ? { issued: { serial: String(json.result?.serial ?? ""), certificatePem: String(json.certificate), chainPem: String(json.chain ?? "") } } : {}),
+        status: String(json?.status),
+        ...(isPem(json?.certificate) ? { issued: { serial: String(json.result?.serial ?? ""), certificatePem: String(json.certificate), chainPem: String(json.chain ?? "") } } : {}),
         ...(json.result?.detail ? { detail: String(json.result.detail) } : {}),
       }));
     },
     async rootPem() {
-      return map(await call("GET", "/ca/root.pem", undefined, false), ({ text }) => text);
+      const a = await call("GET", "/ca/root.pem", undefined, false);
+      if (a.kind === "ok" && !isPem(a.value.text)) return { kind: "unavailable", detail: "GET /ca/root.pem: the answer is not a PEM certificate" };
+      return map(a, ({ text }) => text);
     },
     async ready() {
       return map(await call("GET", "/readyz", undefined, false), ({ json }) => json);
@@ -131,6 +137,10 @@ export function hsmCaClient(endpoint: HsmCaEndpoint): HsmCaClient {
       return map(await call("GET", `/api/v1/certificates?profile=${encodeURIComponent(profile)}&limit=1`), () => undefined);
     },
   };
+}
+
+function isPem(value: unknown): value is string {
+  return typeof value === "string" && value.includes("-----BEGIN CERTIFICATE-----");
 }
 
 function safeJson(text: string): any {

@@ -87,7 +87,7 @@ export function kubeApi(kc: KubeConfig): KubeApi {
       try {
         const secret = await core.readNamespacedSecret({ namespace, name });
         const value = secret.data?.[key];
-        return value === undefined ? secret.stringData?.[key] : Buffer.from(value, "base64").toString("utf8");
+        return value === undefined ? undefined : Buffer.from(value, "base64").toString("utf8");
       } catch (err) {
         if (err instanceof ApiException && err.code === 404) return undefined;
         throw withoutBody(err);
