@@ -32,7 +32,13 @@ const controller = startController({
 
 // Until the first lists succeed, /readyz says so and the log says why (CRDs missing, RBAC not bound, API unreachable).
 let watching = false;
-void controller.started.then(() => (watching = true));
+controller.started.then(
+  () => (watching = true),
+  (err) => {
+    log.fatal({ err: (err as Error).message }, "cannot start watching");
+    process.exit(1);
+  },
+);
 
 const health =
   settings.healthPort > 0
