@@ -6,6 +6,7 @@ import { PostgresJsPreparedQuery } from "drizzle-orm/postgres-js/session";
 import { createApiToken } from "../../src/auth/api-tokens.ts";
 import { certificates } from "../../src/store/schema.ts";
 import type { RunResult } from "./acme-load-client.ts";
+import { postgresCpu, postgresCpuSince } from "./cpu.ts";
 import { Background, ensureTool, freePort, nodeTsArgs, run, sleep, tempDir, waitForPort } from "./proc.ts";
 import { log, num, ratio, REPO, seconds, toolVersion, type Section } from "./report.ts";
 import { startBenchService, type BenchService } from "./service.ts";
@@ -79,38 +80,6 @@ class LoadClient {
     await gone;
     clearTimeout(timer);
   }
-}
-
-/** CPU time of every PostgreSQL server process on this machine, ms; undefined when none is visible. */
-const CLK_TCK = (() => {
-  try {
-    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-function postgresCpu(): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const pid of fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
-    try {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-      const close = stat.lastIndexOf(")");
-      if (stat.slice(stat.indexOf("(") + 1, close) !== "postgres") continue;
-      const f = stat.slice(close + 2).split(" ");
-      out.set(Number(pid), ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
-/** CPU ms the PostgreSQL processes spent between two snapshots (processes started meanwhile count whole). */
-function postgresCpuSince(before: Map<number, number>): number | undefined {
-  const after = postgresCpu();
-  if (!after.size) return undefined;
-  let ms = 0;
-  for (const [pid, t] of after) ms += t - (before.get(pid) ?? 0);
-  return ms;
 }
 
 /**

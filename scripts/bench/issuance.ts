@@ -1,4 +1,5 @@
 import crypto from "node:crypto";
+import os from "node:os";
 import fs from "node:fs";
 import path from "node:path";
 import * as x509 from "@peculiar/x509";
@@ -6,6 +7,7 @@ import postgres from "postgres";
 import { count, desc, eq, sql } from "drizzle-orm";
 import { createApiToken } from "../../src/auth/api-tokens.ts";
 import { certificates } from "../../src/store/schema.ts";
+import { machineBusyMs, postgresCpu, postgresCpuSince } from "./cpu.ts";
 import { Background, ensureTool, freePort, run, tempDir, waitForPort } from "./proc.ts";
 import { RawSigner } from "./raw-sign.ts";
 import { log, mib, num, ratio, REPO, type Section } from "./report.ts";
@@ -27,6 +29,7 @@ const CSRS = 256;
 const SAMPLE = 20;
 const TARGET_RPS = 2000;
 const TARGET_P99_MS = 100;
+const CORES = os.availableParallelism();
 
 interface Run {
   server: string;
@@ -34,6 +37,19 @@ interface Run {
   wrk: WrkResult;
   peakRssKiB?: number;
   stored?: number;
+  /** CPU ms per answered certificate: the whole machine, and PostgreSQL's share. */
+  machineCpuMs?: number;
+  postgresCpuMs?: number;
+}
+
+/** Runs wrk and notes what each answer cost the machine in CPU. */
+async function measured(options: Parameters<typeof runWrk>[0]): Promise<{ wrk: WrkResult; machineCpuMs: number; postgresCpuMs?: number }> {
+  const busy0 = machineBusyMs();
+  const pg0 = postgresCpu();
+  const wrk = await runWrk(options);
+  const n = Math.max(1, wrk.requests);
+  const pg = postgresCpuSince(pg0);
+  return { wrk, machineCpuMs: (machineBusyMs() - busy0) / n, postgresCpuMs: pg === undefined ? undefined : pg / n };
 }
 
 /** P-256 CSRs for distinct names and keys, as a fleet of workloads would send. */
@@ -115,10 +131,10 @@ async function benchService(database: "postgres" | "pglite", csrs: string[], dir
     for (const clients of CONCURRENCY) {
       const before = await storedCount(bench);
       const stop = rssSampler();
-      const wrk = await runWrk({ target: service.httpsUrl, requests, connections: clients, threads: Math.min(2, clients), durationS: DURATION_S, timeoutS: 5 });
+      const { wrk, machineCpuMs, postgresCpuMs } = await measured({ target: service.httpsUrl, requests, connections: clients, threads: Math.min(2, clients), durationS: DURATION_S, timeoutS: 5 });
       const peakRssKiB = stop();
       const stored = (await storedCount(bench)) - before;
-      runs.push({ server: `hsm-ca (${bench.db.kind})`, clients, wrk, peakRssKiB, stored });
+      runs.push({ server: `hsm-ca (${bench.db.kind})`, clients, wrk, peakRssKiB, stored, machineCpuMs, postgresCpuMs });
       log(`issuance (${bench.db.kind}) ${clients} clients: ${num(wrk.rps)}/s p50 ${num(wrk.p50Ms)} ms p99 ${num(wrk.p99Ms)} ms, ${describeErrors(wrk)}`);
     }
     const failed = await checkStored(bench, dir);
@@ -164,9 +180,9 @@ async function benchWorkers(csrs: string[], dir: string): Promise<{ runs: Run[];
       const before = await stored();
       let peak = w.rssKiB();
       const timer = setInterval(() => (peak = Math.max(peak, w.rssKiB())), 200);
-      const wrk = await runWrk({ target: w.httpsUrl, requests, connections: clients, threads: Math.min(2, clients), durationS: DURATION_S, timeoutS: 5 });
+      const { wrk, machineCpuMs, postgresCpuMs } = await measured({ target: w.httpsUrl, requests, connections: clients, threads: Math.min(2, clients), durationS: DURATION_S, timeoutS: 5 });
       clearInterval(timer);
-      const r: Run = { server: `hsm-ca (postgres, ${WORKERS} workers)`, clients, wrk, peakRssKiB: Math.max(peak, w.rssKiB()), stored: (await stored()) - before };
+      const r: Run = { server: `hsm-ca (postgres, ${WORKERS} workers)`, clients, wrk, peakRssKiB: Math.max(peak, w.rssKiB()), stored: (await stored()) - before, machineCpuMs, postgresCpuMs };
       runs.push(r);
       log(`issuance (${WORKERS} workers) ${clients} clients: ${num(wrk.rps)}/s p50 ${num(wrk.p50Ms)} ms p99 ${num(wrk.p99Ms)} ms, ${describeErrors(wrk)}`);
       if (wrkErrors(wrk) > 0) failed.push(`${r.server} at ${clients} clients: ${describeErrors(wrk)}`);
@@ -228,8 +244,8 @@ async function benchCfssl(csrs: string[], dir: string): Promise<{ runs: Run[]; v
     await runWrk({ target, requests, connections: 16, threads: 2, durationS: 3 });
     const runs: Run[] = [];
     for (const clients of CONCURRENCY) {
-      const wrk = await runWrk({ target, requests, connections: clients, threads: Math.min(2, clients), durationS: DURATION_S, timeoutS: 5 });
-      runs.push({ server: "peer: cfssl serve", clients, wrk });
+      const { wrk, machineCpuMs } = await measured({ target, requests, connections: clients, threads: Math.min(2, clients), durationS: DURATION_S, timeoutS: 5 });
+      runs.push({ server: "peer: cfssl serve", clients, wrk, machineCpuMs });
       log(`issuance cfssl ${clients} clients: ${num(wrk.rps)}/s p50 ${num(wrk.p50Ms)} ms p99 ${num(wrk.p99Ms)} ms`);
       if (wrkErrors(wrk) > 0) failed.push(`cfssl at ${clients} clients: ${describeErrors(wrk)}`);
     }
@@ -277,6 +293,10 @@ export async function runIssuance(database: "postgres" | "pglite"): Promise<Sect
         num(r.wrk.p50Ms),
         num(r.wrk.p99Ms),
         r.peakRssKiB ? mib(r.peakRssKiB) : "",
+        r.machineCpuMs === undefined ? "" : num(r.machineCpuMs),
+        r.postgresCpuMs === undefined ? "" : num(r.postgresCpuMs),
+        // What the machine's cores could answer at this cost per certificate, were they all busy with it.
+        r.machineCpuMs === undefined ? "" : num((CORES * 1000) / r.machineCpuMs),
       ]);
     // The target is for the service as configured for load: the better of one process and workers.
     const at64 = [...pg.runs, ...(workers?.runs ?? [])].filter((r) => r.clients === 64).sort((a, b) => b.wrk.rps - a.wrk.rps)[0];
@@ -295,10 +315,13 @@ is the raw C_Sign rate of the same token and key with the service's number of se
 measures the same ceiling), taken in the same process just before. Peak RSS is the service process's (the benchmark runs it
 in-process; wrk is a separate process). On PostgreSQL the same load also goes to \`hsm-ca serve\` with
 HSM_CA_WORKERS=${WORKERS} (node:cluster workers sharing the listeners, run as a user runs it; RSS of all its processes). The peer is cfssl serve (Go, software P-256 key, no database, TLS) under the same
-load. Load generator, database and server share the machine's 2 cores.`,
+load. Load generator, database and server share the machine's cores. "Machine CPU ms/cert" is the busy time of all cores
+(/proc/stat) during the run divided by the certificates answered (the load generator included), "of which PostgreSQL" its
+server processes' share, and "CPU bound/s" what the cores could answer at that cost if nothing else ran: where the rate is
+close to it, CPU per certificate is what bounds it.`,
       tables: [
         {
-          headers: ["server", "clients", "certificates/s", "vs raw C_Sign", "vs cfssl", "p50 ms", "p99 ms", "peak RSS"],
+          headers: ["server", "clients", "certificates/s", "vs raw C_Sign", "vs cfssl", "p50 ms", "p99 ms", "peak RSS", "machine CPU ms/cert", "of which PostgreSQL", "CPU bound/s"],
           rows: [...rows(pg.runs, pg.ceiling), ...(workers ? rows(workers.runs, pg.ceiling) : []), ...(cfssl ? rows(cfssl.runs, pg.ceiling) : [])],
         },
         {
