@@ -71,7 +71,8 @@ function runChild(name: string): Promise<Section | undefined> {
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "hsmca-bench-")), "section.json");
   const self = fileURLToPath(import.meta.url);
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, ["--import", "tsx", self, "--child", name, out], { stdio: "inherit" });
+    // --expose-gc: the memory benchmark measures the live heap after a full collection.
+    const p = spawn(process.execPath, ["--expose-gc", "--import", "tsx", self, "--child", name, out], { stdio: "inherit" });
     const timer = setTimeout(() => {
       log(`${name}: still running after ${BENCHMARK_TIMEOUT_MS / 60_000} minutes, killing it`);
       p.kill("SIGKILL");

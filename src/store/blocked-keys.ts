@@ -1,4 +1,4 @@
-import { inArray } from "drizzle-orm";
+import { sql } from "drizzle-orm";
 import type { Database } from "./database.ts";
 import { blockedKeys } from "./schema.ts";
 
@@ -47,7 +47,13 @@ class BlockedKeyLookup {
         const batch = this.queue.splice(0, MAX_BATCH);
         try {
           const wanted = [...new Set(batch.map((q) => q.spkiSha256))];
-          const rows = await this.db.select({ k: blockedKeys.spkiSha256 }).from(blockedKeys).where(inArray(blockedKeys.spkiSha256, wanted));
+          // One array parameter, not one per key: the same prepared statement whatever the batch size.
+          // The keys are SHA-256 hex digests, so the array literal needs no quoting; anything else matches nothing.
+          const literal = `{${wanted.filter((k) => /^[0-9a-f]{1,128}$/.test(k)).join(",")}}`;
+          const rows = await this.db
+            .select({ k: blockedKeys.spkiSha256 })
+            .from(blockedKeys)
+            .where(sql`${blockedKeys.spkiSha256} = any(${literal}::text[])`);
           const blocked = new Set(rows.map((r) => r.k));
           for (const q of batch) q.resolve(blocked.has(q.spkiSha256));
         } catch (err) {
