@@ -7,7 +7,7 @@ import { createApiToken } from "../../src/auth/api-tokens.ts";
 import { certificates } from "../../src/store/schema.ts";
 import type { RunResult } from "./acme-load-client.ts";
 import { postgresCpu, postgresCpuSince } from "./cpu.ts";
-import { Background, ensureTool, freePort, nodeTsArgs, run, sleep, tempDir, waitForPort } from "./proc.ts";
+import { Background, ensureTool, freePort, nodeTsArgs, run, tempDir, waitForPort } from "./proc.ts";
 import { log, num, ratio, REPO, seconds, toolVersion, type Section } from "./report.ts";
 import { startBenchService, type BenchService } from "./service.ts";
 
@@ -106,21 +106,6 @@ interface Measured extends RunResult {
   clientCpuPerOrder: number;
 }
 
-/**
- * Stops the background OCSP pre-signing and waits for a batch in flight (as
- * the ocsp benchmark does): it signs every new certificate a little later,
- * whichever way it was issued, and would otherwise do the REST runs' backlog
- * during the ACME runs that follow them.
- */
-async function pauseOcspRefresher(bench: BenchService): Promise<void> {
-  const { ocsp } = bench.service.revocation;
-  ocsp.stop();
-  const deadline = Date.now() + 30_000;
-  while ((ocsp as unknown as { refreshing: boolean }).refreshing) {
-    if (Date.now() > deadline) throw new Error("the OCSP refresher did not finish its batch within 30 s");
-    await sleep(50);
-  }
-}
 
 /** pebble-challtestsrv as the tests use it: every A query answers 127.0.0.1. */
 async function startDns(): Promise<{ server: Background; address: string }> {
@@ -204,7 +189,7 @@ runs' backlog during the ACME runs after them).`,
     section.facts["DNS server"] = `pebble-challtestsrv ${toolVersion("dpkg-query", ["-W", "-f=${Version}", "pebble"])}`;
     log(`ACME: service up on ${bench.db.kind === "postgres" ? "PostgreSQL" : "PGlite"} (${bench.db.version})`);
     const { service } = bench;
-    await pauseOcspRefresher(bench);
+    await bench.service.revocation.ocsp.stop(); // resolves once a batch in flight has stopped
     const issuer = service.ctx.issuer();
     const token = await createApiToken(service.ctx.store.db, { role: "admin", description: "bench acme ceiling" });
     await client.call("setup", { httpsUrl: service.httpsUrl, rootPem: issuer.rootPem, token: token.secret, accounts: ACCOUNTS });

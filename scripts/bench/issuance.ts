@@ -68,6 +68,16 @@ export async function makeCsrs(n: number): Promise<string[]> {
   return out;
 }
 
+/** wrk's requests: each CSR posted to the REST API for a 1-hour tls-server certificate. */
+export function issuanceRequests(csrs: string[], tokenSecret: string): WrkRequest[] {
+  return csrs.map((csr) => ({
+    method: "POST",
+    path: "/api/v1/certificates",
+    headers: { authorization: `Bearer ${tokenSecret}`, "content-type": "application/json" },
+    body: Buffer.from(JSON.stringify({ csr, profile: "tls-server", validity: "1h" })),
+  }));
+}
+
 /** Samples this process's RSS every 100 ms until stopped; returns the peak in KiB. */
 function rssSampler(): () => number {
   let peak = process.memoryUsage.rss();
@@ -111,12 +121,7 @@ async function benchService(database: "postgres" | "pglite", csrs: string[], dir
     const { service } = bench;
     const issuer = service.ctx.issuer();
     const token = await createApiToken(service.ctx.store.db, { role: "issuer", profiles: ["tls-server"], description: "bench" });
-    const requests: WrkRequest[] = csrs.map((csr) => ({
-      method: "POST",
-      path: "/api/v1/certificates",
-      headers: { authorization: `Bearer ${token.secret}`, "content-type": "application/json" },
-      body: Buffer.from(JSON.stringify({ csr, profile: "tls-server", validity: "1h" })),
-    }));
+    const requests = issuanceRequests(csrs, token.secret);
     const raw = new RawSigner(bench.config.hsm, issuer.row.keyLabel, bench.config.hsm.sessions);
     let ceiling: number;
     try {
@@ -166,12 +171,7 @@ async function benchWorkers(csrs: string[], dir: string): Promise<{ runs: Run[];
       check: true,
     });
     const secret = token.stdout.trim().split("\n").pop()!.trim();
-    const requests: WrkRequest[] = csrs.map((csr) => ({
-      method: "POST",
-      path: "/api/v1/certificates",
-      headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
-      body: Buffer.from(JSON.stringify({ csr, profile: "tls-server", validity: "1h" })),
-    }));
+    const requests = issuanceRequests(csrs, secret);
     const stored = async () => Number((await sql`select count(*)::int as n from certificates where profile = 'tls-server'`)[0]!.n);
     await runWrk({ target: w.httpsUrl, requests, connections: 16, threads: 2, durationS: 3 });
     const runs: Run[] = [];

@@ -1,11 +1,11 @@
 import { count, eq } from "drizzle-orm";
 import { createApiToken } from "../../src/auth/api-tokens.ts";
 import { certificates } from "../../src/store/schema.ts";
-import { makeCsrs } from "./issuance.ts";
+import { issuanceRequests, makeCsrs } from "./issuance.ts";
 import { ensureTool } from "./proc.ts";
 import { log, mib, num, type Section } from "./report.ts";
 import { startBenchService } from "./service.ts";
-import { describeErrors, runWrk, wrkErrors, type WrkRequest } from "./wrk.ts";
+import { describeErrors, runWrk, wrkErrors } from "./wrk.ts";
 
 /**
  * Memory over a long issuance run: wrk keeps 16 clients issuing over HTTPS
@@ -30,12 +30,7 @@ export async function runMemory(): Promise<Section> {
     // it grows with the certificates issued by design, so it is paused here and its size reported apart.
     await service.revocation.ocsp.stop();
     const token = await createApiToken(service.ctx.store.db, { role: "issuer", profiles: ["tls-server"], description: "bench" });
-    const requests: WrkRequest[] = csrs.map((csr) => ({
-      method: "POST",
-      path: "/api/v1/certificates",
-      headers: { authorization: `Bearer ${token.secret}`, "content-type": "application/json" },
-      body: Buffer.from(JSON.stringify({ csr, profile: "tls-server", validity: "1h" })),
-    }));
+    const requests = issuanceRequests(csrs, token.secret);
     const samples: Array<{ s: number; rss: number; heap: number; live?: number }> = [];
     const t0 = performance.now();
     const gc = (globalThis as { gc?: () => void }).gc;

@@ -89,7 +89,7 @@ share the machine's cores.`,
     // Nothing should be due now; whatever still is, the refresher signs again and again.
     const now = new Date();
     const stillDue = (await certificatesNeedingOcsp(bench.service.ctx.store.db, now, new Date(now.getTime() + bench.config.revocation.ocspResponseLifetimeMs / 2), 100_000)).length;
-    await pauseRefresher(bench);
+    await bench.service.revocation.ocsp.stop(); // resolves once a batch in flight has stopped
     if (stillDue > 0) {
       section.notes.push(
         `**Performance problem:** right after every certificate got a fresh response, \`certificatesNeedingOcsp\` still reports ${stillDue} certificates due, so the background refresher re-signs them without end (paced by HSM_CA_OCSP_SIGN_RATE). The main rows are measured with the refresher paused; the row "refresher running" shows the service as shipped.`,
@@ -153,7 +153,7 @@ share the machine's cores.`,
       if (stillDue > 0) {
         bench.service.revocation.ocsp.start();
         await load("hsm-ca, refresher running", "GET", base, gets, CEILING);
-        await pauseRefresher(bench);
+        await bench.service.revocation.ocsp.stop(); // resolves once a batch in flight has stopped
       }
       await load(CEILING, "POST", ceilingUrl, posts);
       await load("hsm-ca", "POST", base, posts, CEILING);
@@ -285,16 +285,6 @@ async function presign(bench: BenchService, serials: string[]): Promise<number> 
   }
 }
 
-/** Stops the background refresher and waits for a batch in flight to end (bounded: 30 s). */
-async function pauseRefresher(bench: BenchService): Promise<void> {
-  const { ocsp } = bench.service.revocation;
-  ocsp.stop();
-  const deadline = Date.now() + 30_000;
-  while ((ocsp as unknown as { refreshing: boolean }).refreshing) {
-    if (Date.now() > deadline) throw new Error("the OCSP refresher did not finish its batch within 30 s");
-    await sleep(50);
-  }
-}
 
 /** Status, headers and body of one GET, as the server sent them (for the ceiling to copy). */
 async function rawGet(url: string): Promise<{ headers: Record<string, string>; body: Buffer }> {

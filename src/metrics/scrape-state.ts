@@ -1,3 +1,4 @@
+import { withTimeout } from "../with-timeout.ts";
 import { rotationDueAt } from "../ceremony/rotate.ts";
 import type { Config } from "../config.ts";
 import type { Hsm } from "../hsm/hsm.ts";
@@ -102,15 +103,5 @@ export function readStateOnScrape(metrics: Metrics, sources: ScrapeSources): voi
     const since = checkpoint?.at ?? firstEntry?.at;
     metrics.auditCheckpointAgeSeconds.set(since ? -secondsUntil(since) : 0);
     metrics.auditEntriesSinceCheckpoint.set(head ? head.seq - (checkpoint?.seq ?? 0) : 0);
-  });
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
-    p.then(
-      (v) => (clearTimeout(t), resolve(v)),
-      (e) => (clearTimeout(t), reject(e)),
-    );
   });
 }

@@ -1,3 +1,4 @@
+import { withTimeout } from "../../with-timeout.ts";
 import { Hono } from "hono";
 import type { AppContext } from "../context.ts";
 import { problem } from "../problem.ts";
@@ -25,14 +26,4 @@ export function healthRoutes(ctx: AppContext) {
     return problem(c, hsm.ok ? "database-unavailable" : "hsm-unavailable", down.join("; "), { checks });
   });
   return app;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
-    p.then(
-      (v) => (clearTimeout(t), resolve(v)),
-      (e) => (clearTimeout(t), reject(e)),
-    );
-  });
 }
