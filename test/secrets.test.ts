@@ -34,7 +34,7 @@ describe("secrets stay out of logs and output", () => {
     expect(issued.status).toBe(201);
     // A wrong token that looks real, and a real token one character off.
     expect((await t.api("GET", "/api/v1/cas", { token: "hsmca_0123456789ab_" + "s".repeat(32) })).status).toBe(401);
-    expect((await t.api("GET", "/api/v1/cas", { token: tokens[0]!.slice(0, -1) + "x" })).status).toBe(401);
+    expect((await t.api("GET", "/api/v1/cas", { token: tokens[0]!.slice(0, -1) + (tokens[0]!.endsWith("x") ? "y" : "x") })).status).toBe(401);
     expect((await t.api("POST", `/api/v1/certificates/${issued.body.serial}/revoke`, { token: tokens[0], json: { reason: "superseded" } })).status).toBe(200);
     for (const args of [["status"], ["revoke", issued.body.serial], ["rotate", "--dry-run"]]) {
       const r = await runCli(args, t.env);
