@@ -23,7 +23,7 @@ export function apiClient(baseUrl: string, rootPem: string) {
       headers["content-type"] = "application/json";
     }
     if (body !== undefined && !headers["content-type"]) headers["content-type"] = "application/json";
-    return new Promise((resolve, reject) => {
+    const send = (retried: boolean): Promise<ApiResponse> => new Promise((resolve, reject) => {
       const req = https.request(new URL(path, baseUrl), { method, headers, agent, timeout: 30_000 }, (res) => {
         let text = "";
         res.setEncoding("utf8");
@@ -34,10 +34,16 @@ export function apiClient(baseUrl: string, rootPem: string) {
           resolve({ status: res.statusCode!, headers: res.headers, body: parsed, text });
         });
       });
-      req.on("error", reject);
+      req.on("error", (err: NodeJS.ErrnoException) => {
+        // A kept-alive socket the server closed as idle just as it was reused: the request
+        // never reached the server (Node's documented retry case), so send it once more.
+        if (req.reusedSocket && err.code === "ECONNRESET" && !retried) send(true).then(resolve, reject);
+        else reject(err);
+      });
       req.on("timeout", () => req.destroy(new Error(`${method} ${path} timed out`)));
       req.end(body);
     });
+    return send(false);
   };
 }
 
