@@ -158,7 +158,7 @@ export function sanProblem(
       }
       return undefined;
     }
-    case "ip":
+    case "ip": {
       if (!rules.ip || !ipRanges) return refuse("IP addresses");
       const mapped = ipv4MappedAddress(san.value);
       if (mapped && !rules.ip.ipv4Mapped) {
@@ -168,6 +168,7 @@ export function sanProblem(
         return `IP address ${san.value} is outside the ranges profile ${profile.name} serves (${rules.ip.ranges.join(", ")})`;
       }
       return undefined;
+    }
     case "url":
       if (!rules.uri) return refuse("URIs");
       return spiffeIdProblem(san.value, rules.uri.spiffeTrustDomains);
