@@ -1,10 +1,14 @@
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import * as x509 from "@peculiar/x509";
 import { describe, expect, it } from "vitest";
 import { parseCsr, type ParsedCsr } from "../src/ca/csr.ts";
 import { Rejection } from "../src/errors.ts";
+import { checkIdentifiers } from "../src/policy/acme-identifiers.ts";
 import { decide, type DecideInput } from "../src/policy/decide.ts";
-import { loadProfiles } from "../src/policy/profiles.ts";
+import { profileSchema, type Profile } from "../src/policy/profile-schema.ts";
+import { loadAcmeProfiles, loadProfiles } from "../src/policy/profiles.ts";
 import { makeCsr, makeKey, openssl, tempDir, type CsrOptions } from "./helpers/openssl.ts";
 
 const profiles = loadProfiles(path.resolve(import.meta.dirname, "..", "profiles"));
@@ -218,8 +222,8 @@ describe("decide: tls-server", () => {
   );
 
   it("a DNS name equal to a suffix is accepted", async () => {
-    const d = await decideFor("tls-server", await csrOf({ san: "DNS:example.com,DNS:localhost" }));
-    expect(d.sans.map((s) => s.value)).toEqual(["example.com", "localhost"]);
+    const d = await decideFor("tls-server", await csrOf({ san: "DNS:example.com,DNS:cluster.local" }));
+    expect(d.sans.map((s) => s.value)).toEqual(["example.com", "cluster.local"]);
   });
 
   it.each(["8.8.8.8", "172.32.0.1", "2001:db8::1"])("IP %s outside the ranges -> rejected-identifier naming it", async (ip) => {
@@ -488,5 +492,194 @@ describe("decide: validity", () => {
     expect(d.notBefore.getTime()).toBeGreaterThanOrEqual(before - 5 * 60 * SECOND);
     expect(d.notAfter.getTime()).toBeGreaterThanOrEqual(before + 30 * DAY);
     expect(d.notAfter.getTime()).toBeLessThanOrEqual(after + 30 * DAY);
+  });
+});
+
+/**
+ * A CSR with names no openssl command line writes (NUL, control and bidi
+ * characters), made with @peculiar/x509 and a software key, then parsed
+ * as the service parses it.
+ */
+async function x509Csr(name: x509.JsonName, sans: x509.JsonGeneralName[] = []): Promise<ParsedCsr> {
+  const keys = (await crypto.webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, false, ["sign", "verify"])) as CryptoKeyPair;
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name,
+    keys,
+    signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+    extensions: sans.length ? [new x509.SubjectAlternativeNameExtension(sans)] : [],
+  });
+  return parseCsr(csr.toString("pem"));
+}
+
+/** A shipped profile with some rules changed, checked by the profile schema as a profiles/*.yaml file would be. */
+function variant(name: string, change: (p: Profile) => void): Profile {
+  const p = structuredClone(profile(name));
+  change(p);
+  return profileSchema.parse({ ...p, name: `${name}-lenient` });
+}
+
+describe("decide: characters no name may hold, in every profile", () => {
+  it.each([
+    ["NUL", "\u0000", "a NUL character (U+0000)"],
+    ["BEL", "\u0007", "a control character (U+0007)"],
+    ["ESC", "\u001b", "a control character (U+001B)"],
+    ["DEL", "\u007f", "a control character (U+007F)"],
+    ["C1 CSI", "\u009b", "a control character (U+009B)"],
+    ["RIGHT-TO-LEFT OVERRIDE", "\u202e", "a bidirectional override or isolate character (U+202E)"],
+    ["LEFT-TO-RIGHT EMBEDDING", "\u202a", "a bidirectional override or isolate character (U+202A)"],
+    ["FIRST STRONG ISOLATE", "\u2068", "a bidirectional override or isolate character (U+2068)"],
+  ])("%s in the CN -> bad-subject naming the CN and the character", async (_name, ch, what) => {
+    const csr = await x509Csr([{ CN: [`alice${ch}gpj.exe`] }]);
+    await expect(decideFor("code-signing", csr)).rejects.toMatchObject({
+      kind: "bad-subject",
+      detail: `the CSR's subject CN "alice\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}gpj.exe" contains ${what}`,
+    });
+  });
+
+  it("NUL in an OU that tls-server copies -> bad-subject naming the OU", async () => {
+    const csr = await x509Csr([{ OU: ["Ops\u0000Admins"] }, { CN: ["app.example.test"] }], [{ type: "dns", value: "app.example.test" }]);
+    await expect(decideFor("tls-server", csr)).rejects.toMatchObject({ kind: "bad-subject", detail: expect.stringMatching(/^the CSR's subject OU "Ops\\u0000Admins" contains a NUL character/) });
+  });
+
+  it("a bidi override in a subject attribute the profile does not copy (L) is refused too", async () => {
+    const csr = await x509Csr([{ L: ["\u202eLondon"] }, { CN: ["app.example.test"] }], [{ type: "dns", value: "app.example.test" }]);
+    await expect(decideFor("tls-server", csr)).rejects.toMatchObject({ kind: "bad-subject", detail: expect.stringContaining("subject L ") });
+  });
+
+  it("NUL in an email SAN -> rejected-identifier naming the email address, even in an allowed domain", async () => {
+    const csr = await x509Csr([{ CN: ["alice"] }], [{ type: "email", value: "alice\u0000@example.com" }]);
+    await expect(decideFor("tls-client", csr)).rejects.toMatchObject({
+      kind: "rejected-identifier",
+      detail: `the CSR's email address (rfc822Name) SAN "alice\\u0000@example.com" contains a NUL character (U+0000)`,
+    });
+  });
+
+  it("a C1 control byte in a DNS SAN -> rejected-identifier naming the DNS name", async () => {
+    const csr = await x509Csr([{ CN: ["app.example.test"] }], [{ type: "dns", value: "app\u0085.example.test" }]);
+    await expect(decideFor("tls-server", csr)).rejects.toMatchObject({ kind: "rejected-identifier", detail: expect.stringContaining("DNS name SAN") });
+  });
+
+  it("a non-ASCII email address -> rejected-identifier (rfc822Name is IA5String)", async () => {
+    const csr = await x509Csr([{ CN: ["alice"] }], [{ type: "email", value: "al\u00efce@example.com" }]);
+    await expect(decideFor("tls-client", csr)).rejects.toMatchObject({ kind: "rejected-identifier", detail: expect.stringContaining("not ASCII") });
+  });
+
+  it("ordinary non-ASCII text (accents, right-to-left script without overrides) is still accepted", async () => {
+    const d = await decideFor("code-signing", await x509Csr([{ O: ["Société Générale"] }, { OU: ["\u05e6\u05d5\u05d5\u05ea"] }, { CN: ["Zoë's signing key"] }]));
+    expect(d.subject).toEqual([
+      ["O", "Société Générale"],
+      ["OU", "\u05e6\u05d5\u05d5\u05ea"],
+      ["CN", "Zoë's signing key"],
+    ]);
+  });
+});
+
+describe("decide: single-label DNS names", () => {
+  it.each(["test", "localhost", "intranet"])("%s -> rejected-identifier by default, saying it is a single label", async (name) => {
+    const csr = await csrOf({ subject: "/", san: `DNS:app.example.test,DNS:${name}` });
+    await expect(decideFor("tls-server", csr)).rejects.toMatchObject({
+      kind: "rejected-identifier",
+      detail: expect.stringMatching(new RegExp(`^DNS name "${name}" is a single label: profile tls-server does not allow single-label names`)),
+    });
+  });
+
+  it("a single-label CN taken as the SAN (fromCommonName) is refused the same way", async () => {
+    await expect(decideFor("tls-server", await csrOf({ subject: "/CN=test" }))).rejects.toMatchObject({ kind: "rejected-identifier", detail: expect.stringContaining("single label") });
+  });
+
+  it("accepted where the profile says sans.dns.singleLabel: true", async () => {
+    const lenient = variant("tls-server", (p) => (p.sans.dns!.singleLabel = true));
+    const d = decide({ profile: lenient, csr: await csrOf({ subject: "/", san: "DNS:test" }), issuerNotAfter: FAR, now: NOW });
+    expect(d.sans).toEqual([{ type: "dns", value: "test" }]);
+    expect(d.subject).toEqual([["CN", "test"]]);
+  });
+});
+
+describe("decide: IPv4-mapped IPv6 addresses", () => {
+  it.each(["::ffff:10.0.0.1", "0:0:0:0:0:ffff:a00:1"])("%s -> rejected-identifier by default, naming the IPv4 address to ask for", async (ip) => {
+    const rejected = decideFor("tls-server", await csrOf({ subject: "/", san: `IP:${ip}` }));
+    await expect(rejected).rejects.toMatchObject({ kind: "rejected-identifier", detail: expect.stringContaining("is an IPv4-mapped IPv6 address (of 10.0.0.1)") });
+    await expect(rejected).rejects.toMatchObject({ detail: expect.stringContaining("ask for 10.0.0.1 itself") });
+  });
+
+  it("plain IPv6 and IPv4 addresses are unaffected", async () => {
+    const d = await decideFor("tls-server", await csrOf({ subject: "/", san: "IP:fd00::ffff:a00:1,IP:10.0.0.1" }));
+    expect(d.sans).toEqual([
+      { type: "ip", value: "fd00::ffff:a00:1" },
+      { type: "ip", value: "10.0.0.1" },
+    ]);
+  });
+
+  it("accepted where the profile says sans.ip.ipv4Mapped: true, written ::ffff:10.0.0.1 in SAN and CN (never ::ffff:a00:1)", async () => {
+    const lenient = variant("tls-server", (p) => (p.sans.ip!.ipv4Mapped = true));
+    const d = decide({ profile: lenient, csr: await csrOf({ subject: "/", san: "IP:::ffff:10.0.0.1" }), issuerNotAfter: FAR, now: NOW });
+    expect(d.sans).toEqual([{ type: "ip", value: "::ffff:10.0.0.1" }]);
+    expect(d.subject).toEqual([["CN", "::ffff:10.0.0.1"]]);
+  });
+});
+
+describe("decide: RSA public exponents", () => {
+  const rsaKeyWithExponent = (e: number) => openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-pkeyopt", `rsa_keygen_pubexp:${e}`]);
+  const e3Key = rsaKeyWithExponent(3);
+
+  it("e = 3 -> bad-public-key by default, naming the exponent", async () => {
+    await expect(decideFor("tls-server", await csrOf({ keyPem: e3Key, san: "DNS:app.example.test" }))).rejects.toMatchObject({
+      kind: "bad-public-key",
+      detail: "profile tls-server does not accept RSA public exponent 3: it accepts exponents from 65537 (use 65537)",
+    });
+  });
+
+  it("e = 65535 (just below 65537) -> bad-public-key; e = 65539 is accepted", async () => {
+    await expect(decideFor("tls-server", await csrOf({ keyPem: rsaKeyWithExponent(65535), san: "DNS:app.example.test" }))).rejects.toMatchObject({ kind: "bad-public-key", detail: expect.stringContaining("exponent 65535") });
+    const d = await decideFor("tls-server", await csrOf({ keyPem: rsaKeyWithExponent(65539), san: "DNS:app.example.test" }));
+    expect(d.keyUsage).toContain("keyEncipherment");
+  });
+
+  it("e = 3 accepted where the profile says subjectKeys.rsaSmallExponents: true", async () => {
+    const lenient = variant("tls-server", (p) => (p.subjectKeys.rsaSmallExponents = true));
+    const d = decide({ profile: lenient, csr: await csrOf({ keyPem: e3Key, san: "DNS:app.example.test" }), issuerNotAfter: FAR, now: NOW });
+    expect(d.sans).toEqual([{ type: "dns", value: "app.example.test" }]);
+  });
+});
+
+describe("ACME identifiers: the same name rules", () => {
+  const acme = loadAcmeProfiles(path.resolve(import.meta.dirname, "..", "profiles", "acme"), profiles).get("default")!;
+
+  it("a single-label DNS identifier and an IPv4-mapped IP identifier -> rejectedIdentifier each, nothing accepted", () => {
+    const { accepted, problems } = checkIdentifiers(acme, profile("tls-server"), [
+      { type: "dns", value: "test" },
+      { type: "ip", value: "::ffff:10.0.0.1" },
+    ]);
+    expect(accepted).toEqual([]);
+    expect(problems).toEqual([
+      { identifier: { type: "dns", value: "test" }, type: "rejectedIdentifier", detail: expect.stringContaining("single label") },
+      { identifier: { type: "ip", value: "::ffff:10.0.0.1" }, type: "rejectedIdentifier", detail: expect.stringContaining("IPv4-mapped") },
+    ]);
+  });
+
+  it("both accepted when the directory's certificate profile allows them, the address written ::ffff:10.0.0.1", () => {
+    const lenient = variant("tls-server", (p) => {
+      p.sans.dns!.singleLabel = true;
+      p.sans.ip!.ipv4Mapped = true;
+    });
+    const { accepted, problems } = checkIdentifiers(acme, lenient, [
+      { type: "dns", value: "test" },
+      { type: "ip", value: "::ffff:a00:1" },
+    ]);
+    expect(problems).toEqual([]);
+    expect(accepted).toEqual([
+      { type: "dns", value: "test" },
+      { type: "ip", value: "::ffff:10.0.0.1" },
+    ]);
+  });
+});
+
+describe("profiles: the name allowances", () => {
+  it("every shipped profile leaves them off", () => {
+    for (const p of profiles.values()) {
+      expect(p.subjectKeys.rsaSmallExponents, p.name).toBe(false);
+      if (p.sans.dns) expect(p.sans.dns.singleLabel, p.name).toBe(false);
+      if (p.sans.ip) expect(p.sans.ip.ipv4Mapped, p.name).toBe(false);
+    }
   });
 });

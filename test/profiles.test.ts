@@ -78,7 +78,7 @@ describe("the shipped profiles", () => {
 
   it("code-signing: RSA 3072/4096 only (no 2048), CN from the CSR, codeSigning", () => {
     const p = profiles.get("code-signing")!;
-    expect(p.subjectKeys).toEqual({ ecdsaCurves: ["P-256", "P-384"], rsaBits: [3072, 4096], ed25519: false });
+    expect(p.subjectKeys).toEqual({ ecdsaCurves: ["P-256", "P-384"], rsaBits: [3072, 4096], ed25519: false, rsaSmallExponents: false });
     expect(p.subject.commonName).toBe("csr");
     expect(p.sans.required).toBe(false);
     expect(p.extendedKeyUsage).toEqual(["codeSigning"]);

@@ -8,7 +8,8 @@ import { AUDIT_ACTOR, CheckpointSigner } from "./checkpoint.ts";
 /**
  * One thing that happened, as a caller reports it. Kinds in use:
  * hsm.sign, hsm.generate, hsm.destroy (subject: the key label),
- * certificate.issue, certificate.revoke (subject: the serial),
+ * certificate.issue, certificate.not-issued (signed, then not stored),
+ * certificate.revoke (subject: the serial),
  * auth.failure, admin.* (token.create, init, rotate, ceremony, eab.create,
  * revoke), approval.*, audit.gap.
  */

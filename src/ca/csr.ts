@@ -19,6 +19,8 @@ export interface ParsedCsr {
   spki: ArrayBuffer;
   /** Names asked for in the CSR's extensionRequest SAN, as written. */
   sans: RequestedName[];
+  /** RSA keys only: the public exponent e. */
+  rsaPublicExponent?: bigint;
 }
 
 const OID = {
@@ -64,7 +66,9 @@ export async function parseCsr(pem: string): Promise<ParsedCsr> {
   if (!parts.signature || !verifySignature(algorithm, publicKey, signed, parts.signature)) {
     throw new Rejection("bad-csr-signature", "the CSR's signature does not verify with its own public key");
   }
-  return { der, subject, key: publicKey.key, spki: new Uint8Array(spki).buffer, sans };
+  const parsed: ParsedCsr = { der, subject, key: publicKey.key, spki: new Uint8Array(spki).buffer, sans };
+  if (publicKey.rsaPublicExponent !== undefined) parsed.rsaPublicExponent = publicKey.rsaPublicExponent;
+  return parsed;
 }
 
 interface RequestParts {

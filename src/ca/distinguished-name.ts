@@ -41,6 +41,11 @@ export class DistinguishedName {
     return out;
   }
 
+  /** Every attribute in DN order: its short name (or dotted OID) and its text, as field() gives it. */
+  entries(): Array<{ type: string; value: string }> {
+    return this.attributes.map((a) => ({ type: SHORT_NAME_OF_OID.get(a.oid) ?? a.oid, value: a.text }));
+  }
+
   /** The RFC 4514-like string x509.Name.toString() gives: "CN=a, O=b", "+" inside a multi-valued RDN. */
   toString(): string {
     const rdns: string[][] = Array.from({ length: this.rdnCount }, () => []);

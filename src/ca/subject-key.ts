@@ -11,6 +11,8 @@ export type SubjectKey =
 export interface SubjectPublicKey {
   key: SubjectKey;
   keyObject: crypto.KeyObject;
+  /** RSA only: the public exponent e, which policy judges (kept out of `key`, which says what kind of key it is). */
+  rsaPublicExponent?: bigint;
 }
 
 const OID = {
@@ -130,7 +132,8 @@ function rsaKey(spki: Uint8Array, publicKey: Uint8Array): SubjectPublicKey {
   if (bits < MIN_RSA_BITS) throw new Rejection("bad-public-key", `RSA ${bits}-bit keys are too weak; use at least ${MIN_RSA_BITS} bits`);
   if (bits > MAX_RSA_BITS) throw new Rejection("bad-public-key", `RSA ${bits}-bit keys are not supported; use at most ${MAX_RSA_BITS} bits`);
   // A JWK skips OpenSSL 3's SPKI decoder, which costs more than the RSA verification itself.
-  return { key: { type: "rsa", bits }, keyObject: load(spki, () => crypto.createPublicKey({ key: { kty: "RSA", n: base64url(n), e: base64url(e) }, format: "jwk" })) };
+  const rsaPublicExponent = e.length === 0 ? 0n : BigInt(`0x${Buffer.from(e.buffer, e.byteOffset, e.length).toString("hex")}`);
+  return { key: { type: "rsa", bits }, rsaPublicExponent, keyObject: load(spki, () => crypto.createPublicKey({ key: { kty: "RSA", n: base64url(n), e: base64url(e) }, format: "jwk" })) };
 }
 
 function ed25519Key(spki: Uint8Array, publicKey: Uint8Array, parameters: Tlv | undefined): SubjectPublicKey {

@@ -9,7 +9,7 @@ import { decide } from "../policy/decide.ts";
 import type { Profile } from "../policy/profile-schema.ts";
 import { insertCertificate, type CertificateRow } from "../store/certificates.ts";
 import type { Database } from "../store/database.ts";
-import { isUniqueViolation } from "../store/errors.ts";
+import { databaseErrorText, isUniqueViolation } from "../store/errors.ts";
 import { isKeyBlocked } from "../store/blocked-keys.ts";
 import { crlPartitionOf, pointersFor, type RevocationPublishing } from "../revocation/pointers.ts";
 import type { ActiveIssuer } from "./issuer.ts";
@@ -82,6 +82,7 @@ export async function issueCertificate(ctx: IssueContext, req: IssueRequest): Pr
       algorithm: ctx.issuer.algorithm,
       revocation: ctx.revocation && pointersFor(ctx.revocation.urls, ctx.issuer.row.id, partition),
     }));
+    const fingerprintSha256 = sha256Hex(cert.der);
     try {
       const row = await insertCertificate(ctx.db, {
         serial,
@@ -92,7 +93,7 @@ export async function issueCertificate(ctx: IssueContext, req: IssueRequest): Pr
         notBefore: cert.notBefore,
         notAfter: cert.notAfter,
         certificatePem: cert.pem,
-        fingerprintSha256: sha256Hex(cert.der),
+        fingerprintSha256,
         spkiSha256,
         requestedBy: req.requestedBy ?? null,
         crlPartition: partition,
@@ -115,7 +116,25 @@ export async function issueCertificate(ctx: IssueContext, req: IssueRequest): Pr
       });
       return row;
     } catch (err) {
-      if (!isUniqueViolation(err) || attempt >= SERIAL_ATTEMPTS) throw err;
+      const retried = isUniqueViolation(err) && attempt < SERIAL_ATTEMPTS;
+      // The HSM has signed (and hsm.sign says ok): the log must say this certificate never left.
+      ctx.audit?.record({
+        kind: "certificate.not-issued",
+        actor: actorFor(req.requestedBy),
+        subject: serial,
+        result: "error",
+        details: {
+          serial,
+          profile: profile.name,
+          requested_by: req.requestedBy ?? null,
+          approved_request: req.approvedRequest,
+          issuer_id: ctx.issuer.row.id,
+          fingerprint_sha256: fingerprintSha256,
+          reason: `the signed certificate could not be stored: ${databaseErrorText(err)}`,
+          retried_with_new_serial: retried,
+        },
+      });
+      if (!retried) throw err;
     }
   }
 }

@@ -1,7 +1,7 @@
 import net from "node:net";
 import type { AcmeProfile } from "./acme-profile-schema.ts";
 import { sanProblem } from "./decide.ts";
-import { dnsNameProblem, ipInRanges, ipRangeList, matchesSuffix } from "./names.ts";
+import { dnsNameProblem, ipInRanges, ipRangeList, ipv4MappedAddress, matchesSuffix } from "./names.ts";
 import type { Profile } from "./profile-schema.ts";
 
 export interface Identifier {
@@ -77,8 +77,15 @@ export function checkIdentifiers(
   return { accepted: [...accepted.values()], problems };
 }
 
-/** RFC 5952 for IPv6 (Node's URL parser normalises it), dotted quad for IPv4. */
+/**
+ * RFC 5952 for IPv6 (Node's URL parser normalises it; an IPv4-mapped one as
+ * ::ffff:10.0.0.1, as its §5 recommends and as policy writes it), dotted
+ * quad for IPv4.
+ */
 export function canonicalIp(ip: string, family = net.isIP(ip)): string {
-  if (family === 6) return new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  if (family === 6) {
+    const mapped = ipv4MappedAddress(ip);
+    return mapped ? `::ffff:${mapped}` : new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  }
   return ip.split(".").map((o) => String(Number(o))).join(".");
 }

@@ -3,8 +3,9 @@ import type * as x509 from "@peculiar/x509";
 import { describeKey, type ParsedCsr, type RequestedName } from "../ca/csr.ts";
 import { Rejection } from "../errors.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
-import { dnsNameProblem, ipInRanges, ipRangeList, isDnsName, matchesSuffix, spiffeIdProblem } from "./names.ts";
+import { dnsNameProblem, ipInRanges, ipRangeList, ipv4MappedAddress, isDnsName, isSingleLabel, matchesSuffix, spiffeIdProblem } from "./names.ts";
 import { EXTENDED_KEY_USAGES, type Profile } from "./profile-schema.ts";
+import { quoted, unsafeCharacterProblem } from "./unsafe-characters.ts";
 
 /** What the certificate will say: everything a profile decides for one CSR. */
 export interface Decision {
@@ -33,6 +34,7 @@ const SUBJECT_ORDER = ["C", "ST", "L", "O", "OU"] as const;
 
 export function decide({ profile, csr, validity, issuerNotAfter, now = new Date() }: DecideInput): Decision {
   checkKey(profile, csr);
+  checkSubjectText(csr);
   const sans = checkSans(profile, csr);
   const subject = formSubject(profile, csr, sans);
   const { notBefore, notAfter } = lifetime(profile, validity, issuerNotAfter, now);
@@ -49,13 +51,16 @@ export function decide({ profile, csr, validity, issuerNotAfter, now = new Date(
   };
 }
 
-function checkKey(profile: Profile, { key }: ParsedCsr): void {
+function checkKey(profile: Profile, { key, rsaPublicExponent }: ParsedCsr): void {
   const k = profile.subjectKeys;
   const ok =
     (key.type === "ecdsa" && k.ecdsaCurves.includes(key.curve)) ||
     (key.type === "rsa" && (k.rsaBits as number[]).includes(key.bits)) ||
     (key.type === "ed25519" && k.ed25519);
-  if (ok) return;
+  if (ok) {
+    if (key.type === "rsa") checkRsaExponent(profile, rsaPublicExponent);
+    return;
+  }
   const allowed = [
     ...k.ecdsaCurves.map((c) => `ECDSA ${c}`),
     ...k.rsaBits.map((b) => `RSA ${b}`),
@@ -63,6 +68,39 @@ function checkKey(profile: Profile, { key }: ParsedCsr): void {
   ];
   throw new Rejection("bad-public-key", `profile ${profile.name} does not accept ${describeKey(key)} keys; it accepts ${allowed.join(", ")}`);
 }
+
+/** FIPS 186-4 §B.3.1: 2^16 < e < 2^256, odd. */
+const MIN_RSA_EXPONENT = 65537n;
+const RSA_EXPONENT_LIMIT = 2n ** 256n;
+
+/**
+ * An even exponent (or one below 3) is no RSA key at all, and one of 2^256
+ * or more is beyond every standard: both refused whatever the profile says.
+ * Odd exponents from 3 to 65535 only where the profile allows them.
+ */
+function checkRsaExponent(profile: Profile, e: bigint | undefined): void {
+  if (e === undefined) return;
+  const shown = e < 2n ** 64n ? e.toString() : `of ${e.toString(2).length} bits`;
+  if (e < 3n || e % 2n === 0n) throw new Rejection("bad-public-key", `RSA public exponent ${shown} is not valid: it must be odd and at least 3 (use 65537)`);
+  if (e >= RSA_EXPONENT_LIMIT) throw new Rejection("bad-public-key", `RSA public exponent ${shown} is too large: it must be below 2^256 (use 65537)`);
+  if (e < MIN_RSA_EXPONENT && !profile.subjectKeys.rsaSmallExponents) {
+    throw new Rejection("bad-public-key", `profile ${profile.name} does not accept RSA public exponent ${shown}: it accepts exponents from 65537 (use 65537)`);
+  }
+}
+
+/**
+ * Every attribute of the CSR's subject, copied or not, must be text a
+ * person can read as it is: no NUL, control or bidi character (see
+ * unsafe-characters.ts). Checked before anything is signed, for every door.
+ */
+function checkSubjectText(csr: ParsedCsr): void {
+  for (const { type, value } of csr.subject.entries()) {
+    const problem = unsafeCharacterProblem(value);
+    if (problem) throw new Rejection("bad-subject", `the CSR's subject ${type} ${quoted(value)} contains ${problem}`);
+  }
+}
+
+const SAN_TYPE_NAMES: Record<string, string> = { dns: "DNS name", ip: "IP address", url: "URI", email: "email address (rfc822Name)" };
 
 function checkSans(profile: Profile, csr: ParsedCsr): x509.JsonGeneralName[] {
   const rules = profile.sans;
@@ -83,8 +121,11 @@ function checkSans(profile: Profile, csr: ParsedCsr): x509.JsonGeneralName[] {
   for (const san of sans) {
     const problem = sanProblem(profile, san, ipRanges);
     if (problem) throw new Rejection("rejected-identifier", problem);
-    const key = `${san.type}:${san.value}`;
-    if (!seen.has(key)) out.push(san as x509.JsonGeneralName); // sanProblem lets only DNS, IP, URI and email through
+    // An IPv4-mapped address the profile allows is written as RFC 5952 §5 says: ::ffff:10.0.0.1, never ::ffff:a00:1.
+    const mapped = san.type === "ip" ? ipv4MappedAddress(san.value) : undefined;
+    const value = mapped ? `::ffff:${mapped}` : san.value;
+    const key = `${san.type}:${value}`;
+    if (!seen.has(key)) out.push({ ...san, value } as x509.JsonGeneralName); // sanProblem lets only DNS, IP, URI and email through
     seen.add(key);
   }
   const uris = out.filter((s) => s.type === "url").length;
@@ -102,28 +143,40 @@ export function sanProblem(
 ): string | undefined {
   const rules = profile.sans;
   const refuse = (what: string) => `profile ${profile.name} does not allow ${what}`;
+  const unsafe = unsafeCharacterProblem(san.value);
+  if (unsafe) return `the CSR's ${SAN_TYPE_NAMES[san.type] ?? san.type} SAN ${quoted(san.value)} contains ${unsafe}`;
   switch (san.type) {
     case "dns": {
       if (!rules.dns) return refuse("DNS names");
       const problem = dnsNameProblem(san.value, rules.dns.wildcards);
       if (problem) return problem;
+      if (isSingleLabel(san.value) && !rules.dns.singleLabel) {
+        return `DNS name "${san.value}" is a single label: profile ${profile.name} does not allow single-label names, which name a different host on every network; ask for a fully qualified name`;
+      }
       if (!matchesSuffix(san.value, rules.dns.suffixes)) {
         return `DNS name "${san.value}" is outside the names profile ${profile.name} serves (${rules.dns.suffixes.join(", ")})`;
       }
       return undefined;
     }
-    case "ip":
+    case "ip": {
       if (!rules.ip || !ipRanges) return refuse("IP addresses");
+      const mapped = ipv4MappedAddress(san.value);
+      if (mapped && !rules.ip.ipv4Mapped) {
+        return `IP address ${san.value} is an IPv4-mapped IPv6 address (of ${mapped}): profile ${profile.name} does not allow those; ask for ${mapped} itself`;
+      }
       if (!ipInRanges(san.value, ipRanges)) {
         return `IP address ${san.value} is outside the ranges profile ${profile.name} serves (${rules.ip.ranges.join(", ")})`;
       }
       return undefined;
+    }
     case "url":
       if (!rules.uri) return refuse("URIs");
       return spiffeIdProblem(san.value, rules.uri.spiffeTrustDomains);
     case "email": {
       if (!rules.email) return refuse("email addresses");
       const domain = san.value.split("@")[1]?.toLowerCase() ?? "";
+      // rfc822Name is an IA5String: ASCII only (RFC 5280 §4.2.1.6; internationalised addresses need SmtpUTF8Mailbox, RFC 9598).
+      if (/[^\x00-\x7f]/.test(san.value)) return `email address ${quoted(san.value)} is not ASCII; profile ${profile.name} issues only ASCII addresses`;
       if (!/^[^@\s]+@[^@\s]+$/.test(san.value) || !rules.email.domains.includes(domain)) {
         return `email address "${san.value}" is outside the domains profile ${profile.name} serves`;
       }

@@ -21,6 +21,26 @@ export function dnsNameProblem(name: string, wildcards: boolean): string | undef
   return undefined;
 }
 
+/** "test", "localhost", "*.test": one label once the wildcard is set aside. */
+export function isSingleLabel(name: string): boolean {
+  const bare = name.startsWith("*.") ? name.slice(2) : name;
+  return !bare.includes(".");
+}
+
+/**
+ * The IPv4 address inside an IPv4-mapped IPv6 address (::ffff:0:0/96, RFC
+ * 4291 §2.5.5.2), in any spelling ("::ffff:10.0.0.1", "::ffff:a00:1",
+ * "0:0:0:0:0:ffff:a00:1"); undefined for any other address.
+ */
+export function ipv4MappedAddress(ip: string): string | undefined {
+  if (!net.isIPv6(ip) || ip.includes("%")) return undefined; // a zone index names a link, not an IPv4 host
+  // The WHATWG URL parser writes IPv6 in one canonical (RFC 5952) form, hex groups only.
+  const m = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(new URL(`http://[${ip}]/`).hostname.slice(1, -1));
+  if (!m) return undefined;
+  const [high, low] = [parseInt(m[1]!, 16), parseInt(m[2]!, 16)];
+  return [high >> 8, high & 0xff, low >> 8, low & 0xff].join(".");
+}
+
 export function matchesSuffix(name: string, suffixes: readonly string[]): boolean {
   const bare = name.startsWith("*.") ? name.slice(2) : name;
   return suffixes.some((s) => bare === s || bare.endsWith("." + s));

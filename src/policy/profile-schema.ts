@@ -38,6 +38,13 @@ export const profileSchema = z
         ecdsaCurves: z.array(z.enum(["P-256", "P-384"])).default([]),
         rsaBits: z.array(z.union([z.literal(2048), z.literal(3072), z.literal(4096)])).default([]),
         ed25519: z.boolean().default(false),
+        /**
+         * RSA public exponents from 3 to 65535 (odd). Off: only odd
+         * exponents from 65537 below 2^256 (FIPS 186-4), as every current
+         * key generator makes; e = 3 is where the known attacks on
+         * careless padding live.
+         */
+        rsaSmallExponents: z.boolean().default(false),
       })
       .strict()
       .refine((k) => k.ecdsaCurves.length + k.rsaBits.length > 0 || k.ed25519, "allow at least one key type"),
@@ -61,10 +68,22 @@ export const profileSchema = z
             /** A name matches when it equals a suffix or ends with "." + suffix. */
             suffixes: z.array(dnsName).min(1),
             wildcards: z.boolean().default(false),
+            /** Names of one label ("test", "localhost", "intranet"): off, as they name a different host on every network. */
+            singleLabel: z.boolean().default(false),
           })
           .strict()
           .optional(),
-        ip: z.object({ ranges: z.array(cidr).min(1) }).strict().optional(),
+        ip: z
+          .object({
+            ranges: z.array(cidr).min(1),
+            /**
+             * IPv4-mapped IPv6 addresses (::ffff:10.0.0.1): off, as they
+             * name an IPv4 host while slipping past IPv6-only thinking.
+             */
+            ipv4Mapped: z.boolean().default(false),
+          })
+          .strict()
+          .optional(),
         uri: z
           .object({
             /** URIs must be spiffe://<one of these>/<path>. */
