@@ -9,6 +9,7 @@ import { checkpointMessage, checkpointSignatureValid } from "../src/audit/checkp
 import { verifyAuditLog, type AuditVerification } from "../src/audit/verify.ts";
 import { auditEntriesPage, listAuditCheckpoints, type AuditCheckpointRow, type AuditRow } from "../src/store/audit.ts";
 import { openStore, type Database, type Store } from "../src/store/database.ts";
+import { auditAnchorSuite } from "./audit-anchor-suite.ts";
 import { runCli } from "./helpers/cli.ts";
 import { makeCsr, tempDir } from "./helpers/openssl.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
@@ -26,6 +27,8 @@ let admin: string;
 let issuer: string;
 let auditor: string;
 const log: AuditLogger = { error: () => {}, warn: () => {} };
+/** The service's log lines. */
+const logLines: string[] = [];
 
 const idOf = (token: string) => token.split("_")[1]!;
 
@@ -63,7 +66,7 @@ async function entryAt(tx: Database, seq: number): Promise<AuditRow> {
 }
 
 beforeAll(async () => {
-  t = await startTestService("postgres");
+  t = await startTestService("postgres", {}, (line) => void logLines.push(line));
   db = t.service.ctx.store.db;
   // The service's own audit log, which records the HSM's key use: a second
   // writer with a second key-use recorder would log every key use twice.
@@ -385,7 +388,7 @@ describe("the CLI", () => {
     await audit.flush();
     const ok = await runCli(["audit", "verify", "--check-keys"], t.env);
     expect(ok.code, ok.stderr).toBe(0);
-    expect(ok.stdout).toMatch(/^OK: \d+ entries \(seq 1\.\.\d+\), \d+ signed checkpoints; head [0-9a-f]{64}\n$/);
+    expect(ok.stdout).toMatch(/^OK: \d+ entries \(seq 1\.\.\d+\), \d+ signed checkpoints, HSM anchor at seq \d+; head [0-9a-f]{64}\n$/);
 
     const seq = (await allEntries()).find((r) => r.kind === "certificate.issue" && r.subject === issuedSerial)!.seq;
     const original = await entryAt(db, seq);
@@ -429,3 +432,5 @@ describe("failures never reach the caller", () => {
     }
   });
 });
+
+describe("the HSM audit anchor (PostgreSQL: the CLI opens the database and the token itself)", () => auditAnchorSuite("postgres", () => ({ service: t, logLines })));

@@ -196,6 +196,8 @@ scenario("while the service runs on PGlite", () => {
     const { csr } = makeCsr({ subject: "/CN=app.example.test", san: "DNS:app.example.test" });
     const res = await t.api("POST", "/api/v1/certificates", { token: admin, json: { csr, profile: "tls-server", validity: "24h" } });
     expect(res.status, res.text).toBe(201);
+    // A signed checkpoint, so that the token carries the audit anchor.
+    expect(await t.service.ctx.audit!.checkpoint()).toBeDefined();
   });
   afterAll(async () => {
     await t?.stop();
@@ -219,6 +221,15 @@ scenario("while the service runs on PGlite", () => {
     expect(tables.certificates!.rows.some((row) => row.includes("CN=app.example.test"))).toBe(true);
     expect(tables.crls!.rows.length).toBeGreaterThan(0);
     expect(manifest.hsm.kind).toBe("softhsm2");
+  });
+
+  it("restores elsewhere, and the audit log verifies against the restored token's anchor", async () => {
+    const envS = { HSM_CA_DATA_DIR: path.join(root, "s"), ...profiles };
+    const r = await cli(["restore", archive], withPassphrase(envS));
+    expect(r.code, r.stderr).toBe(0);
+    const verify = await cli(["audit", "verify", "--check-keys"], envS);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    expect(verify.stdout).toMatch(/^OK: \d+ entries \(seq 1\.\.\d+\), [1-9]\d* signed checkpoints, HSM anchor at seq \d+; head [0-9a-f]{64}\n$/);
   });
 
   it("refuses a real restore into the running service's data directory", async () => {
@@ -278,7 +289,8 @@ scenario("on PostgreSQL", () => {
       expect(await exportTables(store.db)).toEqual(manifest.database.tables);
     } finally {
       await store.close();
-    }
+    }    const verify = await cli(["audit", "verify"], envQ);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
   });
 
   it("with another PKCS#11 module, carries what HSM_CA_BACKUP_HOOK writes, and says loudly when there is no hook", async () => {

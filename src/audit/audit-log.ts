@@ -70,7 +70,10 @@ export class AuditLog {
   constructor(private readonly options: AuditLogOptions) {
     this.log = options.log ?? stderrLog;
     if (options.checkpoints) {
-      this.signer = new CheckpointSigner(options.checkpoints.hsm);
+      this.signer = new CheckpointSigner(options.checkpoints.hsm, (anchor) => {
+        this.log.error({ seq: anchor.seq }, "AUDIT LOG: the database had lost the checkpoint that the HSM's audit anchor holds; it was put back");
+        this.record({ kind: "audit.checkpoint.restored", actor: AUDIT_ACTOR, result: "error", details: { seq: anchor.seq, head_hash: anchor.headHash } });
+      });
       const every = options.checkpoints.intervalMs ?? 0;
       if (every > 0) {
         this.checkpointTimer = setInterval(() => void this.checkpoint(), every);
@@ -125,6 +128,11 @@ export class AuditLog {
       await this.writeAll();
       try {
         made = await signer.checkpoint(await this.database());
+        // The log stream is a second anchor, which an operator can ship off the host.
+        if (made) {
+          const { seq, headHash, at, keyLabel, signature } = made;
+          this.log.info?.({ auditCheckpoint: { seq, headHash, at: at.toISOString(), keyLabel, signature } }, "audit checkpoint signed");
+        }
       } catch (err) {
         this.log.error({ err: (err as Error).message }, "AUDIT LOG: cannot sign a checkpoint");
       }
@@ -251,9 +259,12 @@ export function keyUseRecorder(audit: AuditLog, hsm?: Pick<Hsm, "keyId">): KeyUs
 export interface AuditLogger {
   error(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
+  /** Each signed checkpoint. */
+  info?(obj: object, msg: string): void;
 }
 
 const stderrLog: AuditLogger = {
   error: (obj, msg) => void process.stderr.write(JSON.stringify({ level: "error", msg, ...obj }) + "\n"),
   warn: (obj, msg) => void process.stderr.write(JSON.stringify({ level: "warn", msg, ...obj }) + "\n"),
+  info: (obj, msg) => void process.stderr.write(JSON.stringify({ level: "info", msg, ...obj }) + "\n"),
 };

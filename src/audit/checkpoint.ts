@@ -11,6 +11,7 @@ import {
 } from "../store/audit.ts";
 import type { Database } from "../store/database.ts";
 import { withActor } from "./actor.ts";
+import { advanceAnchor, AuditAnchorError, chainProblemAt, readAnchor, type AuditAnchor } from "./anchor.ts";
 import { canonicalJson } from "./chain.ts";
 
 /** The actor of the audit log's own key uses (the checkpoint signatures). */
@@ -27,7 +28,7 @@ export function checkpointMessage(c: { seq: number; headHash: string; at: Date; 
 }
 
 /** Does the checkpoint's signature verify with the public key it carries (or the one given)? */
-export function checkpointSignatureValid(row: AuditCheckpointRow, publicKeySpki?: Buffer): boolean {
+export function checkpointSignatureValid(row: AuditAnchor, publicKeySpki?: Buffer): boolean {
   try {
     const key = crypto.createPublicKey({ key: publicKeySpki ?? Buffer.from(row.publicKey, "base64"), format: "der", type: "spki" });
     if (key.asymmetricKeyType !== "ec" || key.asymmetricKeyDetails?.namedCurve !== "prime256v1") return false;
@@ -41,31 +42,60 @@ export function checkpointSignatureValid(row: AuditCheckpointRow, publicKeySpki?
  * Signs checkpoints with the audit key on the HSM: an ECDSA P-256 key
  * labelled hsm-ca/audit/<date>-<random>, made on first need (and again if
  * it is gone from the token), found again through the last checkpoint.
+ * Each checkpoint also becomes the HSM's audit anchor (anchor.ts).
  */
 export class CheckpointSigner {
   private key?: { label: string; publicKey: string };
 
-  constructor(private readonly hsm: Hsm) {}
+  constructor(
+    private readonly hsm: Hsm,
+    /** Told when the database had lost the anchor's checkpoint and it was put back. */
+    private readonly onRestored: (anchor: AuditAnchor) => void = () => {},
+  ) {}
 
   /**
    * Signs the chain's head, unless nothing but earlier checkpoints' own
    * signatures was added since the last checkpoint. Replicas take turns
    * (the audit lock); the second finds the head signed already.
+   *
+   * Refuses (AuditAnchorError) to sign a chain that does not pass through
+   * the HSM's anchor: that would vouch for a rewritten log.
    */
   async checkpoint(db: Database, now: () => Date = () => new Date()): Promise<AuditCheckpointRow | undefined> {
     return withActor(AUDIT_ACTOR, () =>
       withAuditLock(db, async (tx) => {
+        const anchor = readAnchor(this.hsm);
         const head = await auditHead(tx);
-        if (!head) return undefined;
-        const last = await lastAuditCheckpoint(tx);
-        if (last && (last.seq >= head.seq || !(await hasAuditEntriesAfter(tx, last.seq, AUDIT_ACTOR)))) return undefined;
+        if (!head) {
+          if (anchor) throw new AuditAnchorError(`not signing: the log is empty, but the HSM's audit anchor signed seq ${anchor.seq}`);
+          return undefined;
+        }
+        let last = await lastAuditCheckpoint(tx);
+        if (anchor) {
+          const problem = await chainProblemAt(tx, anchor, "the HSM's audit anchor");
+          if (problem) throw new AuditAnchorError(`not signing a log the HSM's audit anchor does not vouch for: ${problem}`);
+          if (!last || last.seq < anchor.seq) {
+            // The database lost the anchor's checkpoint (a commit lost after the anchor was written,
+            // or rows deleted): the chain still passes through it, so it is put back, and said so.
+            if (!(await this.signedByAuditKey(anchor))) throw new AuditAnchorError(`the HSM's audit anchor (seq ${anchor.seq}) is not signed by the audit key on the HSM`);
+            last = await insertAuditCheckpoint(tx, anchor);
+            this.onRestored(anchor);
+          }
+        }
+        if (last && (last.seq >= head.seq || !(await hasAuditEntriesAfter(tx, last.seq, AUDIT_ACTOR)))) {
+          // Nothing new to sign. An anchor behind the last checkpoint (none yet, after an upgrade) catches up.
+          if ((!anchor || anchor.seq < last.seq) && (await this.signedByAuditKey(last)) && !(await chainProblemAt(tx, last, "the checkpoint"))) {
+            advanceAnchor(this.hsm, anchor, last);
+          }
+          return undefined;
+        }
         const key = await this.keyFor(last);
         const at = now();
         const message = checkpointMessage({ seq: head.seq, headHash: head.hash, at, keyLabel: key.label });
         const signature = await this.hsm
           .signer(key.label, AUDIT_KEY_ALGORITHM)
           .use((k, c) => c.subtle.sign(KEY_ALGORITHM_SPECS[AUDIT_KEY_ALGORITHM].signParams, k, new Uint8Array(message)));
-        return insertAuditCheckpoint(tx, {
+        const row = await insertAuditCheckpoint(tx, {
           seq: head.seq,
           headHash: head.hash,
           at,
@@ -73,8 +103,19 @@ export class CheckpointSigner {
           publicKey: key.publicKey,
           signature: Buffer.from(signature).toString("base64"),
         });
+        // Before the commit: if the commit is lost, the anchor is ahead and the next checkpoint puts
+        // its row back (above). Written after it, a lost anchor write would leave the database ahead.
+        advanceAnchor(this.hsm, anchor, row);
+        return row;
       }),
     );
+  }
+
+  /** Signed by the audit key that is on the HSM under its label (not just by the key stored beside it)? */
+  private async signedByAuditKey(cp: AuditAnchor): Promise<boolean> {
+    if (!this.hsm.hasKey(cp.keyLabel)) return false;
+    const spki = Buffer.from(await this.hsm.publicKeySpki(cp.keyLabel, AUDIT_KEY_ALGORITHM));
+    return spki.equals(Buffer.from(cp.publicKey, "base64")) && checkpointSignatureValid(cp, spki);
   }
 
   private async keyFor(last: AuditCheckpointRow | undefined): Promise<{ label: string; publicKey: string }> {

@@ -1,7 +1,8 @@
 import { auditEntriesPage, auditSeqsByHash, listAuditCheckpoints, type AuditCheckpointRow, type AuditRow } from "../store/audit.ts";
 import type { Database } from "../store/database.ts";
+import type { AuditAnchor } from "./anchor.ts";
 import { entryHash, GENESIS_HASH } from "./chain.ts";
-import { checkpointSignatureValid } from "./checkpoint.ts";
+import { AUDIT_ACTOR, checkpointSignatureValid } from "./checkpoint.ts";
 
 export type AuditProblem = "edited" | "deleted" | "inserted" | "re-ordered";
 
@@ -27,6 +28,10 @@ export interface AuditVerification {
   firstBad?: BadEntry;
   /** The first checkpoint (seq order) whose signature or head does not hold. */
   badCheckpoint?: BadCheckpoint;
+  /** Why the database's checkpoints or the chain do not reach the HSM's audit anchor. */
+  anchorProblem?: string;
+  /** The first entry recorded before options.coveredBefore that no checkpoint covers. */
+  uncovered?: { seq: number; at: Date };
 }
 
 export interface VerifyOptions {
@@ -39,6 +44,27 @@ export interface VerifyOptions {
    */
   publicKeyOf?: (label: string) => Promise<Buffer | undefined>;
   pageSize?: number;
+  /**
+   * The HSM's audit anchor (null: the HSM holds none yet). The database's
+   * checkpoints must reach it (one at its seq, with its head hash) and the
+   * entry at its seq must hash to its head. Undefined: not checked.
+   */
+  anchor?: AuditAnchor | null;
+  /** Entries recorded before this must be covered by a checkpoint (see coverageDeadline). */
+  coveredBefore?: Date;
+}
+
+/** Slack on top of the checkpoint interval: a checkpoint in progress, a replica's clock a little off. */
+const COVERAGE_SLACK_MS = 60_000;
+
+/**
+ * Entries older than this should be covered by a checkpoint: every replica
+ * signs one each interval, so anything before two intervals and a minute
+ * ago that none covers was kept from one. Undefined when checkpoints are off.
+ */
+export function coverageDeadline(checkpointIntervalMs: number, now = new Date()): Date | undefined {
+  if (checkpointIntervalMs <= 0) return undefined;
+  return new Date(now.getTime() - 2 * checkpointIntervalMs - COVERAGE_SLACK_MS);
 }
 
 type Row = AuditRow & { subMillisecond: boolean };
@@ -74,6 +100,10 @@ export async function verifyAuditLog(db: Database, options: VerifyOptions = {}):
   const bySeq = new Map<number, AuditCheckpointRow[]>();
   for (const cp of checkpoints) bySeq.set(cp.seq, [...(bySeq.get(cp.seq) ?? []), cp]);
   const reached = new Set<number>();
+  const anchor = options.anchor ?? undefined;
+  const anchorProblems = anchor ? await checkpointsReach(anchor, checkpoints, options.publicKeyOf) : [];
+  const coveredSeq = Math.max(0, anchor?.seq ?? 0, ...checkpoints.map((cp) => cp.seq));
+  let uncovered: AuditVerification["uncovered"];
 
   const rows = entries(db, options.pageSize ?? 1000);
   let firstBad: BadEntry | undefined;
@@ -85,6 +115,12 @@ export async function verifyAuditLog(db: Database, options: VerifyOptions = {}):
     next = await rows.next();
     count++;
     firstBad ??= await check(db, prev, cur, next.done ? undefined : next.value);
+    if (anchor && cur.seq === anchor.seq && (cur.subMillisecond || entryHash(cur) !== anchor.headHash)) {
+      anchorProblems.push(`the entry at seq ${cur.seq} is not the one the HSM's audit anchor signed: the log was rewritten`);
+    }
+    if (!uncovered && options.coveredBefore && cur.seq > coveredSeq && cur.at < options.coveredBefore && !isCheckpointKeyUse(cur)) {
+      uncovered = { seq: cur.seq, at: cur.at };
+    }
     for (const cp of bySeq.get(cur.seq) ?? []) {
       reached.add(cp.id);
       if (!checkpointProblems.has(cp.id) && cp.headHash !== cur.hash) {
@@ -98,15 +134,48 @@ export async function verifyAuditLog(db: Database, options: VerifyOptions = {}):
       checkpointProblems.set(cp.id, `seq ${cp.seq} is not in the log (${prev ? `it ends at seq ${prev.seq}` : "it is empty"}): entries were deleted`);
     }
   }
+  if (anchor && (!prev || prev.seq < anchor.seq)) {
+    anchorProblems.push(`the log ends ${prev ? `at seq ${prev.seq}` : "before it starts"}, before seq ${anchor.seq} that the HSM's audit anchor signed: entries were deleted`);
+  }
   const bad = checkpoints.find((cp) => checkpointProblems.has(cp.id));
   return {
-    ok: !firstBad && !bad,
+    ok: !firstBad && !bad && anchorProblems.length === 0 && !uncovered,
     entries: count,
     head: prev && { seq: prev.seq, hash: prev.hash },
     checkpoints: checkpoints.length,
     firstBad,
     badCheckpoint: bad && { id: bad.id, seq: bad.seq, detail: checkpointProblems.get(bad.id)! },
+    anchorProblem: anchorProblems.length ? anchorProblems.join("; ") : undefined,
+    uncovered,
   };
+}
+
+/** Why the database's checkpoints do not reach the HSM's anchor: none, fewer (behind it), or another head at its seq. */
+async function checkpointsReach(
+  anchor: AuditAnchor,
+  checkpoints: AuditCheckpointRow[],
+  publicKeyOf: VerifyOptions["publicKeyOf"],
+): Promise<string[]> {
+  const problems: string[] = [];
+  const hsmKey = publicKeyOf ? await publicKeyOf(anchor.keyLabel).catch(() => undefined) : Buffer.from(anchor.publicKey, "base64");
+  if (!hsmKey || !checkpointSignatureValid(anchor, hsmKey)) problems.push(`the HSM's audit anchor (seq ${anchor.seq}) is not signed by the audit key ${anchor.keyLabel}`);
+  const last = checkpoints.at(-1);
+  const atSeq = checkpoints.filter((cp) => cp.seq === anchor.seq);
+  if (!last) {
+    problems.push(`the database has no signed checkpoint, but the HSM's audit anchor holds one at seq ${anchor.seq}: checkpoints were deleted`);
+  } else if (last.seq < anchor.seq) {
+    problems.push(`the database's last checkpoint is at seq ${last.seq}, behind the HSM's audit anchor at seq ${anchor.seq}: checkpoints were deleted`);
+  } else if (atSeq.length === 0) {
+    problems.push(`the database has no checkpoint at seq ${anchor.seq}, where the HSM's audit anchor is: checkpoints were deleted`);
+  } else if (!atSeq.some((cp) => cp.headHash === anchor.headHash)) {
+    problems.push(`the database's checkpoint at seq ${anchor.seq} has another head hash than the HSM's audit anchor`);
+  }
+  return problems;
+}
+
+/** The audit log's own signature of a checkpoint: written after it, covered only by the next one, which waits for something else to happen. */
+function isCheckpointKeyUse(e: AuditRow): boolean {
+  return e.actor === AUDIT_ACTOR && e.kind.startsWith("hsm.");
 }
 
 async function* entries(db: Database, pageSize: number): AsyncGenerator<Row> {

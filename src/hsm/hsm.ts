@@ -4,6 +4,7 @@ import * as graphene from "graphene-pk11";
 import pkcs11 from "pkcs11js";
 import type { CaSigner } from "../ca/signer.ts";
 import type { HsmConfig } from "../config.ts";
+import { readDataObjects, replaceDataObject } from "./data-objects.ts";
 import { ensureEmbeddedTokenInitialised, prepareEmbeddedToken } from "./embedded-softhsm.ts";
 import { KEY_ALGORITHM_SPECS, type CaKeyAlgorithm } from "./key-algorithms.ts";
 import { acquireModule, findSlotByTokenLabel, HsmUnavailableError, releaseModule, type ModuleUser, type SharedModule } from "./module.ts";
@@ -270,6 +271,22 @@ export class Hsm implements ModuleUser {
       extractable: !!a.extractable,
       neverExtractable: !!a.neverExtractable,
     };
+  }
+
+  /** The values of the private data objects with this label on the (issuing) token; none when there is none. */
+  readDataObjects(label: string): Buffer[] {
+    const pool = this.current();
+    const values = this.onLookup(pool, (s) => readDataObjects(s, label));
+    // "None" is believed only if the token still answers.
+    const lost = values.length === 0 ? probe(pool) : undefined;
+    if (lost) throw this.lost(pool, lost);
+    return values;
+  }
+
+  /** Stores value as the private data object with this label on the (issuing) token, replacing what was there. */
+  writeDataObject(label: string, value: Buffer): void {
+    const pool = this.current();
+    this.onLookup(pool, (s) => replaceDataObject(s, label, value));
   }
 
   /**

@@ -1,12 +1,14 @@
 import { parseArgs } from "node:util";
+import { readAnchor } from "../../audit/anchor.ts";
 import { AUDIT_KEY_ALGORITHM } from "../../audit/checkpoint.ts";
-import { verifyAuditLog } from "../../audit/verify.ts";
+import { coverageDeadline, verifyAuditLog } from "../../audit/verify.ts";
 import { auditEntriesPage } from "../../store/audit.ts";
 import { CliError, type CommandEnv } from "../command-env.ts";
 
 export const auditUsage = `hsm-ca audit verify [--check-keys]
-  Checks the audit log's hash chain and its signed checkpoints; prints OK with counts, or the first
-  bad entry (edited, deleted, inserted or re-ordered) and exits 1. Needs no HSM; --check-keys also
+  Checks the audit log's hash chain and its signed checkpoints against the audit anchor on the HSM;
+  prints OK with counts, or the first bad entry (edited, deleted, inserted or re-ordered), checkpoints
+  missing or behind the anchor, or old entries no checkpoint covers, and exits 1. --check-keys also
   requires each checkpoint's key to be the audit key on the HSM (same label, same public key).
 hsm-ca audit export [--since ISO-8601]
   Prints the audit log as JSON lines (one entry per line, seq order) for a SIEM: seq, at, kind,
@@ -21,11 +23,17 @@ export async function auditCommand(args: string[], env: CommandEnv): Promise<num
       const { values } = parseArgs({ args: rest, options: { "check-keys": { type: "boolean" } }, strict: true });
       const store = await env.store();
       await env.audit?.flush();
-      const hsm = values["check-keys"] ? env.hsm() : undefined;
+      // The anchor is what the database cannot rewrite: without the HSM there is nothing to hold the log to.
+      const hsm = env.hsm();
+      const anchor = readAnchor(hsm) ?? null;
       const result = await verifyAuditLog(store.db, {
-        publicKeyOf: hsm && (async (label) => (hsm.hasKey(label) ? Buffer.from(await hsm.publicKeySpki(label, AUDIT_KEY_ALGORITHM)) : undefined)),
+        publicKeyOf: values["check-keys"] ? async (label) => (hsm.hasKey(label) ? Buffer.from(await hsm.publicKeySpki(label, AUDIT_KEY_ALGORITHM)) : undefined) : undefined,
+        anchor,
+        coveredBefore: coverageDeadline(env.config.audit.checkpointIntervalMs),
       });
-      const counts = `${result.entries} entries${result.head ? ` (seq 1..${result.head.seq})` : ""}, ${result.checkpoints} signed checkpoints`;
+      const counts =
+        `${result.entries} entries${result.head ? ` (seq 1..${result.head.seq})` : ""}, ${result.checkpoints} signed checkpoints, ` +
+        (anchor ? `HSM anchor at seq ${anchor.seq}` : "no HSM anchor yet");
       if (result.firstBad) {
         const b = result.firstBad;
         env.out(`first bad entry: seq ${b.seq} (${b.problem}): ${b.detail}`);
@@ -33,6 +41,14 @@ export async function auditCommand(args: string[], env: CommandEnv): Promise<num
       if (result.badCheckpoint) {
         const c = result.badCheckpoint;
         env.out(`bad checkpoint: #${c.id} at seq ${c.seq}: ${c.detail}`);
+      }
+      if (result.anchorProblem) env.out(`HSM audit anchor: ${result.anchorProblem}`);
+      if (result.uncovered) {
+        const u = result.uncovered;
+        env.out(
+          `not covered: seq ${u.seq} (recorded ${u.at.toISOString()}) and the entries after it are older than two checkpoint intervals, ` +
+            "and no signed checkpoint covers them: the service signs one every HSM_CA_AUDIT_CHECKPOINT_INTERVAL; is it running and able to?",
+        );
       }
       if (!result.ok) {
         env.err(`The audit log does NOT verify (${counts}).`);
