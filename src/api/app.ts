@@ -9,6 +9,7 @@ import { problem } from "./problem.ts";
 import { caRoutes } from "./routes/cas.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
 import { requestRoutes } from "./routes/requests.ts";
+import { tokenRoutes } from "./routes/tokens.ts";
 import { crlRoutes } from "./routes/crl.ts";
 import { ocspRoutes } from "./routes/ocsp.ts";
 import type { RevocationPublishing } from "../revocation/pointers.ts";
@@ -35,6 +36,7 @@ export function createApiApp(
   app.route("/api/v1/certificates", certificateRoutes(ctx, opts.revocation));
   app.route("/api/v1/cas", caRoutes(ctx));
   app.route("/api/v1/requests", requestRoutes(ctx, opts.revocation));
+  app.route("/api/v1/tokens", tokenRoutes(ctx));
   if (opts.dashboard) app.route("/dashboard", dashboardRoutes(ctx, opts.dashboard));
   if (acme) app.route("/", acme);
   mountPublic(app, ctx, opts);
