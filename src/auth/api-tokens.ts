@@ -83,6 +83,17 @@ export async function authenticate(db: Database, secret: string | undefined): Pr
   return principal;
 }
 
+/**
+ * True when this process has found this token valid before and has not
+ * since seen it refused: a memory lookup, no query. Lets a client whose
+ * address is over its authentication-failure limit (src/api/auth-failures.ts)
+ * through to authenticate(), which still checks revocation.
+ */
+export function knownValidToken(db: Database, secret: string | undefined): boolean {
+  if (!secret || !secret.startsWith(PREFIX) || secret.length > 200) return false;
+  return tokenCaches.get(db)?.has(hash(secret)) ?? false;
+}
+
 /** A token as `hsm-ca token list` and GET /api/v1/tokens show it: never the secret, nor its hash. */
 export interface ApiTokenInfo {
   id: string;
