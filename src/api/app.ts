@@ -5,6 +5,7 @@ import { HTTPException } from "hono/http-exception";
 import { REJECTIONS, Rejection } from "../errors.ts";
 import { HsmKeyError } from "../hsm/hsm.ts";
 import type { AppContext, AppEnv } from "./context.ts";
+import { requireJsonBody } from "./json-body.ts";
 import { problem } from "./problem.ts";
 import { caRoutes } from "./routes/cas.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
@@ -33,6 +34,7 @@ export function createApiApp(
   const app = new Hono<AppEnv>();
   app.use("*", requestLog(ctx, "https"));
   const acme = opts.acme;
+  app.use("/api/v1/*", requireJsonBody);
   app.route("/api/v1/certificates", certificateRoutes(ctx, opts.revocation));
   app.route("/api/v1/cas", caRoutes(ctx));
   app.route("/api/v1/requests", requestRoutes(ctx, opts.revocation));
