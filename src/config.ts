@@ -5,6 +5,7 @@ import { z } from "zod";
 import { CA_KEY_ALGORITHMS } from "./hsm/key-algorithms.ts";
 import { parseDuration } from "./policy/duration.ts";
 import { DEFAULT_RATE_LIMITS, parseRateSpec, type RateSpec } from "./api/rate-limit.ts";
+import { DEFAULT_AUTH_FAILURES } from "./api/auth-failures.ts";
 
 /**
  * Every setting comes from the environment (HSM_CA_*), so the same build runs
@@ -62,6 +63,11 @@ const envSchema = z.object({
   HSM_CA_ACME_VALIDATION_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
   HSM_CA_RATE_LIMIT_PER_TOKEN: rate.default(DEFAULT_RATE_LIMITS.perToken),
   HSM_CA_ACME_RATE_LIMIT_PER_ACCOUNT: rate.default(DEFAULT_RATE_LIMITS.perAcmeAccount),
+  HSM_CA_AUTH_FAILURE_LIMIT: z.coerce.number().int().min(0).max(1_000_000).default(DEFAULT_AUTH_FAILURES.limit),
+  HSM_CA_AUTH_FAILURE_WINDOW: z
+    .string()
+    .refine((s) => (parseDuration(s) ?? 0) >= 1000, 'expected a duration of at least 1s like "1m" (units s, m, h, d)')
+    .default(DEFAULT_AUTH_FAILURES.window),
   HSM_CA_APPROVAL_TTL: z.string().refine((s) => parseDuration(s) !== undefined, 'expected a duration like "24h" (units s, m, h, d)').default("24h"),
   HSM_CA_CA_CHANGE_APPROVALS: z.coerce.number().int().min(0).max(16).default(2),
   HSM_CA_AUDIT_CHECKPOINT_INTERVAL: z.string().refine((s) => parseDuration(s) !== undefined, 'expected a duration like "5m" (units s, m, h, d)').default("5m"),
@@ -144,6 +150,8 @@ export interface Config {
   };
   /** Requests per API token and per ACME account (src/api/rate-limit.ts); null: no limit. */
   rateLimits: { perToken: RateSpec; perAcmeAccount: RateSpec };
+  /** Authentication failures per client address (src/api/auth-failures.ts): 429 beyond `limit` a window (0: never); audit entries aggregated per window. */
+  authFailures: { limit: number; windowMs: number };
   approvals: {
     /** How long an approval request stays open. */
     ttlMs: number;
@@ -263,6 +271,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       perToken: parseRateSpec(e.HSM_CA_RATE_LIMIT_PER_TOKEN)!,
       perAcmeAccount: parseRateSpec(e.HSM_CA_ACME_RATE_LIMIT_PER_ACCOUNT)!,
     },
+    authFailures: { limit: e.HSM_CA_AUTH_FAILURE_LIMIT, windowMs: parseDuration(e.HSM_CA_AUTH_FAILURE_WINDOW)! },
     approvals: { ttlMs: parseDuration(e.HSM_CA_APPROVAL_TTL)!, caChange: e.HSM_CA_CA_CHANGE_APPROVALS },
     autoInit: e.HSM_CA_AUTO_INIT ? e.HSM_CA_AUTO_INIT === "true" : embedded,
     audit: { checkpointIntervalMs: parseDuration(e.HSM_CA_AUDIT_CHECKPOINT_INTERVAL)! },

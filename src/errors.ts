@@ -15,6 +15,7 @@ export const REJECTIONS = {
   "unknown-profile": { status: 404, title: "No such certificate profile" },
   "not-found": { status: 404, title: "Not found" },
   "payload-too-large": { status: 413, title: "The request body is too large" },
+  "unsupported-media-type": { status: 415, title: "The request body is not JSON" },
   "approval-required": { status: 202, title: "The request waits for approval" },
   "not-pending": { status: 409, title: "The request is no longer pending" },
   "rate-limited": { status: 429, title: "Too many requests from this client" },

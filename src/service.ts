@@ -4,6 +4,7 @@ import { serve, type ServerType } from "@hono/node-server";
 import type { Logger } from "pino";
 import { createApiApp, createPublicApp } from "./api/app.ts";
 import { ocspFastPathServer } from "./api/ocsp-listener.ts";
+import { AuthFailures } from "./api/auth-failures.ts";
 import { createRateLimits } from "./api/rate-limit.ts";
 import { SERVER_LIMITS } from "./api/server-limits.ts";
 import { expireApprovalRequestsNow } from "./approvals/requests.ts";
@@ -99,7 +100,10 @@ export async function startService(
       return issuer;
     };
     const rateLimits = createRateLimits(config.rateLimits);
-    const ctx: AppContext = { store, hsm, profiles, issuer: currentIssuer, ocsp: () => revocation?.ocsp, log, audit, approvals: config.approvals, rateLimits, metrics };
+    // Its open windows' summaries are written at close, before the audit log stops.
+    const authFailures = new AuthFailures(config.authFailures, audit);
+    closers.push(() => authFailures.stop());
+    const ctx: AppContext = { store, hsm, profiles, issuer: currentIssuer, ocsp: () => revocation?.ocsp, log, audit, approvals: config.approvals, rateLimits, authFailures, metrics };
     const metricsToken = config.metrics.token;
 
     // Plain HTTP first: its address is part of every certificate (CRL and OCSP URLs).

@@ -1,6 +1,14 @@
 import crypto from "node:crypto";
 import { Rejection } from "../errors.ts";
-import { activeApiTokenByHash, activeApiTokenById, insertApiToken, type ApiTokenRow } from "../store/api-tokens.ts";
+import {
+  activeApiTokenByHash,
+  activeApiTokenById,
+  apiTokenById,
+  insertApiToken,
+  listApiTokenRows,
+  revokeApiTokenRow,
+  type ApiTokenRow,
+} from "../store/api-tokens.ts";
 import type { Database } from "../store/database.ts";
 
 export const ROLES = ["admin", "issuer", "auditor"] as const;
@@ -73,6 +81,63 @@ export async function authenticate(db: Database, secret: string | undefined): Pr
   if (cache.size >= TOKEN_CACHE_MAX) cache.clear();
   cache.set(digest, { principal, until: now + TOKEN_CACHE_MS });
   return principal;
+}
+
+/**
+ * True when this process has found this token valid before and has not
+ * since seen it refused: a memory lookup, no query. Lets a client whose
+ * address is over its authentication-failure limit (src/api/auth-failures.ts)
+ * through to authenticate(), which still checks revocation.
+ */
+export function knownValidToken(db: Database, secret: string | undefined): boolean {
+  if (!secret || !secret.startsWith(PREFIX) || secret.length > 200) return false;
+  return tokenCaches.get(db)?.has(hash(secret)) ?? false;
+}
+
+/** A token as `hsm-ca token list` and GET /api/v1/tokens show it: never the secret, nor its hash. */
+export interface ApiTokenInfo {
+  id: string;
+  role: Role;
+  profiles: string[];
+  description: string | null;
+  createdAt: Date;
+  revokedAt: Date | null;
+}
+
+function infoOf(row: ApiTokenRow): ApiTokenInfo {
+  return { id: row.id, role: row.role, profiles: row.profiles, description: row.description, createdAt: row.createdAt, revokedAt: row.revokedAt };
+}
+
+export async function listApiTokens(db: Database): Promise<ApiTokenInfo[]> {
+  return (await listApiTokenRows(db)).map(infoOf);
+}
+
+/**
+ * Revokes a token by its public id (idempotent: a revoked one stays as it
+ * was, and says so). This process forgets it at once; other replicas and
+ * processes within TOKEN_CACHE_MS. Recorded as admin.token.revoke by `by`
+ * (an actor: "cli", "token:<id>").
+ */
+export async function revokeApiToken(
+  // The audit log's record(), by shape: auth/ stays below audit/ (whose checkpoints need the HSM and ceremonies).
+  deps: { db: Database; now(): Date; audit?: { record(entry: { kind: string; actor: string; subject: string; details: Record<string, unknown> }): void } },
+  id: string,
+  by: string,
+): Promise<{ token: ApiTokenInfo; alreadyRevoked: boolean }> {
+  const existing = /^[0-9a-f]{12}$/.test(id) ? await apiTokenById(deps.db, id) : undefined;
+  if (!existing) throw new Rejection("not-found", `no API token with id "${id.slice(0, 40)}"`);
+  const row = await revokeApiTokenRow(deps.db, id, deps.now());
+  forgetToken(deps.db, id);
+  if (!row) return { token: infoOf((await apiTokenById(deps.db, id)) ?? existing), alreadyRevoked: true };
+  deps.audit?.record({ kind: "admin.token.revoke", actor: by, subject: id, details: { role: row.role, profiles: row.profiles, description: row.description } });
+  return { token: infoOf(row), alreadyRevoked: false };
+}
+
+/** Drops a token's cached principal in this process: the next request asks the database. */
+function forgetToken(db: Database, tokenId: string): void {
+  const cache = tokenCaches.get(db);
+  if (!cache) return;
+  for (const [digest, entry] of cache) if (entry.principal.tokenId === tokenId) cache.delete(digest);
 }
 
 /** The principal of a token known by its id (a dashboard session); undefined once the token is revoked. */

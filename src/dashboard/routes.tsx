@@ -2,11 +2,13 @@ import crypto from "node:crypto";
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
-import { authenticate, principalById, type Principal } from "../auth/api-tokens.ts";
+import { principalById, type Principal } from "../auth/api-tokens.ts";
 import { verifySinceLastCheckpoint, type RecentAuditStatus } from "../audit/verify-since-checkpoint.ts";
 import type { AppContext, AppEnv } from "../api/context.ts";
 import { problem } from "../api/problem.ts";
 import { limitTokenRate } from "../api/rate-limit.ts";
+import { authenticateOrCount } from "../api/require-role.ts";
+import { Rejection } from "../errors.ts";
 import { readOverview, type OverviewSources } from "./overview.ts";
 import { LoginPage, OverviewPage, pageHeaders } from "./page.tsx";
 import { DashboardSessions, SESSION_TTL_MS } from "./sessions.ts";
@@ -49,7 +51,7 @@ export function dashboardRoutes(ctx: AppContext, sources: DashboardSources) {
   };
 
   /** A page with a fresh CSP nonce for its style sheet. */
-  const html = (c: Context<AppEnv>, status: 200 | 401 | 403, render: (nonce: string) => string | Promise<string>) => {
+  const html = (c: Context<AppEnv>, status: 200 | 401 | 403 | 429, render: (nonce: string) => string | Promise<string>) => {
     const nonce = crypto.randomBytes(16).toString("base64");
     return c.html(render(nonce), status, pageHeaders(nonce));
   };
@@ -86,17 +88,24 @@ export function dashboardRoutes(ctx: AppContext, sources: DashboardSources) {
   app.post("/login", sameOrigin, bodyLimit({ maxSize: 4096, onError: (c) => problem(c, "payload-too-large", "send at most 4096 bytes") }), async (c) => {
     const form = await c.req.parseBody().catch(() => ({}) as Record<string, unknown>);
     const token = typeof form.token === "string" ? form.token.trim() : "";
-    const principal = await authenticate(db, token || undefined);
-    const refuse = (status: 401 | 403, reason: string, actor: string, message: string) => {
-      ctx.log.warn({ route: "/dashboard/login", reason }, "dashboard login refused");
-      // As in require-role: the id part of something shaped like a token is public; the rest goes nowhere.
-      const claimed = principal ? undefined : /^hsmca_([0-9a-f]{12})_/.exec(token)?.[1];
-      ctx.audit?.record({ kind: "auth.failure", actor, result: "error", details: { route: "/dashboard/login", method: "POST", reason, claimed_token: claimed } });
-      return html(c, status, (nonce) => <LoginPage nonce={nonce} error={message} />);
-    };
-    if (!principal) return refuse(401, token ? "unknown token" : "no token", "anonymous", "That is not a valid API token.");
+    let principal: Principal | undefined;
+    try {
+      // Counted per client address like refused bearer tokens (src/api/auth-failures.ts): audited, then 429 beyond the limit.
+      principal = await authenticateOrCount(ctx, c, token || undefined, token ? "unknown token" : "no token");
+    } catch (err) {
+      if (!(err instanceof Rejection) || err.kind !== "rate-limited") throw err;
+      c.header("retry-after", String(err.retryAfterSeconds ?? 1));
+      return html(c, 429, (nonce) => <LoginPage nonce={nonce} error={`Too many failed logins from this address: try again in ${err.retryAfterSeconds ?? 1} s.`} />);
+    }
+    if (!principal) {
+      ctx.log.warn({ route: "/dashboard/login", reason: token ? "unknown token" : "no token" }, "dashboard login refused");
+      return html(c, 401, (nonce) => <LoginPage nonce={nonce} error="That is not a valid API token." />);
+    }
     if (!mayView(principal)) {
-      return refuse(403, `role ${principal.role} may not view the dashboard`, `token:${principal.tokenId}`, `An ${principal.role} token may not view the dashboard: use an admin or auditor token.`);
+      const reason = `role ${principal.role} may not view the dashboard`;
+      ctx.log.warn({ route: "/dashboard/login", reason }, "dashboard login refused");
+      ctx.audit?.record({ kind: "auth.failure", actor: `token:${principal.tokenId}`, result: "error", details: { route: "/dashboard/login", method: "POST", reason } });
+      return html(c, 403, (nonce) => <LoginPage nonce={nonce} error={`An ${principal.role} token may not view the dashboard: use an admin or auditor token.`} />);
     }
     c.set("principal", principal);
     setCookie(c, COOKIE, sessions.start(principal.tokenId), {

@@ -94,7 +94,7 @@ export function createMetrics() {
     }),
     rateLimited: new Counter({
       name: "hsmca_rate_limited_total",
-      help: "Requests refused with 429 by a request rate limit, by limiter (api_token, acme_account).",
+      help: "Requests refused with 429 by a request rate limit, by limiter (api_token, acme_account, auth_failure).",
       labelNames: ["limiter"] as const,
       registers,
     }),
@@ -163,7 +163,7 @@ export function createMetrics() {
   };
   // Series whose label values are known in advance start at 0, so that rate() sees their first increase.
   for (const tier of ["memory", "database"]) metrics.ocspCacheHits.inc({ tier }, 0);
-  for (const limiter of ["api_token", "acme_account"]) metrics.rateLimited.inc({ limiter }, 0);
+  for (const limiter of ["api_token", "acme_account", "auth_failure"]) metrics.rateLimited.inc({ limiter }, 0);
   return metrics;
 }
 

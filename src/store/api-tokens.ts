@@ -1,4 +1,4 @@
-import { and, eq, isNull } from "drizzle-orm";
+import { and, asc, eq, isNull } from "drizzle-orm";
 import type { Database } from "./database.ts";
 import { apiTokens } from "./schema.ts";
 
@@ -23,5 +23,25 @@ export async function activeApiTokenById(db: Database, id: string): Promise<ApiT
     .select()
     .from(apiTokens)
     .where(and(eq(apiTokens.id, id), isNull(apiTokens.revokedAt)));
+  return row;
+}
+
+/** Every token, oldest first: for `hsm-ca token list` and GET /api/v1/tokens (which show no hash). */
+export async function listApiTokenRows(db: Database): Promise<ApiTokenRow[]> {
+  return db.select().from(apiTokens).orderBy(asc(apiTokens.createdAt), asc(apiTokens.id));
+}
+
+export async function apiTokenById(db: Database, id: string): Promise<ApiTokenRow | undefined> {
+  const [row] = await db.select().from(apiTokens).where(eq(apiTokens.id, id));
+  return row;
+}
+
+/** active -> revoked, once: undefined when the token was revoked already (or does not exist). */
+export async function revokeApiTokenRow(db: Database, id: string, at: Date): Promise<ApiTokenRow | undefined> {
+  const [row] = await db
+    .update(apiTokens)
+    .set({ revokedAt: at })
+    .where(and(eq(apiTokens.id, id), isNull(apiTokens.revokedAt)))
+    .returning();
   return row;
 }

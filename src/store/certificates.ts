@@ -24,6 +24,8 @@ export interface CertificateFilter {
   profile?: string;
   /** Only these profiles (an issuer token's scope). */
   profiles?: string[];
+  /** Only those requested by this API token id (an issuer token sees its own). */
+  requestedBy?: string;
   status?: CertificateRow["status"];
   /** Rows after this id (the previous page's cursor). */
   afterId?: number;
@@ -34,6 +36,7 @@ export async function listCertificates(db: Database, f: CertificateFilter): Prom
   const where: SQL[] = [];
   if (f.profile) where.push(eq(certificates.profile, f.profile));
   if (f.profiles) where.push(inArray(certificates.profile, f.profiles));
+  if (f.requestedBy !== undefined) where.push(eq(certificates.requestedBy, f.requestedBy));
   if (f.status) where.push(eq(certificates.status, f.status));
   if (f.afterId !== undefined) where.push(gt(certificates.id, f.afterId));
   return db

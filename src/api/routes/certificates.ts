@@ -1,4 +1,4 @@
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
 import { mayIssue, mayRead, type Principal } from "../../auth/api-tokens.ts";
@@ -93,12 +93,13 @@ export function certificateRoutes(ctx: AppContext, revocation?: RevocationPublis
     const q = listQuery.safeParse(c.req.query());
     if (!q.success) return problem(c, "malformed-request", q.error.issues[0]!.message);
     const scope = scopeOf(c.get("principal"));
-    if (scope && q.data.profile && !scope.includes(q.data.profile)) {
+    if (scope && q.data.profile && !scope.profiles.includes(q.data.profile)) {
       return problem(c, "forbidden", `this token may not read profile ${q.data.profile}`);
     }
     const rows = await listCertificates(ctx.store.db, {
       profile: q.data.profile,
-      profiles: scope,
+      profiles: scope?.profiles,
+      requestedBy: scope?.requestedBy,
       status: q.data.status,
       afterId: q.data.cursor === undefined ? undefined : Number(q.data.cursor),
       limit: q.data.limit,
@@ -121,9 +122,9 @@ export function certificateRoutes(ctx: AppContext, revocation?: RevocationPublis
     if (reason === undefined) throw new Rejection("bad-revocation-reason", `unknown reason "${body.data.reason}"; use an RFC 5280 name such as keyCompromise or superseded`);
     const row = /^[0-9a-f]{1,40}$/.test(serial) ? await certificateBySerial(ctx.store.db, serial) : undefined;
     const principal = c.get("principal");
-    if (!row || (principal.role === "issuer" && !principal.profiles.includes(row.profile))) {
-      return problem(c, "not-found", `no certificate with serial ${serial}`);
-    }
+    const scope = scopeOf(principal);
+    // Checked before anything changes: another tenant's certificate is neither revoked nor its key blocked.
+    if (!row || !inScope(scope, row)) return notFound(c, serial, scope);
     const outcome = await revoke(
       { db: ctx.store.db, now: () => new Date(), audit: ctx.audit, metrics: ctx.metrics },
       { serial, reason, invalidityDate: body.data.invalidityDate ? new Date(body.data.invalidityDate) : undefined, by: principal.tokenId },
@@ -136,16 +137,41 @@ export function certificateRoutes(ctx: AppContext, revocation?: RevocationPublis
     const serial = c.req.param("serial").toLowerCase();
     const row = /^[0-9a-f]{1,40}$/.test(serial) ? await certificateBySerial(ctx.store.db, serial) : undefined;
     const scope = scopeOf(c.get("principal"));
-    if (!row || (scope && !scope.includes(row.profile))) return problem(c, "not-found", `no certificate with serial ${serial}`);
+    if (!row || !inScope(scope, row)) return notFound(c, serial, scope);
     return c.json(view(row));
   });
 
   return app;
 }
 
-/** Issuers see the certificates of their own profiles; admins and auditors see all. */
-function scopeOf(p: Principal): string[] | undefined {
-  return p.role === "issuer" ? p.profiles : undefined;
+/** The certificates an issuer token may see and revoke: those it requested itself, from its profiles. */
+interface IssuerScope {
+  requestedBy: string;
+  profiles: string[];
+}
+
+/**
+ * Issuer tokens are tenants: one sees and revokes only the certificates it
+ * requested itself (REST, `hsm-ca issue` or an approved request made with
+ * it), never another token's or an ACME account's, even from the same
+ * profile. Admins and auditors see all (undefined: no scope).
+ */
+function scopeOf(p: Principal): IssuerScope | undefined {
+  return p.role === "issuer" ? { requestedBy: p.tokenId, profiles: p.profiles } : undefined;
+}
+
+function inScope(scope: IssuerScope | undefined, row: CertificateRow): boolean {
+  return !scope || (row.requestedBy === scope.requestedBy && scope.profiles.includes(row.profile));
+}
+
+/**
+ * The same 404 whether the serial is unknown or belongs to someone else, so
+ * that an issuer token learns nothing about other tenants' certificates;
+ * the detail says where an issuer token looks.
+ */
+function notFound(c: Context, serial: string, scope: IssuerScope | undefined): Response {
+  const among = scope ? " among those this token requested (an issuer token sees and revokes only its own certificates)" : "";
+  return problem(c, "not-found", `no certificate with serial ${serial}${among}`);
 }
 
 function view(row: CertificateRow) {
