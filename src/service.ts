@@ -24,6 +24,7 @@ import { createLogger } from "./logger.ts";
 import { loadAcmeProfiles, loadProfiles } from "./policy/profiles.ts";
 import { directoryPaths } from "./acme/context.ts";
 import { acmeRoutes } from "./acme/router.ts";
+import type { OwnEndpoints } from "./acme/validation/types.ts";
 import { scheduleAcmeCleanup } from "./jobs/acme-cleanup.ts";
 import { openStore, type Store } from "./store/database.ts";
 import { Rejection } from "./errors.ts";
@@ -113,6 +114,11 @@ export async function startService(
       }),
     );
     closers.push(() => closeServer(httpServer));
+    // Where the CA answers, for the http-01 validator to refuse; the HTTPS listener joins when it starts.
+    const ownEndpoints: OwnEndpoints = {
+      listeners: [boundAddress(httpServer)],
+      urls: [config.publicUrl, config.publicHttpUrl].filter((u): u is string => u !== undefined),
+    };
     const httpUrl = `http://${hostForUrl(config.http.host)}:${portOf(httpServer)}`;
     const publishing = { urls: new RevocationUrls(config.publicHttpUrl ?? httpUrl), partitions: config.revocation.crlPartitions };
 
@@ -178,6 +184,7 @@ export async function startService(
         resolvers: config.acme.resolvers,
         timeoutMs: config.acme.validationTimeoutMs,
         maxRedirects: 10,
+        ownEndpoints,
       },
       publicUrl: config.publicUrl,
       log,
@@ -232,6 +239,7 @@ export async function startService(
       }),
     );
     closers.push(() => closeServer(httpsServer));
+    ownEndpoints.listeners.push(boundAddress(httpsServer));
 
     const renewServerCertificate = async (now = new Date()) => {
       if (!serverCertificateDue(tls, now)) return false;
@@ -272,6 +280,11 @@ function closeServer(server: ServerType): Promise<void> {
     (server as http.Server).closeAllConnections?.();
     server.close(() => resolve());
   });
+}
+
+function boundAddress(server: ServerType): { address: string; port: number } {
+  const addr = server.address();
+  return typeof addr === "object" && addr ? { address: addr.address, port: addr.port } : { address: "::", port: 0 };
 }
 
 function portOf(server: ServerType): number {
