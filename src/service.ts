@@ -24,6 +24,7 @@ import { createLogger } from "./logger.ts";
 import { loadAcmeProfiles, loadProfiles } from "./policy/profiles.ts";
 import { directoryPaths } from "./acme/context.ts";
 import { acmeRoutes } from "./acme/router.ts";
+import { sealPlaintextEabKeys } from "./acme/eab-keys.ts";
 import type { OwnEndpoints } from "./acme/validation/types.ts";
 import { scheduleAcmeCleanup } from "./jobs/acme-cleanup.ts";
 import { openStore, type Store } from "./store/database.ts";
@@ -168,6 +169,9 @@ export async function startService(
     );
     closers.push(() => void approvalExpiry.stop());
 
+    // EAB HMAC keys stored in clear by earlier versions are sealed under the HSM's wrapping key before anything reads them.
+    const eabSealed = await withActor("system:eab-sealing", () => sealPlaintextEabKeys(store.db, hsm));
+    if (eabSealed > 0) log.info({ keys: eabSealed }, "sealed the EAB HMAC keys stored in clear under the HSM's wrapping key");
     const acmeProfiles = loadAcmeProfiles(config.acme.profilesDir, profiles);
     const paths = directoryPaths(acmeProfiles);
     const acme = acmeRoutes({
@@ -186,6 +190,7 @@ export async function startService(
         maxRedirects: 10,
         ownEndpoints,
       },
+      eabSealer: hsm,
       publicUrl: config.publicUrl,
       log,
       now: () => new Date(),

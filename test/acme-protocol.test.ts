@@ -14,7 +14,9 @@ import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "./helpers/ports.ts";
 import { cleanUpAcme } from "../src/jobs/acme-cleanup.ts";
+import { eq } from "drizzle-orm";
 import { certificateBySerial } from "../src/store/certificates.ts";
+import { acmeEabKeys } from "../src/store/schema.ts";
 import { AcmeClient, type Account, type AcmeResponse } from "./helpers/acme-client.ts";
 import { b64url, keyAuthorization, newAccountKey, signEab, signJws, type AccountKey } from "./helpers/acme-jws.ts";
 import { REPO, runCli } from "./helpers/cli.ts";
@@ -571,6 +573,23 @@ describe("external account binding", () => {
     expect(body.externalAccountBinding).toBeTruthy();
     expect(JSON.stringify(body.externalAccountBinding)).toContain(kid);
     expect(expectOk(await eab.postAs({ key, url: res.location! }, res.location!, "")).externalAccountBinding).toBeTruthy();
+  });
+
+  it("the database row holds the HMAC key sealed, with no bytes of what the admin was shown", async () => {
+    const { kid, hmac } = await cliEabKey();
+    const [row] = await t.service.ctx.store.db.select().from(acmeEabKeys).where(eq(acmeEabKeys.kid, kid));
+    expect(row, kid).toBeDefined();
+    const stored = row!.hmacKey;
+    expect(stored).toMatch(/^v1:[A-Za-z0-9_-]+$/);
+    expect(stored).not.toContain(hmac);
+    const key = Buffer.from(hmac, "base64url");
+    const decoded = Buffer.from(stored.slice(3), "base64url");
+    // Not the key, nor any 8 bytes of it in what the row decodes to, nor any 11 characters of its text.
+    for (let i = 0; i + 8 <= key.length; i++) expect(decoded.includes(key.subarray(i, i + 8)), `bytes ${i}..${i + 8} of the HMAC key`).toBe(false);
+    for (let i = 0; i + 11 <= hmac.length; i++) expect(stored.includes(hmac.slice(i, i + 11)), `characters ${i}..${i + 11} of the HMAC key`).toBe(false);
+    // And it still binds an account.
+    const account = newAccountKey("ES256");
+    expectOk(await eab.post(eab.directory.newAccount, account, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, hmac, account.jwk, eab.directory.newAccount) }), 201);
   });
 
   it("an EAB key binds one account only", async () => {
