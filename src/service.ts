@@ -25,6 +25,8 @@ import { createLogger } from "./logger.ts";
 import { loadAcmeProfiles, loadProfiles } from "./policy/profiles.ts";
 import { directoryPaths } from "./acme/context.ts";
 import { acmeRoutes } from "./acme/router.ts";
+import { sealPlaintextEabKeys } from "./acme/eab-keys.ts";
+import type { OwnEndpoints } from "./acme/validation/types.ts";
 import { scheduleAcmeCleanup } from "./jobs/acme-cleanup.ts";
 import { openStore, type Store } from "./store/database.ts";
 import { Rejection } from "./errors.ts";
@@ -117,6 +119,11 @@ export async function startService(
       }),
     );
     closers.push(() => closeServer(httpServer));
+    // Where the CA answers, for the http-01 validator to refuse; the HTTPS listener joins when it starts.
+    const ownEndpoints: OwnEndpoints = {
+      listeners: [boundAddress(httpServer)],
+      urls: [config.publicUrl, config.publicHttpUrl].filter((u): u is string => u !== undefined),
+    };
     const httpUrl = `http://${hostForUrl(config.http.host)}:${portOf(httpServer)}`;
     const publishing = { urls: new RevocationUrls(config.publicHttpUrl ?? httpUrl), partitions: config.revocation.crlPartitions };
 
@@ -166,6 +173,9 @@ export async function startService(
     );
     closers.push(() => void approvalExpiry.stop());
 
+    // EAB HMAC keys stored in clear by earlier versions are sealed under the HSM's wrapping key before anything reads them.
+    const eabSealed = await withActor("system:eab-sealing", () => sealPlaintextEabKeys(store.db, hsm));
+    if (eabSealed > 0) log.info({ keys: eabSealed }, "sealed the EAB HMAC keys stored in clear under the HSM's wrapping key");
     const acmeProfiles = loadAcmeProfiles(config.acme.profilesDir, profiles);
     const paths = directoryPaths(acmeProfiles);
     const acme = acmeRoutes({
@@ -182,7 +192,9 @@ export async function startService(
         resolvers: config.acme.resolvers,
         timeoutMs: config.acme.validationTimeoutMs,
         maxRedirects: 10,
+        ownEndpoints,
       },
+      eabSealer: hsm,
       publicUrl: config.publicUrl,
       log,
       now: () => new Date(),
@@ -236,6 +248,7 @@ export async function startService(
       }),
     );
     closers.push(() => closeServer(httpsServer));
+    ownEndpoints.listeners.push(boundAddress(httpsServer));
 
     const renewServerCertificate = async (now = new Date()) => {
       if (!serverCertificateDue(tls, now)) return false;
@@ -276,6 +289,11 @@ function closeServer(server: ServerType): Promise<void> {
     (server as http.Server).closeAllConnections?.();
     server.close(() => resolve());
   });
+}
+
+function boundAddress(server: ServerType): { address: string; port: number } {
+  const addr = server.address();
+  return typeof addr === "object" && addr ? { address: addr.address, port: addr.port } : { address: "::", port: 0 };
 }
 
 function portOf(server: ServerType): number {

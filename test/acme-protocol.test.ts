@@ -14,7 +14,9 @@ import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "./helpers/ports.ts";
 import { cleanUpAcme } from "../src/jobs/acme-cleanup.ts";
+import { eq } from "drizzle-orm";
 import { certificateBySerial } from "../src/store/certificates.ts";
+import { acmeEabKeys } from "../src/store/schema.ts";
 import { AcmeClient, type Account, type AcmeResponse } from "./helpers/acme-client.ts";
 import { b64url, keyAuthorization, newAccountKey, signEab, signJws, type AccountKey } from "./helpers/acme-jws.ts";
 import { REPO, runCli } from "./helpers/cli.ts";
@@ -31,8 +33,10 @@ let acme: AcmeClient;
 let eab: AcmeClient;
 let profilesDir: string;
 let http01: http.Server;
-/** What the http-01 server answers, per token. */
-const challengeBodies = new Map<string, string>();
+/** What the http-01 server answers, per token: a body, or a redirect. */
+const challengeBodies = new Map<string, string | { redirect: string }>();
+/** The CA's plain-HTTP port; also named as the HTTPS port http-01 redirects may use, so that only the own-listener rule refuses a redirect to it. */
+let caHttpPort: number;
 
 function listen(server: net.Server, host: string, port = 0): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -63,6 +67,10 @@ beforeAll(async () => {
       res.writeHead(404).end();
       return;
     }
+    if (typeof body === "object") {
+      res.writeHead(302, { location: body.redirect }).end();
+      return;
+    }
     res.writeHead(200, { "content-type": "text/plain" }).end(body);
   });
   const http01Port = await listen(http01, "127.0.0.1");
@@ -72,7 +80,8 @@ beforeAll(async () => {
   t = await startTestService("pglite", {
     HSM_CA_ACME_PROFILES_DIR: profilesDir,
     HSM_CA_ACME_HTTP01_PORT: String(http01Port),
-    HSM_CA_ACME_TLSALPN01_PORT: String(await freePort()),
+    HSM_CA_HTTP_PORT: String((caHttpPort = await freePort())),
+    HSM_CA_ACME_TLSALPN01_PORT: String(caHttpPort),
     HSM_CA_ACME_VALIDATION_TIMEOUT_MS: "5000",
   });
   acme = new AcmeClient(t.service.httpsUrl, t.rootPem);
@@ -162,7 +171,12 @@ async function newOrder(c: AcmeClient, account: Account, identifiers: object[], 
  * replies `respond(...)`, by default the key authorization) and polls each
  * until it is no longer pending. Returns the final authorizations.
  */
-async function answerHttp01(c: AcmeClient, account: Account, order: any, respond?: (keyAuth: string) => string): Promise<any[]> {
+async function answerHttp01(
+  c: AcmeClient,
+  account: Account,
+  order: any,
+  respond?: (keyAuth: string) => string | { redirect: string },
+): Promise<any[]> {
   const out: any[] = [];
   for (const authzUrl of order.authorizations as string[]) {
     const authz = expectOk(await c.postAs(account, authzUrl, ""));
@@ -561,6 +575,23 @@ describe("external account binding", () => {
     expect(expectOk(await eab.postAs({ key, url: res.location! }, res.location!, "")).externalAccountBinding).toBeTruthy();
   });
 
+  it("the database row holds the HMAC key sealed, with no bytes of what the admin was shown", async () => {
+    const { kid, hmac } = await cliEabKey();
+    const [row] = await t.service.ctx.store.db.select().from(acmeEabKeys).where(eq(acmeEabKeys.kid, kid));
+    expect(row, kid).toBeDefined();
+    const stored = row!.hmacKey;
+    expect(stored).toMatch(/^v1:[A-Za-z0-9_-]+$/);
+    expect(stored).not.toContain(hmac);
+    const key = Buffer.from(hmac, "base64url");
+    const decoded = Buffer.from(stored.slice(3), "base64url");
+    // Not the key, nor any 8 bytes of it in what the row decodes to, nor any 11 characters of its text.
+    for (let i = 0; i + 8 <= key.length; i++) expect(decoded.includes(key.subarray(i, i + 8)), `bytes ${i}..${i + 8} of the HMAC key`).toBe(false);
+    for (let i = 0; i + 11 <= hmac.length; i++) expect(stored.includes(hmac.slice(i, i + 11)), `characters ${i}..${i + 11} of the HMAC key`).toBe(false);
+    // And it still binds an account.
+    const account = newAccountKey("ES256");
+    expectOk(await eab.post(eab.directory.newAccount, account, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, hmac, account.jwk, eab.directory.newAccount) }), 201);
+  });
+
   it("an EAB key binds one account only", async () => {
     const { kid, hmac } = await cliEabKey();
     const k1 = newAccountKey("ES256");
@@ -697,6 +728,26 @@ describe("orders", () => {
     expect(expectOk(chRes).error.type).toBe(`${ERR}incorrectResponse`);
     // and cannot be retried
     expect(expectOk(await acme.postAs(account, ch.url, {})).status).toBe("invalid");
+  });
+});
+
+describe("http-01 redirects", () => {
+  it("a redirect to the CA's own plain-HTTP port is refused, named, and what the CA serves there is not echoed", async () => {
+    const account = await accountA();
+    const created = await newOrder(acme, account, [ip("127.0.0.1")]);
+    const order = expectOk(created, 201);
+    const chainUrl = `http://127.0.0.1:${caHttpPort}/ca/chain.pem`;
+    expect((await fetch(chainUrl)).status).toBe(200); // the chain really is served there
+    const [authz] = await answerHttp01(acme, account, order, () => ({ redirect: chainUrl }));
+    expect(authz.status).toBe("invalid");
+    const ch = authz.challenges.find((c: any) => c.type === "http-01");
+    expect(ch.error.type).toBe(`${ERR}connection`);
+    expect(ch.error.detail).toContain(`Refused redirect`);
+    expect(ch.error.detail).toContain(chainUrl);
+    expect(ch.error.detail).toContain(`the CA's own listener 127.0.0.1:${caHttpPort}`);
+    const final = expectOk(await acme.postAs(account, created.location!, ""));
+    expect(final.status).toBe("invalid");
+    for (const text of [JSON.stringify(authz), JSON.stringify(final)]) expect(text).not.toContain("BEGIN CERTIFICATE");
   });
 });
 

@@ -93,6 +93,7 @@ const baseCfg = (): ValidationConfig => ({
   resolvers: [`127.0.0.1:${dnsPort}`],
   timeoutMs: 3000,
   maxRedirects: 10,
+  ownEndpoints: { listeners: [], urls: [] },
 });
 
 // ------------------------------------------------------------------ http-01
@@ -184,10 +185,116 @@ describe("http-01", () => {
     const httpsPort = await listen(tlsServer, "127.0.0.1");
     try {
       routes.set(CHALLENGE_PATH, redirect(302, `https://127.0.0.1:${httpsPort}/secure`));
-      expect(await validateHttp01(loopback4, TOKEN, KEY_AUTH, cfg)).toEqual({ ok: true });
+      // The HTTPS port a redirect may name is the tls-alpn-01 port (443 in production).
+      expect(await validateHttp01(loopback4, TOKEN, KEY_AUTH, { ...cfg, tlsAlpnPort: httpsPort })).toEqual({ ok: true });
     } finally {
       await close(tlsServer);
     }
+  });
+
+  describe("redirect limits (RFC 8555 §8.3, §10.2) and the CA's own listeners", () => {
+    /** Stands in for the CA's plain-HTTP listener: serves a certificate chain, counts requests. */
+    let caPort: number;
+    let caRequests = 0;
+    let chainPem: string;
+    const ca = http.createServer((req, res) => {
+      caRequests++;
+      res.writeHead(200, { "content-type": "application/pem-certificate-chain" }).end(chainPem);
+    });
+    beforeAll(async () => {
+      const { cert } = await makeCert({ sans: [{ type: "dns", value: "ca.example.test" }] });
+      chainPem = cert + cert;
+      caPort = await listen(ca, "127.0.0.1");
+    });
+    afterEach(() => (caRequests = 0));
+    afterAll(() => close(ca));
+
+    /** A config in which the "CA" port passes the port rule (as the HTTPS port), so only the own-listener rule stands in the way. */
+    const withCa = (listeners: Array<{ address: string; port: number }>, urls: string[] = []): ValidationConfig => ({
+      ...cfg,
+      tlsAlpnPort: caPort,
+      ownEndpoints: { listeners, urls },
+    });
+
+    it("refuses a redirect to the CA's own plain-HTTP listener, names it, and echoes nothing served there", async () => {
+      routes.set(CHALLENGE_PATH, redirect(302, `http://127.0.0.1:${caPort}/ca/chain.pem`));
+      const r = await validateHttp01(loopback4, TOKEN, KEY_AUTH, withCa([{ address: "127.0.0.1", port: caPort }]));
+      const detail = expectError(r, "connection", /Refused redirect/);
+      expect(detail).toContain(`http://127.0.0.1:${caPort}/ca/chain.pem`);
+      expect(detail).toContain(`the CA's own listener 127.0.0.1:${caPort}`);
+      expect(detail).not.toContain("BEGIN CERTIFICATE");
+      expect(caRequests).toBe(0);
+    });
+
+    it("refuses a name that resolves to a CA listener bound to every address (0.0.0.0 or ::)", async () => {
+      // challtestsrv resolves every .test name to 127.0.0.1.
+      routes.set(CHALLENGE_PATH, redirect(302, `http://sneaky.example.test:${caPort}/ca/chain.pem`));
+      for (const address of ["0.0.0.0", "::"]) {
+        const r = await validateHttp01(loopback4, TOKEN, KEY_AUTH, withCa([{ address, port: caPort }]));
+        expectError(r, "connection", new RegExp(`the CA's own listener \\[?${address.replace(/\./g, "\\.")}\\]?:${caPort}`));
+      }
+      expect(caRequests).toBe(0);
+    });
+
+    it("refuses the CA's public URL by name, wherever it resolves", async () => {
+      routes.set(CHALLENGE_PATH, redirect(302, `http://ca.example.test:${caPort}/ca/chain.pem`));
+      const r = await validateHttp01(loopback4, TOKEN, KEY_AUTH, withCa([], [`http://ca.example.test:${caPort}`]));
+      expectError(r, "connection", new RegExp(`the CA's public URL http://ca\\.example\\.test:${caPort}`));
+      expect(caRequests).toBe(0);
+    });
+
+    it("refuses the first request too when the identifier's http-01 port is the CA's own", async () => {
+      const r = await validateHttp01(loopback4, TOKEN, KEY_AUTH, { ...withCa([{ address: "127.0.0.1", port: caPort }]), httpPort: caPort });
+      expectError(r, "connection", /Refused request to http:\/\/127\.0\.0\.1:\d+\/\.well-known\/acme-challenge\//);
+      expect(caRequests).toBe(0);
+    });
+
+    it("a listener elsewhere, or on another port, does not refuse a legitimate redirect", async () => {
+      routes.set(CHALLENGE_PATH, redirect(302, "/moved"));
+      routes.set("/moved", serve(KEY_AUTH));
+      const elsewhere = withCa([{ address: "127.0.0.2", port: cfg.httpPort }, { address: "0.0.0.0", port: caPort }], ["https://ca.example.test"]);
+      expect(await validateHttp01(loopback4, TOKEN, KEY_AUTH, elsewhere)).toEqual({ ok: true });
+    });
+
+    it("refuses a redirect to a port other than the http-01 and HTTPS ports, and names it", async () => {
+      const other = http.createServer((_req, res) => res.writeHead(200).end(KEY_AUTH));
+      const otherPort = await listen(other, "127.0.0.1");
+      let otherRequests = 0;
+      other.on("request", () => otherRequests++);
+      try {
+        routes.set(CHALLENGE_PATH, redirect(302, `http://127.0.0.1:${otherPort}/key`));
+        const r = await validateHttp01(loopback4, TOKEN, KEY_AUTH, cfg);
+        expectError(r, "connection", new RegExp(`Refused redirect .* port ${otherPort} is neither the http-01 port ${cfg.httpPort}`));
+        // https:// without a port means 443, which is not the HTTPS port here either.
+        routes.set(CHALLENGE_PATH, redirect(302, "https://127.0.0.1/key"));
+        expectError(await validateHttp01(loopback4, TOKEN, KEY_AUTH, cfg), "connection", /port 443 is neither/);
+        expect(otherRequests).toBe(0);
+      } finally {
+        await close(other);
+      }
+    });
+  });
+
+  it("names the size of a wrong answer, quotes at most 64 characters of it, and never PEM or binary", async () => {
+    const long = `not the key authorization ${"\x01abcdefgh".repeat(400)}`;
+    routes.set(CHALLENGE_PATH, serve(long));
+    let detail = expectError(await validateHttp01(loopback4, TOKEN, KEY_AUTH, cfg), "incorrectResponse");
+    expect(detail).toContain(`did not match the key authorization (${long.length} bytes)`);
+    const quoted = /it starts "(.*)"…$/.exec(detail)?.[1];
+    expect(quoted, detail).toBeDefined();
+    expect(quoted!.length).toBeLessThanOrEqual(64);
+    expect(quoted).toMatch(/^not the key authorization (\\x01abcdefgh)+/);
+
+    const { cert } = await makeCert({ sans: [{ type: "dns", value: "a.example.test" }] });
+    routes.set(CHALLENGE_PATH, serve(`Here you are:\n${cert}`));
+    detail = expectError(await validateHttp01(loopback4, TOKEN, KEY_AUTH, cfg), "incorrectResponse");
+    expect(detail).toMatch(/did not match the key authorization \(\d+ bytes\)$/);
+    expect(detail).not.toContain("BEGIN");
+
+    const der = Buffer.from(cert.replace(/-----[^-]+-----|\s/g, ""), "base64");
+    routes.set(CHALLENGE_PATH, serve(der));
+    detail = expectError(await validateHttp01(loopback4, TOKEN, KEY_AUTH, cfg), "incorrectResponse");
+    expect(detail).toMatch(new RegExp(`did not match the key authorization \\(${der.length} bytes\\)$`));
   });
 
   it("gives a connection error within timeoutMs when the server never answers", async () => {

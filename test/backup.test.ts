@@ -196,6 +196,9 @@ scenario("while the service runs on PGlite", () => {
     const { csr } = makeCsr({ subject: "/CN=app.example.test", san: "DNS:app.example.test" });
     const res = await t.api("POST", "/api/v1/certificates", { token: admin, json: { csr, profile: "tls-server", validity: "24h" } });
     expect(res.status, res.text).toBe(201);
+    // An EAB key: sealed under a secret key on the token, which the backup must carry too.
+    const eab = await cli(["acme", "eab", "create"], t.env);
+    expect(eab.code, eab.stderr).toBe(0);
     // A signed checkpoint, so that the token carries the audit anchor.
     expect(await t.service.ctx.audit!.checkpoint()).toBeDefined();
   });
@@ -203,7 +206,7 @@ scenario("while the service runs on PGlite", () => {
     await t?.stop();
   });
 
-  it("backs up through the control socket, and the drill checks the CA and OCSP responder keys", async () => {
+  it("backs up through the control socket, and the drill checks the CA and OCSP responder keys and the EAB wrapping key", async () => {
     const r = await cli(["backup", archive], withPassphrase(t.env));
     expect(r.code, r.stderr).toBe(0);
     expect((await fetch(`${t.service.httpUrl}/healthz`)).status).toBe(200); // still serving
@@ -212,7 +215,10 @@ scenario("while the service runs on PGlite", () => {
     const lines = drillLines(drill.stdout);
     expect(lines.filter((l) => /^PASS  (root|intermediate) /.test(l))).toHaveLength(2);
     expect(lines.filter((l) => /^PASS  ocsp\s+CN=.* OCSP Responder  key hsm-ca\/ocsp\/\S+  ecdsa-p256$/.test(l)).length).toBeGreaterThanOrEqual(1);
+    // The restored token opens the sealed EAB HMAC key: EAB still works after a restore.
+    expect(lines).toContain("PASS  eab           1 sealed EAB HMAC keys  key hsm-ca eab wrapping key  aes-256-gcm");
     expect(lines.every((l) => l.startsWith("PASS"))).toBe(true);
+    expect(drill.stdout).toMatch(/^PASS: all \d+ keys work on the restored token: signatures verified against their certificates, EAB keys opened\.$/m);
   });
 
   it("has every table in the archive, with the issued certificate, CRLs and OCSP responses", async () => {

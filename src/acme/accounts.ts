@@ -6,6 +6,7 @@ import type { Database } from "../store/database.ts";
 import { isUniqueViolation } from "../store/errors.ts";
 import type { AcmeContext, AcmeDirectory } from "./context.ts";
 import { verifyExternalAccountBinding } from "./eab.ts";
+import { EabKeyUnusable, openEabHmacKey } from "./eab-keys.ts";
 import { jwkThumbprint, publicJwk, sameKey } from "./jwk.ts";
 import { parseJws, verifyJws } from "./jws.ts";
 import { AcmeProblem } from "./problem.ts";
@@ -39,7 +40,15 @@ export async function newAccount(c: Context, ctx: AcmeContext, dir: AcmeDirector
       url: req.url,
       lookupKey: async (kid) => {
         const key = await unboundEabKey(ctx.db, dir.profile.name, kid);
-        return key ? Buffer.from(key.hmacKey, "base64url") : undefined;
+        if (!key) return undefined;
+        try {
+          return await openEabHmacKey(ctx.eabSealer, key);
+        } catch (err) {
+          if (!(err instanceof EabKeyUnusable)) throw err;
+          // A row this CA's HSM cannot open was not made here, or was altered: the operator should know.
+          ctx.log.warn({ kid, directory: dir.profile.name, reason: err.message }, "an EAB key in the database cannot be used");
+          throw new AcmeProblem("unauthorized", "externalAccountBinding key cannot be used: ask the CA's admins for a new one");
+        }
       },
     });
   } else if (dir.profile.externalAccountRequired) {

@@ -7,6 +7,7 @@ import type { Profile } from "../policy/profile-schema.ts";
 import type { Database } from "../store/database.ts";
 import type { RateLimits } from "../api/rate-limit.ts";
 import type { Metrics } from "../metrics/catalogue.ts";
+import type { EabSealer } from "./eab-keys.ts";
 import type { ValidationConfig } from "./validation/types.ts";
 
 /** One ACME directory: its policy, the certificate profile it issues from, where it lives. */
@@ -25,6 +26,8 @@ export interface AcmeContext {
   /** CRL and OCSP pointers for issued certificates. */
   revocation?: RevocationPublishing;
   validation: ValidationConfig;
+  /** Opens the EAB HMAC keys sealed in the database (the HSM's wrapping key). */
+  eabSealer: EabSealer;
   /** Fixed origin for the URLs handed out; else each request's own. */
   publicUrl?: string;
   log: Logger;

@@ -223,7 +223,7 @@ export class AuditLog {
 }
 
 /**
- * The HSM listener: each key use (sign, generate, destroy) becomes an
+ * The HSM listener: each key use (sign, generate, destroy, encrypt, decrypt) becomes an
  * hsm.<operation> entry with the acting caller, the key's label (subject)
  * and CKA_ID, the outcome and the latency.
  *

@@ -5,6 +5,8 @@ import * as x509 from "@peculiar/x509";
 import { loadConfig } from "../config.ts";
 import { Hsm, pkcs11Reason } from "../hsm/hsm.ts";
 import { isCaKeyAlgorithm, KEY_ALGORITHM_SPECS } from "../hsm/key-algorithms.ts";
+import { EAB_WRAPPING_KEY_LABEL, EabKeyUnusable, openEabHmacKey, SEALED_PREFIX } from "../acme/eab-keys.ts";
+import { eabKeysStartingWith, type EabKeyRow } from "../store/acme-eab-keys.ts";
 import { openStore } from "../store/database.ts";
 import { listSigningKeys, type SigningKeyRow } from "../store/signing-keys.ts";
 import { DRILL_LINE_PREFIX, type DrillMode, type KeyCheck } from "./drill.ts";
@@ -18,6 +20,7 @@ import { DRILL_LINE_PREFIX, type DrillMode, type KeyCheck } from "./drill.ts";
  * name asks the HSM to sign a fresh challenge and verifies the signature with
  * Node's own WebCrypto against the public key in the stored certificate:
  * proof that the key is there, usable, and the one the certificate names.
+ * The EAB HMAC keys' wrapping key is checked by opening the sealed keys.
  * Prints one line per key, prefixed, as JSON.
  *
  * mode: "restored" (the token restored into the scratch directory),
@@ -39,10 +42,11 @@ async function main(scratch: string, mode: DrillMode): Promise<void> {
         unavailable = `the ${mode === "restored" ? "restored" : "configured"} token cannot be used: ${pkcs11Reason(err)}`;
       }
     }
-    for (const key of keys) {
-      const check = await checkKey(key, hsm, unavailable);
-      process.stdout.write(DRILL_LINE_PREFIX + JSON.stringify(check) + "\n");
-    }
+    const checks: KeyCheck[] = [];
+    for (const key of keys) checks.push(await checkKey(key, hsm, unavailable));
+    const eab = await checkEabWrappingKey(await eabKeysStartingWith(store.db, SEALED_PREFIX), hsm, unavailable);
+    if (eab) checks.push(eab);
+    for (const check of checks) process.stdout.write(DRILL_LINE_PREFIX + JSON.stringify(check) + "\n");
   } finally {
     hsm?.close();
     await store.close();
@@ -80,6 +84,28 @@ async function checkKey(row: SigningKeyRow, hsm: Hsm | undefined, unavailable: s
   } catch (err) {
     return { ...base, result: "FAIL", reason: `cannot sign: ${pkcs11Reason(err)}` };
   }
+}
+
+/**
+ * The EAB HMAC keys are sealed under a secret key on the token: the restored
+ * token must open every sealed one, or no account can be bound with them.
+ * No check when the database holds none.
+ */
+async function checkEabWrappingKey(rows: EabKeyRow[], hsm: Hsm | undefined, unavailable: string | undefined): Promise<KeyCheck | undefined> {
+  if (rows.length === 0) return undefined;
+  const base = { role: "eab" as const, subject: `${rows.length} sealed EAB HMAC keys`, keyLabel: EAB_WRAPPING_KEY_LABEL, keyAlgorithm: "aes-256-gcm", status: "active" };
+  if (unavailable || !hsm) return { ...base, result: "FAIL", reason: unavailable ?? "no HSM" };
+  const failed: string[] = [];
+  for (const row of rows) {
+    try {
+      await openEabHmacKey(hsm, row);
+    } catch (err) {
+      if (!(err instanceof EabKeyUnusable)) return { ...base, result: "FAIL", reason: `cannot decrypt: ${pkcs11Reason(err)}` };
+      failed.push(row.kid);
+    }
+  }
+  if (failed.length === 0) return { ...base, result: "PASS" };
+  return { ...base, result: "FAIL", reason: `${failed.length} do not open on the restored token (first: ${failed[0]})` };
 }
 
 const [scratch, mode] = process.argv.slice(2);

@@ -20,7 +20,8 @@ export class DrillError extends BackupError {}
 export type DrillMode = "restored" | "configured" | "none";
 
 export interface KeyCheck {
-  role: "root" | "intermediate" | "ocsp";
+  /** "eab": the wrapping key of the EAB HMAC keys, checked by opening every sealed one. */
+  role: "root" | "intermediate" | "ocsp" | "eab";
   subject: string;
   keyLabel: string;
   keyAlgorithm: string;

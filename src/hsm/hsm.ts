@@ -9,10 +9,12 @@ import { ensureEmbeddedTokenInitialised, prepareEmbeddedToken } from "./embedded
 import { KEY_ALGORITHM_SPECS, type CaKeyAlgorithm } from "./key-algorithms.ts";
 import { acquireModule, findSlotByTokenLabel, HsmUnavailableError, releaseModule, type ModuleUser, type SharedModule } from "./module.ts";
 import { PinError, readPin } from "./pin.ts";
+import { openWithSecretKey, sealWithSecretKey, SecretKeyError } from "./secret-key.ts";
 import { SessionPool, type PooledSession } from "./session-pool.ts";
 import { Pkcs11SigningKey, type SigningCrypto } from "./signing-crypto.ts";
 
 export { HsmBusyError, HsmUnavailableError } from "./module.ts";
+export { SecretKeyError } from "./secret-key.ts";
 
 /** Attributes that say where a key came from and whether it can leave the token. */
 export interface KeyProvenance {
@@ -38,7 +40,7 @@ export class HsmKeyError extends Error {}
 /** One use of a key on the HSM, for the audit log. */
 export interface KeyUseEvent {
   label: string;
-  operation: "sign" | "generate" | "destroy";
+  operation: "sign" | "generate" | "destroy" | "encrypt" | "decrypt";
   /** The key's CKA_ID, hex, when known (it is not when the key was not found). */
   id?: string;
   ok: boolean;
@@ -225,6 +227,31 @@ export class Hsm implements ModuleUser {
       const id = (findObject(crypto.session, graphene.ObjectClass.PRIVATE_KEY, label)!.getAttribute("id") as Buffer).toString("hex");
       this.keyIds.set(label, id);
       return { label, id, algorithm, spki };
+    });
+  }
+
+  /**
+   * Seals a small secret under the named AES-256 secret key on the issuing
+   * token (AES-GCM, src/hsm/secret-key.ts), generating the key there on
+   * first use. `aad` is bound to the result: decrypt needs the same.
+   * Callers on several replicas serialise the first use themselves.
+   */
+  async encrypt(label: string, plaintext: Buffer, aad: Buffer): Promise<Buffer> {
+    return this.keyOperation(label, "encrypt", this.current(), async ({ session }) => {
+      const started = performance.now();
+      const { sealed, keyId, created } = sealWithSecretKey(session, label, plaintext, aad);
+      this.keyIds.set(label, keyId);
+      if (created) this.emitKeyUse({ label, operation: "generate", id: keyId, ok: true, ms: performance.now() - started });
+      return sealed;
+    });
+  }
+
+  /** Opens what encrypt sealed; SecretKeyError when the key is absent or the value does not authenticate under it. */
+  async decrypt(label: string, sealed: Buffer, aad: Buffer): Promise<Buffer> {
+    return this.keyOperation(label, "decrypt", this.current(), async ({ session }) => {
+      const { plaintext, keyId } = openWithSecretKey(session, label, sealed, aad);
+      this.keyIds.set(label, keyId);
+      return plaintext;
     });
   }
 
@@ -663,7 +690,7 @@ function isConnectionLost(err: unknown): boolean {
 /** For events and states: a PKCS#11 code name, hsm-ca's own message, or an error class name; nothing secret. */
 function failureReason(err: unknown): string {
   if (err instanceof pkcs11.Pkcs11Error) return pkcs11Reason(err);
-  if (err instanceof HsmUnavailableError || err instanceof HsmKeyError || err instanceof PinError) return err.message;
+  if (err instanceof HsmUnavailableError || err instanceof HsmKeyError || err instanceof SecretKeyError || err instanceof PinError) return err.message;
   return err instanceof Error ? err.constructor.name : "error";
 }
 

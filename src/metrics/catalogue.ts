@@ -29,7 +29,7 @@ export function createMetrics() {
     // ---- the HSM (fed by hsm.onKeyUse and read from the session pool at scrape time) ----
     hsmOperationSeconds: new Histogram({
       name: "hsmca_hsm_operation_duration_seconds",
-      help: "Time a key operation took on the HSM (session held), by key label and operation (sign, generate, destroy).",
+      help: "Time a key operation took on the HSM (session held), by key label and operation (sign, generate, destroy, encrypt, decrypt).",
       labelNames: ["key_label", "operation"] as const,
       // SoftHSM2 signs in well under a millisecond; network HSMs take tens of milliseconds; RSA-4096 generation takes seconds.
       buckets: [0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],

@@ -2,7 +2,7 @@ import type { Hsm } from "../hsm/hsm.ts";
 import type { Metrics } from "./catalogue.ts";
 
 /**
- * Counts every key use the HSM reports (sign, generate, destroy: latency
+ * Counts every key use the HSM reports (sign, generate, destroy, encrypt, decrypt: latency
  * and result per key label) and every time it becomes unavailable. Returns
  * the unsubscribe.
  */

@@ -1,4 +1,4 @@
-import { and, eq, isNull } from "drizzle-orm";
+import { and, eq, isNull, like, notLike } from "drizzle-orm";
 import type { Database } from "./database.ts";
 import { acmeEabKeys } from "./schema.ts";
 
@@ -24,6 +24,26 @@ export async function bindEabKey(db: Database, kid: string, accountId: string, n
     .update(acmeEabKeys)
     .set({ accountId, boundAt: now })
     .where(and(eq(acmeEabKeys.kid, kid), isNull(acmeEabKeys.accountId)))
+    .returning({ kid: acmeEabKeys.kid });
+  return rows.length === 1;
+}
+
+/** Keys whose stored HMAC key starts with `prefix` (the sealed format's). */
+export async function eabKeysStartingWith(db: Database, prefix: string): Promise<EabKeyRow[]> {
+  return db.select().from(acmeEabKeys).where(like(acmeEabKeys.hmacKey, `${prefix}%`));
+}
+
+/** Keys whose stored HMAC key does not start with `prefix` (the sealed format's): rows from before it. */
+export async function eabKeysNotStartingWith(db: Database, prefix: string): Promise<EabKeyRow[]> {
+  return db.select().from(acmeEabKeys).where(notLike(acmeEabKeys.hmacKey, `${prefix}%`));
+}
+
+/** Replaces a key's stored HMAC key, only if it still holds `from`; false when it did not. */
+export async function replaceEabHmacKey(db: Database, kid: string, from: string, to: string): Promise<boolean> {
+  const rows = await db
+    .update(acmeEabKeys)
+    .set({ hmacKey: to })
+    .where(and(eq(acmeEabKeys.kid, kid), eq(acmeEabKeys.hmacKey, from)))
     .returning({ kid: acmeEabKeys.kid });
   return rows.length === 1;
 }

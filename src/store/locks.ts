@@ -6,6 +6,8 @@ export const LOCKS = {
   hierarchy: 0x68736d01,
   /** Appending to the audit log's hash chain, and its checkpoints. */
   audit: 0x68736d61,
+  /** Sealing EAB HMAC keys: the first seal makes the HSM's wrapping key, and only one replica may. */
+  eabSealing: 0x68736d65,
 } as const;
 // Rotation takes the hierarchy lock too: it changes the hierarchy.
 

@@ -35,17 +35,32 @@ export function deadlineSignal(cfg: ValidationConfig, signal?: AbortSignal): Abo
 
 /**
  * Quotes untrusted bytes (response bodies, TXT values) for a problem detail:
- * at most `max` characters, non-printable ASCII escaped, so a client sees
- * what came back without us echoing control characters or megabytes.
+ * at most `max` characters inside the quotes, escapes included, non-printable
+ * ASCII escaped, so a client sees what came back without us echoing control
+ * characters or megabytes.
  */
 export function printable(data: Buffer | string, max = 64): string {
   const text = typeof data === "string" ? data : data.toString("latin1");
-  const escaped = text
-    .slice(0, max)
-    .replace(/[^\x20-\x7e]|["\\]/g, (c) =>
-      c === '"' || c === "\\" ? "\\" + c : "\\x" + c.charCodeAt(0).toString(16).padStart(2, "0"),
-    );
-  return `"${escaped}"${text.length > max ? "…" : ""}`;
+  let escaped = "";
+  let used = 0;
+  for (const c of text) {
+    const e = /[^\x20-\x7e]|["\\]/.test(c) ? escapeChar(c) : c;
+    if (escaped.length + e.length > max) break;
+    escaped += e;
+    used += c.length;
+  }
+  return `"${escaped}"${used < text.length ? "…" : ""}`;
+}
+
+function escapeChar(c: string): string {
+  if (c === '"' || c === "\\") return "\\" + c;
+  const code = c.codePointAt(0)!;
+  return code <= 0xff ? "\\x" + code.toString(16).padStart(2, "0") : `\\u{${code.toString(16)}}`;
+}
+
+/** A URL for a problem detail: its serialisation is printable ASCII already; only its length is bounded. */
+export function shownUrl(url: URL, max = 128): string {
+  return url.href.length > max ? url.href.slice(0, max) + "…" : url.href;
 }
 
 const LABEL = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";

@@ -2,7 +2,7 @@ import crypto from "node:crypto";
 import { parseArgs } from "node:util";
 import { directoryPaths } from "../../acme/context.ts";
 import { loadAcmeProfiles, loadProfiles } from "../../policy/profiles.ts";
-import { insertEabKey } from "../../store/acme-eab-keys.ts";
+import { createEabKey } from "../../acme/eab-keys.ts";
 import { CliError, type CommandEnv } from "../command-env.ts";
 
 export const acmeUsage = `hsm-ca acme eab create [--directory NAME] [--description TEXT]
@@ -24,7 +24,8 @@ export async function acmeCommand(args: string[], env: CommandEnv): Promise<numb
   do hmacKey = crypto.randomBytes(32).toString("base64url");
   while (hmacKey.startsWith("-"));
   const store = await env.store();
-  await insertEabKey(store.db, { kid, hmacKey, directory, description: values.description ?? null });
+  // Stored sealed under the HSM's wrapping key (src/acme/eab-keys.ts): the database never holds it in clear.
+  await createEabKey(store.db, env.hsm(), { kid, hmacKey: Buffer.from(hmacKey, "base64url"), directory, description: values.description ?? null });
   env.audit?.record({ kind: "admin.eab.create", actor: "cli", subject: kid, details: { directory, description: values.description } });
   env.out(`kid: ${kid}`);
   env.out(`hmac: ${hmacKey}`);

@@ -54,7 +54,11 @@ async function drill(file: string, manifest: Manifest, env: CommandEnv): Promise
     return 1;
   }
   const where = report.mode === "restored" ? "on the restored token" : "on the configured HSM";
-  env.out(`PASS: all ${checked.length} keys signed ${where} and verified against their certificates.`);
+  if (checked.some((c) => c.role === "eab")) {
+    env.out(`PASS: all ${checked.length} keys work ${where}: signatures verified against their certificates, EAB keys opened.`);
+  } else {
+    env.out(`PASS: all ${checked.length} keys signed ${where} and verified against their certificates.`);
+  }
   return 0;
 }
 
