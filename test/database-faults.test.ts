@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../src/api/problem.ts";
@@ -10,11 +11,15 @@ import { startTestService, type TestService } from "./helpers/service.ts";
  * PostgreSQL goes away and comes back while the service runs. The shared
  * server is never stopped: the service reaches it through a TCP proxy of
  * this test's own, which is stopped (every connection cut, nothing
- * listening) and started again on the same port.
+ * listening) and started again on the same port, or turned into a black
+ * hole: every socket stays open and nothing goes through in either
+ * direction, not even a close, as when a firewall or a dead route drops
+ * packets; resume() lets everything through again, closes included.
  */
 class TcpProxy {
   private server?: net.Server;
-  private readonly sockets = new Set<net.Socket>();
+  private readonly links = new Set<{ client: net.Socket; upstream?: net.Socket }>();
+  private holding = false;
 
   constructor(
     readonly port: number,
@@ -23,16 +28,12 @@ class TcpProxy {
 
   start(): Promise<void> {
     const server = net.createServer((client) => {
-      const upstream = net.connect(this.target.port, this.target.host);
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on("close", () => this.sockets.delete(s));
-        s.on("error", () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream).pipe(client);
+      const link: { client: net.Socket; upstream?: net.Socket } = { client };
+      this.links.add(link);
+      client.on("error", () => this.cut(link));
+      client.on("close", () => this.cut(link));
+      if (this.holding) client.pause();
+      else this.connect(link);
     });
     this.server = server;
     return new Promise((resolve, reject) => {
@@ -45,9 +46,48 @@ class TcpProxy {
   stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
-    for (const s of this.sockets) s.destroy();
-    this.sockets.clear();
+    this.holding = false;
+    for (const link of [...this.links]) this.cut(link);
     return new Promise((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  }
+
+  /** Nothing goes through any more, and nobody is told: connections stay open, new ones are accepted and held. */
+  blackHole(): void {
+    this.holding = true;
+    for (const { client, upstream } of this.links) {
+      client.unpipe();
+      upstream?.unpipe();
+      client.pause();
+      upstream?.pause();
+    }
+  }
+
+  /** The path is back: held bytes flow, new connections reach the server, closes that happened meanwhile arrive. */
+  resume(): void {
+    this.holding = false;
+    for (const link of [...this.links]) {
+      if (link.client.destroyed || link.upstream?.destroyed) this.cut(link);
+      else if (!link.upstream) this.connect(link);
+      else {
+        link.client.pipe(link.upstream);
+        link.upstream.pipe(link.client);
+      }
+    }
+  }
+
+  private connect(link: { client: net.Socket; upstream?: net.Socket }): void {
+    const upstream = net.connect(this.target.port, this.target.host);
+    link.upstream = upstream;
+    upstream.on("error", () => this.cut(link));
+    upstream.on("close", () => this.cut(link));
+    link.client.pipe(upstream).pipe(link.client);
+  }
+
+  private cut(link: { client: net.Socket; upstream?: net.Socket }): void {
+    if (this.holding) return; // a black hole passes on no FIN or RST either
+    this.links.delete(link);
+    link.client.destroy();
+    link.upstream?.destroy();
   }
 }
 
@@ -79,6 +119,17 @@ afterAll(async () => {
 
 const issue = () => t.api("POST", "/api/v1/certificates", { token, json: { csr, profile: "tls-server", validity: "1h" } });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The answer to a request, which must come within ms (a hung request fails the test instead of its timeout). */
+async function within<T>(ms: number, request: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)));
+  try {
+    return await Promise.race([request(), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 describe("the database goes away and comes back", () => {
   it("issues through the proxy", async () => {
@@ -116,4 +167,52 @@ describe("the database goes away and comes back", () => {
     expect(Date.now() - started).toBeLessThan(10_000);
     expect((await t.api("GET", "/readyz")).status).toBe(200);
   });
+});
+
+describe("the network path to the database becomes a black hole and comes back", () => {
+  it("answers 503 within 5 s on /readyz, issuance and /crl while nothing gets through, then recovers by itself with no reset and no restart", async () => {
+    const first = await issue();
+    expect(first.status).toBe(201);
+    // The CRL a relying party of this certificate fetches.
+    const crlUrl = /URI:(\S+)/.exec(execFileSync("openssl", ["x509", "-noout", "-ext", "crlDistributionPoints"], { input: first.body.certificate, encoding: "utf8" }))![1]!;
+    expect((await fetch(crlUrl)).status).toBe(200);
+    const issued: string[] = [first.body.serial];
+
+    proxy.blackHole();
+
+    const ready = await within(5_000, () => t.api("GET", "/readyz"));
+    expect(ready.status).toBe(503);
+    expect(ready.body.type).toBe(PROBLEM_TYPE_PREFIX + "database-unavailable");
+
+    // Twice: the second finds the pool's connections dropped and new ones held by the black hole.
+    for (let i = 0; i < 2; i++) {
+      const res = await within(5_000, issue);
+      expect(res.status).toBe(503);
+      expect(res.headers["content-type"]).toMatch(/^application\/problem\+json/);
+      expect(res.body.type).toBe(PROBLEM_TYPE_PREFIX + "database-unavailable");
+      expect(Number(res.headers["retry-after"])).toBeGreaterThan(0);
+    }
+
+    const crl = await within(5_000, () => fetch(crlUrl));
+    expect([200, 503]).toContain(crl.status);
+    if (crl.status === 503) expect((await crl.json()).type).toBe(PROBLEM_TYPE_PREFIX + "database-unavailable");
+
+    // The path returns; the sockets the service still holds were never reset.
+    proxy.resume();
+    const back = Date.now();
+    let res = await issue();
+    while (res.status !== 201 && Date.now() - back < 15_000) {
+      await sleep(200);
+      res = await issue();
+    }
+    expect(res.status).toBe(201);
+    issued.push(res.body.serial);
+    expect((await within(5_000, () => t.api("GET", "/readyz"))).status).toBe(200);
+    expect((await within(5_000, () => fetch(crlUrl))).status).toBe(200);
+
+    // Every certificate the service answered with is in the database.
+    for (const serial of issued) {
+      expect((await t.api("GET", `/api/v1/certificates/${serial}`, { token })).status).toBe(200);
+    }
+  }, 60_000);
 });
