@@ -63,7 +63,7 @@ export function openPool(url: string, options: PoolOptions): BoundedPool {
   const raw = postgres(url, {
     max: options.max,
     onnotice: () => {},
-    connect_timeout: deadlineMs ? Math.ceil(deadlineMs / 1000) : 10,
+    connect_timeout: deadlineMs ? Math.ceil(deadlineMs / 1000) : 5,
     keep_alive: KEEPALIVE_S,
     backoff: (retries: number) => Math.min(0.05 * 2 ** retries, MAX_BACKOFF_S) * (0.5 + Math.random() / 2),
     connection: options.queryTimeoutMs > 0
@@ -117,14 +117,18 @@ class SocketWatch {
 
   add(socket: net.Socket): void {
     this.seen.set(socket, { bytesRead: 0, changedAt: Date.now() });
-    socket.once("close", () => this.seen.delete(socket));
   }
 
-  /** Looks at every socket now; returns now. bytesRead counts the wire, so this holds under TLS too. */
+  /**
+   * Looks at every socket now; returns now. bytesRead counts the wire, so
+   * this holds under TLS too (postgres.js wraps our socket, and removes our
+   * listeners from it, hence no "close" listener: closed sockets go here).
+   */
   observe(): number {
     const now = Date.now();
     for (const [socket, s] of this.seen) {
-      if (socket.bytesRead !== s.bytesRead) {
+      if (socket.destroyed) this.seen.delete(socket);
+      else if (socket.bytesRead !== s.bytesRead) {
         s.bytesRead = socket.bytesRead;
         s.changedAt = now;
       }
