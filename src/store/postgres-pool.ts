@@ -12,11 +12,13 @@ import postgres, { type Options, type Sql, type TransactionSql } from "postgres"
  *
  * - every query the pool runs for drizzle, and every transaction's BEGIN and
  *   COMMIT, has a deadline: the server's own statement timeout plus a grace;
- * - past it, the caller gets DATABASE_NO_ANSWER (a 503 database-unavailable)
- *   and every connection that has received nothing since that query was
- *   asked has its socket destroyed; postgres.js then opens new connections
- *   for the queries that follow, so the pool heals by itself when the path
- *   returns, without waiting for anything to be reset.
+ * - past it with no answer on any connection (a busy database, answering
+ *   others, gets up to PATIENCE deadlines), the caller gets
+ *   DATABASE_NO_ANSWER (a 503 database-unavailable) and every connection that
+ *   has received nothing since that query was asked has its socket
+ *   destroyed; postgres.js then opens new connections for the queries that
+ *   follow, so the pool heals by itself when the path returns, without
+ *   waiting for anything to be reset.
  *
  * postgres.js cannot cancel a query on a silent connection (its cancel opens
  * another connection through the same black hole) nor tell which connection
@@ -31,7 +33,7 @@ import postgres, { type Options, type Sql, type TransactionSql } from "postgres"
  * "done" for something that was not done.
  */
 export interface PoolOptions {
-  /** Statement timeout on the server; the client's deadline is this plus GRACE_MS. 0: no bound (migrations). */
+  /** Statement timeout on the server; the client's deadline is this plus GRACE_MS. 0: no bound (one-shot commands). */
   queryTimeoutMs: number;
   max: number;
 }
@@ -42,6 +44,8 @@ const GRACE_MS = 1_000;
 const IDLE_IN_TRANSACTION_MS = 60_000;
 /** TCP keepalive on idle connections: a peer that is gone for good is noticed by the kernel. */
 const KEEPALIVE_S = 10;
+/** A query on a busy database (answers coming on other connections) waits up to this many deadlines. */
+const PATIENCE = 3;
 /** Reconnection backoff cap: once the path returns, the pool is usable within about this. */
 const MAX_BACKOFF_S = 1;
 
@@ -81,11 +85,21 @@ export function openPool(url: string, options: PoolOptions): BoundedPool {
   } as Options<Record<string, never>>);
   const deadline: Deadline | undefined = deadlineMs
     ? {
-        ms: deadlineMs,
-        start: () => sockets.observe(),
-        overrun: (since) => {
-          sockets.dropSilentSince(since, new DatabaseNoAnswerError(`no answer from the database in ${deadlineMs} ms: connection dropped`));
-          return new DatabaseNoAnswerError(`no answer from the database in ${deadlineMs} ms`);
+        watch(giveUp) {
+          const since = sockets.observe();
+          let timer: NodeJS.Timeout;
+          const check = () => {
+            const waited = Date.now() - since;
+            // Answers are coming on other connections: the database is busy, not gone (a query queued behind others).
+            if (waited < deadlineMs * PATIENCE && sockets.heardSince(since)) {
+              timer = setTimeout(check, Math.min(deadlineMs, 1_000));
+              return;
+            }
+            sockets.dropSilentSince(since, new DatabaseNoAnswerError(`no answer from the database in ${waited} ms: connection dropped`));
+            giveUp(new DatabaseNoAnswerError(`no answer from the database in ${waited} ms`));
+          };
+          timer = setTimeout(check, deadlineMs);
+          return () => clearTimeout(timer);
         },
       }
     : undefined;
@@ -104,11 +118,13 @@ export function openPool(url: string, options: PoolOptions): BoundedPool {
 }
 
 interface Deadline {
-  ms: number;
-  /** Notes the time a query starts; pass it to overrun(). */
-  start(): number;
-  /** Drops the connections silent since then; returns the caller's error. */
-  overrun(since: number): Error;
+  /**
+   * From now on: gives up (drops the connections that stayed silent, then
+   * calls giveUp with the caller's error) once the deadline has passed with
+   * no answer on any connection, or PATIENCE deadlines in any case. Returns
+   * the cancel, for when the answer came.
+   */
+  watch(giveUp: (err: Error) => void): () => void;
 }
 
 /** The sockets of the pool and when each last received a byte, as far as has been looked. */
@@ -136,6 +152,13 @@ class SocketWatch {
     return now;
   }
 
+  /** Has any connection received something since then? */
+  heardSince(since: number): boolean {
+    this.observe();
+    for (const s of this.seen.values()) if (s.changedAt > since) return true;
+    return false;
+  }
+
   dropSilentSince(since: number, err: Error): void {
     this.observe();
     for (const [socket, s] of this.seen) if (s.changedAt <= since) socket.destroy(err);
@@ -146,14 +169,13 @@ class SocketWatch {
   }
 }
 
-/** Runs p against the deadline: the caller hears within deadline.ms whatever happens to p. */
+/** Runs the query against the deadline: the caller hears in bounded time whatever happens to it. */
 function withDeadline<T>(deadline: Deadline, run: () => PromiseLike<T>): Promise<T> {
-  const since = deadline.start();
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(deadline.overrun(since)), deadline.ms);
+    const cancel = deadline.watch(reject);
     run().then(
-      (v) => (clearTimeout(timer), resolve(v)),
-      (e) => (clearTimeout(timer), reject(e)),
+      (v) => (cancel(), resolve(v)),
+      (e) => (cancel(), reject(e)),
     );
   });
 }
@@ -197,20 +219,19 @@ function boundedSql<S extends Sql | TransactionSql>(sql: S, deadline: Deadline):
 function boundedBegin(sql: Sql, deadline: Deadline, args: unknown[]): Promise<unknown> {
   const fn = args.pop() as (tx: TransactionSql) => unknown;
   const mode = (args[0] as string | undefined) ?? "";
-  let timer: NodeJS.Timeout | undefined;
+  let cancel = () => {};
   let givenUp = false;
   let fail!: (err: Error) => void;
   const overrun = new Promise<never>((_, reject) => (fail = reject));
   const arm = () => {
-    const since = deadline.start();
-    timer = setTimeout(() => {
+    cancel = deadline.watch((err) => {
       givenUp = true;
-      fail(deadline.overrun(since));
-    }, deadline.ms);
+      fail(err);
+    });
   };
   arm();
   const transaction = sql.begin(mode, async (tx) => {
-    clearTimeout(timer);
+    cancel();
     if (givenUp) throw new DatabaseNoAnswerError("the transaction started after its caller gave up");
     try {
       return await fn(boundedSql(tx, deadline));
@@ -218,5 +239,5 @@ function boundedBegin(sql: Sql, deadline: Deadline, args: unknown[]): Promise<un
       arm();
     }
   });
-  return Promise.race([transaction, overrun]).finally(() => clearTimeout(timer));
+  return Promise.race([transaction, overrun]).finally(() => cancel());
 }
