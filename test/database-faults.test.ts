@@ -111,6 +111,7 @@ beforeAll(async () => {
   csr = makeCsr({ subject: "/CN=db-faults.example.test", san: "DNS:db-faults.example.test" }).csr;
 });
 afterAll(async () => {
+  proxy?.resume(); // a failed black-hole test leaves it holding
   await proxy?.start().catch(() => {}); // let the service close its connections cleanly
   await t?.stop().catch(() => {});
   await proxy?.stop();
