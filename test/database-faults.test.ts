@@ -171,7 +171,7 @@ describe("the database goes away and comes back", () => {
 });
 
 describe("the network path to the database becomes a black hole and comes back", () => {
-  it("answers 503 within 5 s on /readyz, issuance and /crl while nothing gets through, then recovers by itself with no reset and no restart", async () => {
+  it("answers 503 within 5 s on /readyz, issuance, ACME and /crl while nothing gets through, then recovers by itself with no reset and no restart", async () => {
     const first = await issue();
     expect(first.status).toBe(201);
     // The CRL a relying party of this certificate fetches.
@@ -194,6 +194,11 @@ describe("the network path to the database becomes a black hole and comes back",
       expect(Number(res.headers["retry-after"])).toBeGreaterThan(0);
     }
 
+    // ACME: every response carries a fresh nonce, which is stored in the database.
+    const nonce = await within(5_000, () => t.api("GET", "/acme/new-nonce"));
+    expect(nonce.status).toBe(503);
+    expect(nonce.headers["content-type"]).toMatch(/^application\/problem\+json/);
+
     const crl = await within(5_000, () => fetch(crlUrl));
     expect([200, 503]).toContain(crl.status);
     if (crl.status === 503) expect((await crl.json()).type).toBe(PROBLEM_TYPE_PREFIX + "database-unavailable");
@@ -210,6 +215,14 @@ describe("the network path to the database becomes a black hole and comes back",
     issued.push(res.body.serial);
     expect((await within(5_000, () => t.api("GET", "/readyz"))).status).toBe(200);
     expect((await within(5_000, () => fetch(crlUrl))).status).toBe(200);
+    expect((await within(5_000, () => t.api("GET", "/acme/new-nonce"))).status).toBe(204);
+
+    // The audit writer, whose flushes failed meanwhile, catches up: it was not left waiting on a dead connection.
+    const audit = t.service.ctx.audit!;
+    audit.record({ kind: "test.after-black-hole" });
+    const flushed = Date.now();
+    while (audit.pendingCount > 0 && Date.now() - flushed < 15_000) await sleep(100);
+    expect(audit.pendingCount).toBe(0);
 
     // Every certificate the service answered with is in the database.
     for (const serial of issued) {
