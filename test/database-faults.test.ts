@@ -1,5 +1,6 @@
 import { execFileSync } from "node:child_process";
 import net from "node:net";
+import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../src/api/problem.ts";
 import { makeCsr } from "./helpers/openssl.ts";
@@ -168,6 +169,18 @@ describe("the database goes away and comes back", () => {
     expect(Date.now() - started).toBeLessThan(10_000);
     expect((await t.api("GET", "/readyz")).status).toBe(200);
   });
+});
+
+describe("a slow statement on a database that answers", () => {
+  it("is not taken for a black hole: it runs past the answer timeout and returns its rows", async () => {
+    const db = t.service.ctx.store.db;
+    const answerMs = t.config.databaseBounds.answerTimeoutMs;
+    const started = Date.now();
+    const rows = await db.execute(sql.raw(`select pg_sleep(${(answerMs * 2.5) / 1000}) is null as slept`));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(answerMs * 2.5);
+    expect(Array.from(rows as unknown as Iterable<{ slept: boolean }>)[0]).toMatchObject({ slept: false });
+    expect((await issue()).status).toBe(201);
+  }, 30_000);
 });
 
 describe("the network path to the database becomes a black hole and comes back", () => {

@@ -33,21 +33,21 @@ export interface StoreOptions {
   databaseUrl?: string;
   dataDir: string;
   /**
-   * PostgreSQL only: the bound of every query (server statement timeout; the
-   * client gives up on the connection a second later, see postgres-pool.ts).
-   * Unset or 0: no bound, for one-shot commands (backup, restore, audit
-   * verify) whose statements may legitimately take long.
+   * PostgreSQL only: how long a query waits before the pool checks the
+   * database is there at all, and the server's statement timeout (see
+   * postgres-pool.ts). Unset: no bound, for one-shot commands (backup,
+   * restore, audit verify) whose statements may legitimately take long.
    */
-  queryTimeoutMs?: number;
+  bounds?: { answerTimeoutMs: number; statementTimeoutMs: number };
 }
 
 export async function openStore(options: StoreOptions): Promise<Store> {
-  return options.databaseUrl ? openPostgres(options.databaseUrl, options.queryTimeoutMs ?? 0) : openPglite(options.dataDir);
+  return options.databaseUrl ? openPostgres(options.databaseUrl, options.bounds ?? { answerTimeoutMs: 0, statementTimeoutMs: 0 }) : openPglite(options.dataDir);
 }
 
-async function openPostgres(url: string, queryTimeoutMs: number): Promise<Store> {
+async function openPostgres(url: string, bounds: { answerTimeoutMs: number; statementTimeoutMs: number }): Promise<Store> {
   await migrate(url);
-  const pool = openPool(url, { max: 16, queryTimeoutMs });
+  const pool = openPool(url, { max: 16, ...bounds });
   const db = drizzlePostgres(pool.sql, { schema }) as unknown as Database;
   return { db, kind: "postgres", ping: pool.ping, close: pool.end };
 }

@@ -11,30 +11,41 @@ import postgres, { type Options, type Sql, type TransactionSql } from "postgres"
  * So the bound is kept here, on the client:
  *
  * - every query the pool runs for drizzle, and every transaction's BEGIN and
- *   COMMIT, has a deadline: the server's own statement timeout plus a grace;
- * - past it with no answer on any connection (a busy database, answering
- *   others, gets up to PATIENCE deadlines), the caller gets
- *   DATABASE_NO_ANSWER (a 503 database-unavailable) and every connection that
- *   has received nothing since that query was asked has its socket
- *   destroyed; postgres.js then opens new connections for the queries that
- *   follow, so the pool heals by itself when the path returns, without
- *   waiting for anything to be reset.
+ *   COMMIT, is watched from the moment it is asked;
+ * - once it has waited answerTimeoutMs, the pool asks whether the database
+ *   is there at all: has any connection received something since the query
+ *   was asked (a busy database, answering others), or does a `select 1` on
+ *   a connection of its own (the probe) answer within answerTimeoutMs? If
+ *   so, the query is slow, not lost, and may go on until the server's own
+ *   statement timeout (plus a grace for its cancellation to come back);
+ * - if not, or past that limit, the caller gets DATABASE_NO_ANSWER (a 503
+ *   database-unavailable) and every connection that has received nothing
+ *   since that query was asked has its socket destroyed; postgres.js then
+ *   opens new connections for the queries that follow, so the pool heals by
+ *   itself when the path returns, without waiting for anything to be reset.
+ *
+ * So a black hole is answered within about twice answerTimeoutMs, while a
+ * single long statement on a healthy database (a big CRL stored, say) is
+ * never mistaken for one.
  *
  * postgres.js cannot cancel a query on a silent connection (its cancel opens
  * another connection through the same black hole) nor tell which connection
  * carries a query, but it lets us make the sockets: we keep them and watch
- * how many bytes each has received. A connection that stayed idle through a
- * query that overran is given up too; that only happens when the server
- * failed to answer within its own statement timeout, and it costs one
- * reconnect.
+ * how many bytes each has received. Idle connections dropped with the silent
+ * ones cost one reconnect each.
  *
- * A statement still in flight when its deadline passes may yet have been
+ * A statement still in flight when it is given up may yet have been
  * executed (an INSERT committed): the caller hears "failed", never
  * "done" for something that was not done.
  */
 export interface PoolOptions {
-  /** Statement timeout on the server; the client's deadline is this plus GRACE_MS. 0: no bound (one-shot commands). */
-  queryTimeoutMs: number;
+  /**
+   * How long a query waits before the pool checks that the database is
+   * there; the probe gets as long again. 0: no bound (one-shot commands).
+   */
+  answerTimeoutMs: number;
+  /** The server's statement_timeout: how long a query may run on a database that answers. */
+  statementTimeoutMs: number;
   max: number;
 }
 
@@ -44,10 +55,10 @@ const GRACE_MS = 1_000;
 const IDLE_IN_TRANSACTION_MS = 60_000;
 /** TCP keepalive on idle connections: a peer that is gone for good is noticed by the kernel. */
 const KEEPALIVE_S = 10;
-/** A query on a busy database (answers coming on other connections) waits up to this many deadlines. */
-const PATIENCE = 3;
 /** Reconnection backoff cap: once the path returns, the pool is usable within about this. */
 const MAX_BACKOFF_S = 1;
+/** How often a query found slow-but-alive is looked at again. */
+const RECHECK_MS = 1_000;
 
 export class DatabaseNoAnswerError extends Error {
   readonly code = "DATABASE_NO_ANSWER";
@@ -61,45 +72,77 @@ export interface BoundedPool {
 }
 
 export function openPool(url: string, options: PoolOptions): BoundedPool {
+  const bounded = options.answerTimeoutMs > 0;
   const sockets = new SocketWatch();
-  const deadlineMs = options.queryTimeoutMs > 0 ? options.queryTimeoutMs + GRACE_MS : 0;
+  const probeSockets = new SocketWatch();
   let nextHost = 0;
-  const raw = postgres(url, {
-    max: options.max,
+  const connectionOptions = {
     onnotice: () => {},
-    connect_timeout: deadlineMs ? Math.ceil(deadlineMs / 1000) : 5,
+    connect_timeout: bounded ? Math.max(1, Math.ceil(options.answerTimeoutMs / 1000)) : 5,
     keep_alive: KEEPALIVE_S,
     backoff: (retries: number) => Math.min(0.05 * 2 ** retries, MAX_BACKOFF_S) * (0.5 + Math.random() / 2),
-    connection: options.queryTimeoutMs > 0
-      ? { statement_timeout: options.queryTimeoutMs, idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS }
+    connection: bounded
+      ? { statement_timeout: options.statementTimeoutMs, idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS }
       : {},
-    socket: (o: { host: string[]; port: number[]; path?: string | false }) => {
+  };
+  const connectTimeoutMs = connectionOptions.connect_timeout * 1000;
+  /**
+   * postgres.js starts talking on a socket it is handed at once, so it is
+   * handed one that is connected already, as its own would be. One that
+   * cannot connect is handed over as a socket that fails just after
+   * postgres.js listens to it (its own path for a refused connection):
+   * writing the startup message to a socket still connecting, and losing it,
+   * left postgres.js writing to a connection it had closed.
+   */
+  const socketFor = (watch: SocketWatch) => (o: { host: string[]; port: number[]; path?: string | false }) =>
+    new Promise<net.Socket>((resolve) => {
       const i = nextHost++ % o.host.length;
       const socket = o.path ? net.connect(o.path) : net.connect(o.port[i] ?? 5432, o.host[i]!);
       // postgres.js reads these for TLS (SNI), as it does for sockets of its own.
       Object.assign(socket, { host: o.host[i], port: o.port[i] });
       socket.setKeepAlive(true, KEEPALIVE_S * 1000);
-      sockets.add(socket);
-      return socket;
-    },
-  } as Options<Record<string, never>>);
-  const deadline: Deadline | undefined = deadlineMs
+      const timer = setTimeout(() => socket.destroy(Object.assign(new Error(`connect timeout (${connectTimeoutMs} ms)`), { code: "CONNECT_TIMEOUT" })), connectTimeoutMs);
+      const failed = (err: Error) => {
+        clearTimeout(timer);
+        const dead = new net.Socket();
+        setImmediate(() => dead.destroy(err));
+        resolve(dead);
+      };
+      socket.once("error", failed);
+      socket.once("connect", () => {
+        clearTimeout(timer);
+        socket.removeListener("error", failed);
+        watch.add(socket);
+        resolve(socket);
+      });
+    });
+  const raw = postgres(url, { ...connectionOptions, max: options.max, socket: socketFor(sockets) } as Options<Record<string, never>>);
+  // The probe has a connection of its own: a pool full of slow queries must not hide a database that answers.
+  const probeSql = bounded ? postgres(url, { ...connectionOptions, max: 1, socket: socketFor(probeSockets) } as Options<Record<string, never>>) : undefined;
+  const probe = probeSql ? new LivenessProbe(probeSql, probeSockets, options.answerTimeoutMs) : undefined;
+  const limitMs = options.statementTimeoutMs + GRACE_MS;
+  const deadline: Deadline | undefined = probe
     ? {
         watch(giveUp) {
           const since = sockets.observe();
-          let timer: NodeJS.Timeout;
-          const check = () => {
-            const waited = Date.now() - since;
-            // Answers are coming on other connections: the database is busy, not gone (a query queued behind others).
-            if (waited < deadlineMs * PATIENCE && sockets.heardSince(since)) {
-              timer = setTimeout(check, Math.min(deadlineMs, 1_000));
+          let timer: NodeJS.Timeout | undefined;
+          let done = false;
+          const check = async () => {
+            const slowButAlive = Date.now() - since < limitMs && (sockets.heardSince(since) || (await probe.alive()));
+            if (done) return;
+            if (slowButAlive) {
+              timer = setTimeout(() => void check(), RECHECK_MS);
               return;
             }
+            const waited = Date.now() - since;
             sockets.dropSilentSince(since, new DatabaseNoAnswerError(`no answer from the database in ${waited} ms: connection dropped`));
             giveUp(new DatabaseNoAnswerError(`no answer from the database in ${waited} ms`));
           };
-          timer = setTimeout(check, deadlineMs);
-          return () => clearTimeout(timer);
+          timer = setTimeout(() => void check(), options.answerTimeoutMs);
+          return () => {
+            done = true;
+            clearTimeout(timer);
+          };
         },
       }
     : undefined;
@@ -110,19 +153,53 @@ export function openPool(url: string, options: PoolOptions): BoundedPool {
       await sql.unsafe("select 1");
     },
     end: async () => {
-      await raw.end({ timeout: 5 });
+      await Promise.all([raw.end({ timeout: 5 }), probeSql?.end({ timeout: 1 })]);
       // postgres.js ends a connection politely (a Terminate message); one that is stuck never finishes.
       sockets.destroyAll();
+      probeSockets.destroyAll();
     },
   };
+}
+
+/**
+ * `select 1` on the probe's own connection, bounded: one at a time, its
+ * answer shared by every query asking meanwhile. A probe without an answer
+ * destroys its connection, so the next one starts on a fresh one.
+ */
+class LivenessProbe {
+  private running: Promise<boolean> | undefined;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly sockets: SocketWatch,
+    private readonly timeoutMs: number,
+  ) {}
+
+  alive(): Promise<boolean> {
+    this.running ??= this.run().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private async run(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.timeoutMs)));
+    const answer = this.sql.unsafe("select 1").then(
+      () => true,
+      () => false,
+    );
+    const alive = await Promise.race([answer, timeout]);
+    clearTimeout(timer);
+    if (!alive) this.sockets.destroyAll();
+    return alive;
+  }
 }
 
 interface Deadline {
   /**
    * From now on: gives up (drops the connections that stayed silent, then
-   * calls giveUp with the caller's error) once the deadline has passed with
-   * no answer on any connection, or PATIENCE deadlines in any case. Returns
-   * the cancel, for when the answer came.
+   * calls giveUp with the caller's error) once the database looks gone, or
+   * the statement has overrun the server's own timeout. Returns the cancel,
+   * for when the answer came.
    */
   watch(giveUp: (err: Error) => void): () => void;
 }
