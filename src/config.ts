@@ -35,6 +35,8 @@ const envSchema = z.object({
   HSM_CA_HSM_SESSIONS: z.coerce.number().int().min(1).max(64).default(4),
   HSM_CA_HSM_QUEUE_LIMIT: z.coerce.number().int().min(0).max(1_000_000).default(256),
   DATABASE_URL: z.string().min(1).optional(),
+  HSM_CA_DATABASE_ANSWER_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(2_000),
+  HSM_CA_DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(60_000),
   HSM_CA_HTTPS_HOST: z.string().default("127.0.0.1"),
   HSM_CA_HTTPS_PORT: port.default(8443),
   HSM_CA_HTTP_HOST: z.string().default("127.0.0.1"),
@@ -108,6 +110,8 @@ export interface Config {
   hsm: HsmConfig;
   /** Unset: embedded PGlite under dataDir. */
   databaseUrl?: string;
+  /** PostgreSQL: when a query without an answer makes the pool check the database is there, and the server's statement timeout. */
+  databaseBounds: { answerTimeoutMs: number; statementTimeoutMs: number };
   /** Service processes sharing the listeners (node:cluster); 1: this process serves. */
   workers: number;
   https: { host: string; port: number };
@@ -237,6 +241,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       remaining: parseRemaining(e.HSM_CA_ROTATION_REMAINING ?? "33%"),
     },
     databaseUrl: e.DATABASE_URL,
+    databaseBounds: { answerTimeoutMs: e.HSM_CA_DATABASE_ANSWER_TIMEOUT_MS, statementTimeoutMs: e.HSM_CA_DATABASE_STATEMENT_TIMEOUT_MS },
     workers: e.HSM_CA_WORKERS,
     https: { host: e.HSM_CA_HTTPS_HOST, port: e.HSM_CA_HTTPS_PORT },
     http: { host: e.HSM_CA_HTTP_HOST, port: e.HSM_CA_HTTP_PORT },

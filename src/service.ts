@@ -81,7 +81,7 @@ export async function startService(
           "This is for trying hsm-ca out: production points HSM_CA_PKCS11_MODULE at its HSM and supplies its own PIN (HSM_CA_PIN_FILE).",
       );
     }
-    const store: Store = await openStore(config);
+    const store: Store = await openStore({ ...config, bounds: config.databaseBounds });
     closers.push(() => store.close());
     // The audit log: closed (last checkpoint, last entries) after everything pushed later, before the store and the HSM.
     const audit = new AuditLog({ db: store.db, log, checkpoints: { hsm, intervalMs: config.audit.checkpointIntervalMs } });

@@ -4,6 +4,7 @@ import { toAcmeProblem } from "../acme/router.ts";
 import { HTTPException } from "hono/http-exception";
 import { REJECTIONS, Rejection } from "../errors.ts";
 import { HsmKeyError } from "../hsm/hsm.ts";
+import { isDatabaseUnavailable } from "../store/errors.ts";
 import type { AppContext, AppEnv } from "./context.ts";
 import { requireJsonBody } from "./json-body.ts";
 import { problem } from "./problem.ts";
@@ -78,7 +79,7 @@ function mountPublic(app: Hono<AppEnv>, ctx: AppContext, opts: ListenerOptions):
       c.header("retry-after", "5");
       return problem(c, "hsm-unavailable", "the HSM could not complete the operation; try again later");
     }
-    if (isDatabaseDown(err)) {
+    if (isDatabaseUnavailable(err)) {
       ctx.log.error({ err: err.message, route: c.req.path }, "database failure");
       c.header("retry-after", "5");
       return problem(c, "database-unavailable", "the database could not complete the operation; try again later");
@@ -97,7 +98,7 @@ function acmeError(ctx: AppContext, c: Context, err: Error): Response {
   if (!(err instanceof AcmeProblem) && !(err instanceof Rejection)) {
     if (err instanceof HsmKeyError || isPkcs11Error(err)) {
       p = new AcmeProblem("serverInternal", "the HSM could not complete the operation; try again later", { status: 503, retryAfterSeconds: 5 });
-    } else if (isDatabaseDown(err)) {
+    } else if (isDatabaseUnavailable(err)) {
       p = new AcmeProblem("serverInternal", "the database could not complete the operation; try again later", { status: 503, retryAfterSeconds: 5 });
     }
     ctx.log.error({ err, route: c.req.path }, "ACME request failed");
@@ -114,13 +115,4 @@ function acmeProblem(c: Context, p: AcmeProblem): Response {
 
 function isPkcs11Error(err: Error): boolean {
   return err.constructor?.name === "Pkcs11Error" || /^CKR_/.test(err.message);
-}
-
-function isDatabaseDown(err: Error): boolean {
-  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
-    const code = (e as { code?: string }).code ?? "";
-    // Connection failures (postgres.js, Node) and PostgreSQL shutting down, restarting or unreachable.
-    if (["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "CONNECTION_CLOSED", "CONNECT_TIMEOUT", "CONNECTION_ENDED", "57P01", "57P02", "57P03", "08001", "08006"].includes(code)) return true;
-  }
-  return false;
 }

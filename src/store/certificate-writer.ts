@@ -1,4 +1,5 @@
 import type { Database } from "./database.ts";
+import { isDatabaseUnavailable } from "./errors.ts";
 import { certificates } from "./schema.ts";
 
 type CertificateRow = typeof certificates.$inferSelect;
@@ -22,7 +23,8 @@ const MAX_IN_FLIGHT = 2;
  * while an INSERT is in flight wait for the next one and go in together
  * (one statement, one commit); a lone row goes at once, so nothing waits
  * when there is no load. A batch that fails (a repeated serial, say) is
- * retried row by row, so only the row at fault fails.
+ * retried row by row, so only the row at fault fails; one that fails because
+ * the database is unavailable fails as a whole.
  */
 export class CertificateWriter {
   private readonly queue: Pending[] = [];
@@ -56,8 +58,10 @@ export class CertificateWriter {
         else p.reject(new Error(`the database returned no row for serial ${p.row.serial}`));
       }
     } catch (err) {
-      if (batch.length === 1) {
-        batch[0]!.reject(err);
+      // Row by row finds the row at fault; a database that is down or silent has no row at fault,
+      // and retrying would make every caller wait for a second deadline.
+      if (batch.length === 1 || isDatabaseUnavailable(err)) {
+        for (const p of batch) p.reject(err);
         return;
       }
       await Promise.all(

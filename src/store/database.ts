@@ -9,6 +9,7 @@ import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import { sql } from "drizzle-orm";
 import postgres from "postgres";
+import { openPool } from "./postgres-pool.ts";
 import * as schema from "./schema.ts";
 
 /** Both drivers give the same drizzle API: everything above this file sees only this type. */
@@ -28,13 +29,37 @@ const MIGRATIONS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), ".
 /** Serialises migrations between replicas starting at once. */
 const MIGRATION_LOCK = 0x68736d63; // "hsmc"
 
-export async function openStore(options: { databaseUrl?: string; dataDir: string }): Promise<Store> {
-  return options.databaseUrl ? openPostgres(options.databaseUrl) : openPglite(options.dataDir);
+export interface StoreOptions {
+  databaseUrl?: string;
+  dataDir: string;
+  /**
+   * PostgreSQL only: how long a query waits before the pool checks the
+   * database is there at all, and the server's statement timeout (see
+   * postgres-pool.ts). Unset: no bound, for one-shot commands (backup,
+   * restore, audit verify) whose statements may legitimately take long.
+   */
+  bounds?: { answerTimeoutMs: number; statementTimeoutMs: number };
 }
 
-async function openPostgres(url: string): Promise<Store> {
-  const client = postgres(url, { max: 16, onnotice: () => {}, connect_timeout: 5 });
-  const db = drizzlePostgres(client, { schema }) as unknown as Database;
+export async function openStore(options: StoreOptions): Promise<Store> {
+  return options.databaseUrl ? openPostgres(options.databaseUrl, options.bounds ?? { answerTimeoutMs: 0, statementTimeoutMs: 0 }) : openPglite(options.dataDir);
+}
+
+async function openPostgres(url: string, bounds: { answerTimeoutMs: number; statementTimeoutMs: number }): Promise<Store> {
+  await migrate(url);
+  const pool = openPool(url, { max: 16, ...bounds });
+  const db = drizzlePostgres(pool.sql, { schema }) as unknown as Database;
+  return { db, kind: "postgres", ping: pool.ping, close: pool.end };
+}
+
+/**
+ * Migrations run on a connection of their own, exempt from the query bound:
+ * a migration on a big table, or the wait for another replica migrating at
+ * the same time, may take long. The connect timeout and keepalive still apply.
+ */
+async function migrate(url: string): Promise<void> {
+  // Two connections: one holds the (session) lock, the migrator runs on the other.
+  const client = postgres(url, { max: 2, onnotice: () => {}, connect_timeout: 5, keep_alive: 10 });
   try {
     const lock = await client.reserve();
     try {
@@ -44,18 +69,9 @@ async function openPostgres(url: string): Promise<Store> {
       await lock`select pg_advisory_unlock(${MIGRATION_LOCK})`.catch(() => {});
       lock.release();
     }
-  } catch (err) {
+  } finally {
     await client.end({ timeout: 1 });
-    throw err;
   }
-  return {
-    db,
-    kind: "postgres",
-    ping: async () => {
-      await client`select 1`;
-    },
-    close: () => client.end({ timeout: 5 }),
-  };
 }
 
 /**

@@ -19,3 +19,37 @@ export function databaseErrorText(err: unknown): string {
   const text = message + code;
   return text.length > 300 ? `${text.slice(0, 300)}...` : text;
 }
+
+/**
+ * Codes meaning the database could not be reached or did not answer in time,
+ * rather than that it refused the statement: connection failures (postgres.js,
+ * Node), a connection given up on for silence (DATABASE_NO_ANSWER, see
+ * postgres-pool.ts), the server's own statement timeout (57014), and
+ * PostgreSQL shutting down, restarting or unreachable.
+ */
+const UNAVAILABLE = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "CONNECTION_CLOSED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "CONNECTION_ENDED",
+  "DATABASE_NO_ANSWER",
+  "57014",
+  "57P01",
+  "57P02",
+  "57P03",
+  "08001",
+  "08006",
+]);
+
+/** The database is down or not answering (a 503, worth retrying), wrapped by drizzle or not. */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (typeof e.code === "string" && UNAVAILABLE.has(e.code)) return true;
+  }
+  return false;
+}

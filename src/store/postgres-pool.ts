@@ -1,0 +1,320 @@
+import net from "node:net";
+import postgres, { type Options, type Sql, type TransactionSql } from "postgres";
+
+/**
+ * A postgres.js pool whose queries cannot hang.
+ *
+ * When the network path to PostgreSQL turns into a black hole (packets
+ * dropped, no reset), nothing on the server can help: a statement timeout is
+ * never enforced for a query the server never received, and TCP keepalive
+ * only probes idle connections (and is answered by any proxy in between).
+ * So the bound is kept here, on the client:
+ *
+ * - every query the pool runs for drizzle, and every transaction's BEGIN and
+ *   COMMIT, is watched from the moment it is asked;
+ * - once it has waited answerTimeoutMs, the pool asks whether the database
+ *   is there at all: has any connection received something since the query
+ *   was asked (a busy database, answering others), or does a `select 1` on
+ *   a connection of its own (the probe) answer within answerTimeoutMs? If
+ *   so, the query is slow, not lost, and may go on until the server's own
+ *   statement timeout (plus a grace for its cancellation to come back);
+ * - if not, or past that limit, the caller gets DATABASE_NO_ANSWER (a 503
+ *   database-unavailable) and every connection that has received nothing
+ *   since that query was asked has its socket destroyed; postgres.js then
+ *   opens new connections for the queries that follow, so the pool heals by
+ *   itself when the path returns, without waiting for anything to be reset.
+ *
+ * So a black hole is answered within about twice answerTimeoutMs, while a
+ * single long statement on a healthy database (a big CRL stored, say) is
+ * never mistaken for one.
+ *
+ * postgres.js cannot cancel a query on a silent connection (its cancel opens
+ * another connection through the same black hole) nor tell which connection
+ * carries a query, but it lets us make the sockets: we keep them and watch
+ * how many bytes each has received. Idle connections dropped with the silent
+ * ones cost one reconnect each.
+ *
+ * A statement still in flight when it is given up may yet have been
+ * executed (an INSERT committed): the caller hears "failed", never
+ * "done" for something that was not done.
+ */
+export interface PoolOptions {
+  /**
+   * How long a query waits before the pool checks that the database is
+   * there; the probe gets as long again. 0: no bound (one-shot commands).
+   */
+  answerTimeoutMs: number;
+  /** The server's statement_timeout: how long a query may run on a database that answers. */
+  statementTimeoutMs: number;
+  max: number;
+}
+
+/** Beyond the server's statement timeout: time for its cancellation to come back. */
+const GRACE_MS = 1_000;
+/** A transaction whose client vanished releases its locks (advisory locks included) after this, on the server. */
+const IDLE_IN_TRANSACTION_MS = 60_000;
+/** TCP keepalive on idle connections: a peer that is gone for good is noticed by the kernel. */
+const KEEPALIVE_S = 10;
+/** Reconnection backoff cap: once the path returns, the pool is usable within about this. */
+const MAX_BACKOFF_S = 1;
+/** How often a query found slow-but-alive is looked at again. */
+const RECHECK_MS = 1_000;
+
+export class DatabaseNoAnswerError extends Error {
+  readonly code = "DATABASE_NO_ANSWER";
+}
+
+export interface BoundedPool {
+  /** The pool for drizzle: unsafe() (drizzle's queries) and begin() are bounded. */
+  sql: Sql;
+  ping(): Promise<void>;
+  end(): Promise<void>;
+}
+
+export function openPool(url: string, options: PoolOptions): BoundedPool {
+  const bounded = options.answerTimeoutMs > 0;
+  const sockets = new SocketWatch();
+  const probeSockets = new SocketWatch();
+  let nextHost = 0;
+  const connectionOptions = {
+    onnotice: () => {},
+    connect_timeout: bounded ? Math.max(1, Math.ceil(options.answerTimeoutMs / 1000)) : 5,
+    keep_alive: KEEPALIVE_S,
+    backoff: (retries: number) => Math.min(0.05 * 2 ** retries, MAX_BACKOFF_S) * (0.5 + Math.random() / 2),
+    connection: bounded
+      ? { statement_timeout: options.statementTimeoutMs, idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS }
+      : {},
+  };
+  const connectTimeoutMs = connectionOptions.connect_timeout * 1000;
+  /**
+   * postgres.js starts talking on a socket it is handed at once, so it is
+   * handed one that is connected already, as its own would be. One that
+   * cannot connect is handed over as a socket that fails just after
+   * postgres.js listens to it (its own path for a refused connection):
+   * writing the startup message to a socket still connecting, and losing it,
+   * left postgres.js writing to a connection it had closed.
+   */
+  const socketFor = (watch: SocketWatch) => (o: { host: string[]; port: number[]; path?: string | false }) =>
+    new Promise<net.Socket>((resolve) => {
+      const i = nextHost++ % o.host.length;
+      const socket = o.path ? net.connect(o.path) : net.connect(o.port[i] ?? 5432, o.host[i]!);
+      // postgres.js reads these for TLS (SNI), as it does for sockets of its own.
+      Object.assign(socket, { host: o.host[i], port: o.port[i] });
+      socket.setKeepAlive(true, KEEPALIVE_S * 1000);
+      const timer = setTimeout(() => socket.destroy(Object.assign(new Error(`connect timeout (${connectTimeoutMs} ms)`), { code: "CONNECT_TIMEOUT" })), connectTimeoutMs);
+      const failed = (err: Error) => {
+        clearTimeout(timer);
+        const dead = new net.Socket();
+        setImmediate(() => dead.destroy(err));
+        resolve(dead);
+      };
+      socket.once("error", failed);
+      socket.once("connect", () => {
+        clearTimeout(timer);
+        socket.removeListener("error", failed);
+        watch.add(socket);
+        resolve(socket);
+      });
+    });
+  const raw = postgres(url, { ...connectionOptions, max: options.max, socket: socketFor(sockets) } as Options<Record<string, never>>);
+  // The probe has a connection of its own: a pool full of slow queries must not hide a database that answers.
+  const probeSql = bounded ? postgres(url, { ...connectionOptions, max: 1, socket: socketFor(probeSockets) } as Options<Record<string, never>>) : undefined;
+  const probe = probeSql ? new LivenessProbe(probeSql, probeSockets, options.answerTimeoutMs) : undefined;
+  const limitMs = options.statementTimeoutMs + GRACE_MS;
+  const deadline: Deadline | undefined = probe
+    ? {
+        watch(giveUp) {
+          const since = sockets.observe();
+          let timer: NodeJS.Timeout | undefined;
+          let done = false;
+          const check = async () => {
+            const slowButAlive = Date.now() - since < limitMs && (sockets.heardSince(since) || (await probe.alive()));
+            if (done) return;
+            if (slowButAlive) {
+              timer = setTimeout(() => void check(), RECHECK_MS);
+              return;
+            }
+            const waited = Date.now() - since;
+            sockets.dropSilentSince(since, new DatabaseNoAnswerError(`no answer from the database in ${waited} ms: connection dropped`));
+            giveUp(new DatabaseNoAnswerError(`no answer from the database in ${waited} ms`));
+          };
+          timer = setTimeout(() => void check(), options.answerTimeoutMs);
+          return () => {
+            done = true;
+            clearTimeout(timer);
+          };
+        },
+      }
+    : undefined;
+  const sql = deadline ? boundedSql(raw, deadline) : raw;
+  return {
+    sql,
+    ping: async () => {
+      await sql.unsafe("select 1");
+    },
+    end: async () => {
+      await Promise.all([raw.end({ timeout: 5 }), probeSql?.end({ timeout: 1 })]);
+      // postgres.js ends a connection politely (a Terminate message); one that is stuck never finishes.
+      sockets.destroyAll();
+      probeSockets.destroyAll();
+    },
+  };
+}
+
+/**
+ * `select 1` on the probe's own connection, bounded: one at a time, its
+ * answer shared by every query asking meanwhile. A probe without an answer
+ * destroys its connection, so the next one starts on a fresh one.
+ */
+class LivenessProbe {
+  private running: Promise<boolean> | undefined;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly sockets: SocketWatch,
+    private readonly timeoutMs: number,
+  ) {}
+
+  alive(): Promise<boolean> {
+    this.running ??= this.run().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private async run(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.timeoutMs)));
+    const answer = this.sql.unsafe("select 1").then(
+      () => true,
+      () => false,
+    );
+    const alive = await Promise.race([answer, timeout]);
+    clearTimeout(timer);
+    if (!alive) this.sockets.destroyAll();
+    return alive;
+  }
+}
+
+interface Deadline {
+  /**
+   * From now on: gives up (drops the connections that stayed silent, then
+   * calls giveUp with the caller's error) once the database looks gone, or
+   * the statement has overrun the server's own timeout. Returns the cancel,
+   * for when the answer came.
+   */
+  watch(giveUp: (err: Error) => void): () => void;
+}
+
+/** The sockets of the pool and when each last received a byte, as far as has been looked. */
+class SocketWatch {
+  private readonly seen = new Map<net.Socket, { bytesRead: number; changedAt: number }>();
+
+  add(socket: net.Socket): void {
+    this.seen.set(socket, { bytesRead: 0, changedAt: Date.now() });
+  }
+
+  /**
+   * Looks at every socket now; returns now. bytesRead counts the wire, so
+   * this holds under TLS too (postgres.js wraps our socket, and removes our
+   * listeners from it, hence no "close" listener: closed sockets go here).
+   */
+  observe(): number {
+    const now = Date.now();
+    for (const [socket, s] of this.seen) {
+      if (socket.destroyed) this.seen.delete(socket);
+      else if (socket.bytesRead !== s.bytesRead) {
+        s.bytesRead = socket.bytesRead;
+        s.changedAt = now;
+      }
+    }
+    return now;
+  }
+
+  /** Has any connection received something since then? */
+  heardSince(since: number): boolean {
+    this.observe();
+    for (const s of this.seen.values()) if (s.changedAt > since) return true;
+    return false;
+  }
+
+  dropSilentSince(since: number, err: Error): void {
+    this.observe();
+    for (const [socket, s] of this.seen) if (s.changedAt <= since) socket.destroy(err);
+  }
+
+  destroyAll(): void {
+    for (const socket of this.seen.keys()) socket.destroy();
+  }
+}
+
+/** Runs the query against the deadline: the caller hears in bounded time whatever happens to it. */
+function withDeadline<T>(deadline: Deadline, run: () => PromiseLike<T>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const cancel = deadline.watch(reject);
+    run().then(
+      (v) => (cancel(), resolve(v)),
+      (e) => (cancel(), reject(e)),
+    );
+  });
+}
+
+/** What drizzle does with a query from unsafe(): await it, or ask for .values() first. */
+function boundedQuery(deadline: Deadline, query: PromiseLike<unknown> & { values(): unknown }) {
+  let result: Promise<unknown> | undefined;
+  const run = () => (result ??= withDeadline(deadline, () => query));
+  const bounded = {
+    values() {
+      query.values();
+      return bounded;
+    },
+    then: <A, B>(ok?: (v: unknown) => A | PromiseLike<A>, fail?: (e: unknown) => B | PromiseLike<B>) => run().then(ok, fail),
+    catch: <B>(fail?: (e: unknown) => B | PromiseLike<B>) => run().catch(fail),
+    finally: (f?: () => void) => run().finally(f),
+  };
+  return bounded;
+}
+
+/** The pool (or a transaction's connection) with drizzle's entry points bounded. */
+function boundedSql<S extends Sql | TransactionSql>(sql: S, deadline: Deadline): S {
+  return new Proxy(sql, {
+    get(target, prop) {
+      if (prop === "unsafe") return (query: string, params?: never[], opts?: never) => boundedQuery(deadline, target.unsafe(query, params, opts));
+      if (prop === "begin") return (...args: unknown[]) => boundedBegin(target as Sql, deadline, args);
+      if (prop === "savepoint") {
+        return (fn: (tx: TransactionSql) => unknown) => (target as TransactionSql).savepoint((tx) => fn(boundedSql(tx, deadline)) as never);
+      }
+      return Reflect.get(target, prop);
+    },
+  });
+}
+
+/**
+ * A transaction: its statements are bounded one by one (the callback gets a
+ * bounded connection); BEGIN (with the wait for a connection) and COMMIT or
+ * ROLLBACK, which postgres.js sends itself, have a deadline each. A callback
+ * whose BEGIN came back only after the caller was told it failed does nothing.
+ */
+function boundedBegin(sql: Sql, deadline: Deadline, args: unknown[]): Promise<unknown> {
+  const fn = args.pop() as (tx: TransactionSql) => unknown;
+  const mode = (args[0] as string | undefined) ?? "";
+  let cancel = () => {};
+  let givenUp = false;
+  let fail!: (err: Error) => void;
+  const overrun = new Promise<never>((_, reject) => (fail = reject));
+  const arm = () => {
+    cancel = deadline.watch((err) => {
+      givenUp = true;
+      fail(err);
+    });
+  };
+  arm();
+  const transaction = sql.begin(mode, async (tx) => {
+    cancel();
+    if (givenUp) throw new DatabaseNoAnswerError("the transaction started after its caller gave up");
+    try {
+      return await fn(boundedSql(tx, deadline));
+    } finally {
+      arm();
+    }
+  });
+  return Promise.race([transaction, overrun]).finally(() => cancel());
+}
