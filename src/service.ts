@@ -18,6 +18,7 @@ import { runCommand } from "./cli/run-command.ts";
 import type { Config } from "./config.ts";
 import { startControlSocket } from "./control/control-socket.ts";
 import { Hsm } from "./hsm/hsm.ts";
+import { createPrivately, describeRepairs, makeDataDirPrivate } from "./private-data-dir.ts";
 import { loadActiveIssuer, type ActiveIssuer } from "./issuance/issuer.ts";
 import { issueServerCertificate, serverCertificateDue } from "./issuance/server-certificate.ts";
 import { createLogger } from "./logger.ts";
@@ -62,11 +63,26 @@ export async function startService(
   announce: (text: string) => void = () => {},
 ): Promise<Service> {
   const profiles = loadProfiles(config.profilesDir);
-  const hsm = Hsm.open(config.hsm, config.dataDir);
+  // Before anything under the data directory is opened or created (the token, PGlite, the control socket).
+  const restoreUmask = createPrivately();
+  let hsm: Hsm;
+  try {
+    const repairs = makeDataDirPrivate(config.dataDir);
+    if (repairs.length) {
+      log.warn(
+        { dataDir: config.dataDir, count: repairs.length, repaired: describeRepairs(repairs) },
+        "the data directory was readable or writable by other users: removed their permissions",
+      );
+    }
+    hsm = Hsm.open(config.hsm, config.dataDir);
+  } catch (err) {
+    restoreUmask();
+    throw err;
+  }
   hsm.onAvailability((e) =>
     e.available ? log.info({ downMs: e.downMs }, "the HSM is available again") : log.error({ reason: e.reason }, "the HSM is unavailable; reconnecting"),
   );
-  const closers: Array<() => Promise<void> | void> = [() => hsm.close()];
+  const closers: Array<() => Promise<void> | void> = [restoreUmask, () => hsm.close()];
   const closeAll = async () => {
     for (const close of closers.reverse()) await close();
   };

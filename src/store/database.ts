@@ -9,6 +9,7 @@ import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import { sql } from "drizzle-orm";
 import postgres from "postgres";
+import { PrivateNodeFS } from "./private-node-fs.ts";
 import * as schema from "./schema.ts";
 
 /** Both drivers give the same drizzle API: everything above this file sees only this type. */
@@ -69,7 +70,7 @@ async function openPglite(dataDir: string): Promise<Store> {
   const release = takePidLock(path.join(dataDir, "pglite.pid"));
   let client: PGlite;
   try {
-    client = await PGlite.create(dir);
+    client = await PGlite.create({ fs: new PrivateNodeFS(dir) });
     const db = drizzlePglite(client, { schema });
     await migratePglite(db, { migrationsFolder: MIGRATIONS });
   } catch (err) {
