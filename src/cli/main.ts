@@ -82,11 +82,13 @@ function emit(r: CommandResult, outFile: string | undefined): number {
 function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
   let store: Promise<Store> | undefined;
   let hsm: Hsm | undefined;
-  // Whatever this command creates under the data directory (PGlite's WAL, a restored token) is private.
-  let restoreUmask: (() => void) | undefined;
+  // Whatever this command creates under the data directory (PGlite's WAL, a restored token) is private;
+  // the umask comes back before --out FILE is written.
+  const restoreUmask = createPrivately();
+  let checked = false;
   const privateDataDir = () => {
-    if (restoreUmask) return;
-    restoreUmask = createPrivately();
+    if (checked) return;
+    checked = true;
     const repairs = makeDataDirPrivate(config.dataDir);
     if (repairs.length) process.stderr.write(`hsm-ca: removed other users' permissions under the data directory: ${describeRepairs(repairs)}\n`);
   };
@@ -119,7 +121,7 @@ function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
       await audit.stop();
       if (store) await (await store.catch(() => undefined))?.close();
       hsm?.close();
-      restoreUmask?.();
+      restoreUmask();
     },
   };
 }
