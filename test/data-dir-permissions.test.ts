@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "./helpers/cli.ts";
+import { BIN, REPO, runCli } from "./helpers/cli.ts";
 import { makeCsr, tempDir } from "./helpers/openssl.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
 
@@ -96,6 +96,28 @@ describe("the data directory", () => {
     // What the running service writes from now on is private too.
     await issueOne(t);
     expect(openToOthers(dataDir)).toEqual([]);
+  });
+
+  it.runIf(process.getuid?.() === 0)("stops `hsm-ca serve` (run as nobody) in one line when something under it belongs to another user", () => {
+    const dir = path.join(parent, "nobodys");
+    fs.mkdirSync(path.join(dir, "hsm"), { recursive: true, mode: 0o700 });
+    fs.chownSync(dir, 65534, 65534);
+    fs.chownSync(path.join(dir, "hsm"), 65534, 65534);
+    // Left by someone running it as root once: nobody may not chmod it.
+    fs.writeFileSync(path.join(dir, "hsm", "stray"), "x", { mode: 0o644 });
+    fs.chmodSync(path.join(dir, "hsm", "stray"), 0o644);
+    const r = spawnSync("runuser", ["-u", "nobody", "--", process.execPath, BIN, "serve"], {
+      cwd: REPO,
+      encoding: "utf8",
+      env: { PATH: process.env.PATH ?? "", HOME: "/tmp", HSM_CA_DATA_DIR: dir, HSM_CA_PROFILES_DIR: path.join(REPO, "profiles"), HSM_CA_HTTPS_PORT: "0", HSM_CA_HTTP_PORT: "0" },
+      timeout: 60_000,
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(/^hsm-ca serve: the data directory .* must be private to this user, and .*hsm\/stray cannot be made so \(EPERM\)/);
+    // Nothing was created.
+    expect(fs.readdirSync(dir).sort()).toEqual(["hsm"]);
+    expect(fs.readdirSync(path.join(dir, "hsm"))).toEqual(["stray"]);
   });
 
   it.runIf(process.getuid?.() === 0)("cannot be read by another user (nobody)", () => {

@@ -7,8 +7,9 @@ import type net from "node:net";
  * waits for every connection to end; closeAllConnections() only knows HTTP
  * connections, and on HTTPS a connection is one only once its TLS
  * handshake is done: a client that connected and never sent a ClientHello
- * held server.close() until the handshake timeout (120 s by default), and
- * so did every idle keep-alive connection opened after close() began.
+ * held server.close() until the handshake timeout (120 s by default), and a
+ * keep-alive connection that went idle after close() began stayed open
+ * until its keep-alive timeout.
  */
 export interface DrainResult {
   /** TCP connections open when the drain began. */
