@@ -75,6 +75,9 @@ const envSchema = z.object({
   HSM_CA_AUDIT_CHECKPOINT_INTERVAL: z.string().refine((s) => parseDuration(s) !== undefined, 'expected a duration like "5m" (units s, m, h, d)').default("5m"),
   /** Service processes (node:cluster) sharing the listeners; above 1 needs PostgreSQL. */
   HSM_CA_WORKERS: z.coerce.number().int().min(1).max(64).default(1),
+  HSM_CA_SHUTDOWN_DRAIN_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
+  HSM_CA_TLS_HANDSHAKE_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
+  HSM_CA_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(10_000_000).optional(),
   HSM_CA_METRICS_TOKEN: z.string().min(16, "at least 16 characters").max(200).regex(/^\S+$/, "no whitespace").optional(),
   HSM_CA_METRICS_TOKEN_FILE: z.string().min(1).optional(),
   HSM_CA_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -166,6 +169,14 @@ export interface Config {
   autoInit: boolean;
   /** How often the audit log's chain head is signed (a checkpoint), besides at shutdown. */
   audit: { checkpointIntervalMs: number };
+  listeners: {
+    /** On SIGTERM: how long in-flight requests may take before their connections are cut. */
+    shutdownDrainMs: number;
+    /** A TLS connection that has not completed its handshake by then is closed. */
+    tlsHandshakeTimeoutMs: number;
+    /** Open connections per listener at most; unset: derived from the descriptor limit (src/api/connection-cap.ts). */
+    maxConnections?: number;
+  };
   /** GET /metrics: unset token: unauthenticated; set: only with this bearer token (never logged). */
   metrics: { token?: string };
   logLevel: z.infer<typeof envSchema>["HSM_CA_LOG_LEVEL"];
@@ -280,6 +291,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     approvals: { ttlMs: parseDuration(e.HSM_CA_APPROVAL_TTL)!, caChange: e.HSM_CA_CA_CHANGE_APPROVALS },
     autoInit: e.HSM_CA_AUTO_INIT ? e.HSM_CA_AUTO_INIT === "true" : embedded,
     audit: { checkpointIntervalMs: parseDuration(e.HSM_CA_AUDIT_CHECKPOINT_INTERVAL)! },
+    listeners: {
+      shutdownDrainMs: e.HSM_CA_SHUTDOWN_DRAIN_MS,
+      tlsHandshakeTimeoutMs: e.HSM_CA_TLS_HANDSHAKE_TIMEOUT_MS,
+      maxConnections: e.HSM_CA_MAX_CONNECTIONS,
+    },
     metrics: { token: e.HSM_CA_METRICS_TOKEN ?? (e.HSM_CA_METRICS_TOKEN_FILE ? readMetricsToken(path.resolve(e.HSM_CA_METRICS_TOKEN_FILE)) : undefined) },
     logLevel: e.HSM_CA_LOG_LEVEL,
   };

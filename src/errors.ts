@@ -25,6 +25,7 @@ export const REJECTIONS = {
   "hsm-unavailable": { status: 503, title: "The HSM is not available" },
   "database-unavailable": { status: 503, title: "The database is not available" },
   "ca-not-ready": { status: 503, title: "The CA hierarchy is not set up" },
+  "shutting-down": { status: 503, title: "The service is shutting down" },
 } as const;
 
 export type RejectionKind = keyof typeof REJECTIONS;

@@ -7,6 +7,8 @@ import { ocspFastPathServer } from "./api/ocsp-listener.ts";
 import { AuthFailures } from "./api/auth-failures.ts";
 import { createRateLimits } from "./api/rate-limit.ts";
 import { SERVER_LIMITS } from "./api/server-limits.ts";
+import { capConnections, connectionCap } from "./api/connection-cap.ts";
+import { trackConnections, type ConnectionDrain, type DrainResult } from "./api/connection-drain.ts";
 import { expireApprovalRequestsNow } from "./approvals/requests.ts";
 import { transcriptDetails } from "./audit/admin.ts";
 import { withActor } from "./audit/actor.ts";
@@ -19,6 +21,7 @@ import { runCommand } from "./cli/run-command.ts";
 import type { Config } from "./config.ts";
 import { startControlSocket } from "./control/control-socket.ts";
 import { Hsm } from "./hsm/hsm.ts";
+import { createPrivately, describeRepairs, makeDataDirPrivate } from "./private-data-dir.ts";
 import { loadActiveIssuer, type ActiveIssuer } from "./issuance/issuer.ts";
 import { issueServerCertificate, serverCertificateDue } from "./issuance/server-certificate.ts";
 import { createLogger } from "./logger.ts";
@@ -51,6 +54,12 @@ export interface Service {
   renewServerCertificate(now?: Date): Promise<boolean>;
   httpsUrl: string;
   httpUrl: string;
+  /**
+   * Stops: /readyz answers 503 at once, the listeners take no new
+   * connections, in-flight requests get config.listeners.shutdownDrainMs
+   * to finish, every connection left is closed (one log line says what was
+   * closed), then the jobs, the audit log, the database and the HSM.
+   */
   close(): Promise<void>;
 }
 
@@ -65,11 +74,26 @@ export async function startService(
   announce: (text: string) => void = () => {},
 ): Promise<Service> {
   const profiles = loadProfiles(config.profilesDir);
-  const hsm = Hsm.open(config.hsm, config.dataDir);
+  // Before anything under the data directory is opened or created (the token, PGlite, the control socket).
+  const restoreUmask = createPrivately();
+  let hsm: Hsm;
+  try {
+    const repairs = makeDataDirPrivate(config.dataDir);
+    if (repairs.length) {
+      log.warn(
+        { dataDir: config.dataDir, count: repairs.length, repaired: describeRepairs(repairs) },
+        "the data directory was readable or writable by other users: removed their permissions",
+      );
+    }
+    hsm = Hsm.open(config.hsm, config.dataDir);
+  } catch (err) {
+    restoreUmask();
+    throw err;
+  }
   hsm.onAvailability((e) =>
     e.available ? log.info({ downMs: e.downMs }, "the HSM is available again") : log.error({ reason: e.reason }, "the HSM is unavailable; reconnecting"),
   );
-  const closers: Array<() => Promise<void> | void> = [() => hsm.close()];
+  const closers: Array<() => Promise<void> | void> = [restoreUmask, () => hsm.close()];
   const closeAll = async () => {
     for (const close of closers.reverse()) await close();
   };
@@ -105,18 +129,46 @@ export async function startService(
     // Its open windows' summaries are written at close, before the audit log stops.
     const authFailures = new AuthFailures(config.authFailures, audit);
     closers.push(() => authFailures.stop());
-    const ctx: AppContext = { store, hsm, profiles, issuer: currentIssuer, ocsp: () => revocation?.ocsp, log, audit, approvals: config.approvals, rateLimits, authFailures, metrics };
+    let stopping = false;
+    const ctx: AppContext = {
+      store,
+      hsm,
+      profiles,
+      issuer: currentIssuer,
+      ocsp: () => revocation?.ocsp,
+      log,
+      audit,
+      approvals: config.approvals,
+      rateLimits,
+      authFailures,
+      metrics,
+      stopping: () => stopping,
+    };
+    const cap = connectionCap(config.listeners.maxConnections);
+    if (cap === undefined) log.warn("cannot read this process's descriptor limit: connections are not capped (set HSM_CA_MAX_CONNECTIONS)");
+    const drains: ConnectionDrain[] = [];
+    /** Capped, and tracked for the drain at shutdown. */
+    const guard = (listener: string, server: ServerType): ServerType => {
+      capConnections(server, cap, (refused) =>
+        log.warn({ listener, maxConnections: cap, refused }, "a listener is at its connection cap: refusing new connections"),
+      );
+      drains.push(trackConnections(server as http.Server));
+      return server;
+    };
     const metricsToken = config.metrics.token;
 
     // Plain HTTP first: its address is part of every certificate (CRL and OCSP URLs).
     const httpServer = await listen(
-      serve({
-        fetch: createPublicApp(ctx, { metricsToken }).fetch,
-        hostname: config.http.host,
-        port: config.http.port,
-        serverOptions: SERVER_LIMITS,
-        createServer: ocspFastPathServer(() => revocation?.ocsp, ctx),
-      }),
+      guard(
+        "http",
+        serve({
+          fetch: createPublicApp(ctx, { metricsToken }).fetch,
+          hostname: config.http.host,
+          port: config.http.port,
+          serverOptions: SERVER_LIMITS,
+          createServer: ocspFastPathServer(() => revocation?.ocsp, ctx),
+        }),
+      ),
     );
     closers.push(() => closeServer(httpServer));
     // Where the CA answers, for the http-01 validator to refuse; the HTTPS listener joins when it starts.
@@ -230,22 +282,26 @@ export async function startService(
 
     let tls = await withActor("system:server-certificate", () => issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing));
     const httpsServer = await listen(
-      serve({
-        fetch: createApiApp(ctx, {
-          acme: acmeProfiles.size ? acme.app : undefined,
-          revocation: publishing,
-          metricsToken,
-          dashboard: {
-            rotation: rotationPlan,
-            queueLimit: config.hsm.queueLimit,
-            auditPublicKey: async (label) => (hsm.hasKey(label) ? Buffer.from(await hsm.publicKeySpki(label, AUDIT_KEY_ALGORITHM)) : undefined),
-          },
-        }).fetch,
-        hostname: config.https.host,
-        port: config.https.port,
-        createServer: https.createServer,
-        serverOptions: { ...SERVER_LIMITS, key: tls.keyPem, cert: tls.certPem },
-      }),
+      guard(
+        "https",
+        serve({
+          fetch: createApiApp(ctx, {
+            acme: acmeProfiles.size ? acme.app : undefined,
+            revocation: publishing,
+            metricsToken,
+            dashboard: {
+              rotation: rotationPlan,
+              queueLimit: config.hsm.queueLimit,
+              auditPublicKey: async (label) => (hsm.hasKey(label) ? Buffer.from(await hsm.publicKeySpki(label, AUDIT_KEY_ALGORITHM)) : undefined),
+            },
+          }).fetch,
+          hostname: config.https.host,
+          port: config.https.port,
+          createServer: https.createServer,
+          // handshakeTimeout: a connection that never completes TLS is not an HTTP connection yet, so no HTTP timeout applies to it.
+          serverOptions: { ...SERVER_LIMITS, handshakeTimeout: config.listeners.tlsHandshakeTimeoutMs, key: tls.keyPem, cert: tls.certPem },
+        }),
+      ),
     );
     closers.push(() => closeServer(httpsServer));
     ownEndpoints.listeners.push(boundAddress(httpsServer));
@@ -265,7 +321,22 @@ export async function startService(
 
     const httpsUrl = `https://${hostForUrl(config.https.host)}:${portOf(httpsServer)}`;
     log.info({ https: httpsUrl, http: httpUrl, database: store.kind, tokenLabel: hsm.tokenLabel }, "hsm-ca is serving");
-    return { ctx, httpsUrl, httpUrl, revocation: revocation!, renewServerCertificate, close: closeAll };
+    let closing: Promise<void> | undefined;
+    const close = () =>
+      (closing ??= (async () => {
+        stopping = true;
+        const started = Date.now();
+        const results = await Promise.all(drains.map((d) => d.drain(config.listeners.shutdownDrainMs)));
+        const sum = (key: keyof DrainResult) => results.reduce((n, r) => n + r[key], 0);
+        log.info(
+          { connections: sum("connections"), inFlight: sum("inFlight"), cut: sum("cut"), drainMs: Date.now() - started },
+          sum("cut")
+            ? "stopped serving: requests unanswered at the drain limit were cut, every other connection closed"
+            : "stopped serving: in-flight requests answered, idle and half-open connections closed",
+        );
+        await closeAll();
+      })());
+    return { ctx, httpsUrl, httpUrl, revocation: revocation!, renewServerCertificate, close };
   } catch (err) {
     await closeAll();
     throw err;

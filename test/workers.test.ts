@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
+import net from "node:net";
 import tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BIN, REPO, runCli } from "./helpers/cli.ts";
@@ -86,10 +87,23 @@ describe("HSM_CA_WORKERS", () => {
     for (const serial of serials) expect((await api("GET", `/api/v1/certificates/${serial}`, { token })).status).toBe(200);
   }, 60_000);
 
-  it("stops every worker on SIGTERM", async () => {
+  it("stops every worker on SIGTERM, idle connections that never started TLS and all", async () => {
+    // Spread over the workers by the primary; each worker closes its own when it stops.
+    const idle = await Promise.all(
+      Array.from(
+        { length: 10 },
+        () =>
+          new Promise<net.Socket>((resolve, reject) => {
+            const s = net.connect(httpsPort, "127.0.0.1", () => resolve(s));
+            s.once("error", reject);
+          }),
+      ),
+    );
+    for (const s of idle) s.on("error", () => {});
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     child.kill("SIGTERM");
     expect(await exited).toBe(0);
+    expect(output.match(/"msg":"stopped serving: in-flight requests answered, idle and half-open connections closed"/g)).toHaveLength(2);
     await expect(serverCertificateSerial()).rejects.toThrow();
   }, 30_000);
 

@@ -30,6 +30,8 @@ export interface AppContext {
   approvals?: Config["approvals"];
   /** The service's Prometheus metrics; unset: nothing counted. */
   metrics?: Metrics;
+  /** True once shutdown has begun (SIGTERM): /readyz answers 503. Unset: never. */
+  stopping?(): boolean;
 }
 
 /** Hono variables set by middleware. */

@@ -7,6 +7,7 @@ import { loadConfig, type Config } from "../config.ts";
 import { sendToRunningService, type CommandResult } from "../control/control-socket.ts";
 import { Hsm } from "../hsm/hsm.ts";
 import { createLogger } from "../logger.ts";
+import { createPrivately, describeRepairs, makeDataDirPrivate } from "../private-data-dir.ts";
 import { startService } from "../service.ts";
 import { serveWorkers } from "../workers.ts";
 import { RevocationUrls } from "../revocation/urls.ts";
@@ -81,7 +82,21 @@ function emit(r: CommandResult, outFile: string | undefined): number {
 function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
   let store: Promise<Store> | undefined;
   let hsm: Hsm | undefined;
-  const openStoreOnce = () => (store ??= openStore(config));
+  // Whatever this command creates under the data directory (PGlite's WAL, a restored token) is private;
+  // the umask comes back before --out FILE is written.
+  const restoreUmask = createPrivately();
+  let checked = false;
+  const privateDataDir = () => {
+    if (checked) return;
+    checked = true;
+    const repairs = makeDataDirPrivate(config.dataDir);
+    if (repairs.length) process.stderr.write(`hsm-ca: removed other users' permissions under the data directory: ${describeRepairs(repairs)}\n`);
+  };
+  const openStoreOnce = () =>
+    (store ??= Promise.resolve().then(() => {
+      privateDataDir();
+      return openStore(config);
+    }));
   // The command's admin actions and key uses; the database is opened for them only if there are any.
   const audit = new AuditLog({ db: async () => (await openStoreOnce()).db, log: createLogger(config.logLevel) });
   return {
@@ -90,6 +105,7 @@ function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
       store: openStoreOnce,
       hsm: () => {
         if (!hsm) {
+          privateDataDir();
           hsm = Hsm.open(config.hsm, config.dataDir);
           hsm.onKeyUse(keyUseRecorder(audit, hsm));
         }
@@ -105,6 +121,7 @@ function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
       await audit.stop();
       if (store) await (await store.catch(() => undefined))?.close();
       hsm?.close();
+      restoreUmask();
     },
   };
 }

@@ -10,6 +10,7 @@ import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import { sql } from "drizzle-orm";
 import postgres from "postgres";
 import { openPool } from "./postgres-pool.ts";
+import { PrivateNodeFS } from "./private-node-fs.ts";
 import * as schema from "./schema.ts";
 
 /** Both drivers give the same drizzle API: everything above this file sees only this type. */
@@ -85,7 +86,7 @@ async function openPglite(dataDir: string): Promise<Store> {
   const release = takePidLock(path.join(dataDir, "pglite.pid"));
   let client: PGlite;
   try {
-    client = await PGlite.create(dir);
+    client = await PGlite.create({ fs: new PrivateNodeFS(dir) });
     const db = drizzlePglite(client, { schema });
     await migratePglite(db, { migrationsFolder: MIGRATIONS });
   } catch (err) {

@@ -10,6 +10,8 @@ export function healthRoutes(ctx: AppContext) {
   const app = new Hono();
   app.get("/healthz", (c) => c.json({ status: "alive" }));
   app.get("/readyz", async (c) => {
+    // Load balancers take this replica out at once, while its in-flight requests finish.
+    if (ctx.stopping?.()) return problem(c, "shutting-down", "the service is shutting down; send requests to another replica");
     const hsm = ctx.hsm.health();
     const database = await withTimeout(ctx.store.ping(), DB_TIMEOUT_MS).then(
       () => ({ ok: true as const }),
