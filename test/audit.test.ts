@@ -7,7 +7,7 @@ import { AuditLog, type AuditLogger } from "../src/audit/audit-log.ts";
 import { entryHash, GENESIS_HASH } from "../src/audit/chain.ts";
 import { checkpointMessage, checkpointSignatureValid } from "../src/audit/checkpoint.ts";
 import { verifyAuditLog, type AuditVerification } from "../src/audit/verify.ts";
-import { auditEntriesPage, listAuditCheckpoints, type AuditCheckpointRow, type AuditRow } from "../src/store/audit.ts";
+import { auditEntriesPage, listAuditCheckpoints, withAuditLock, type AuditCheckpointRow, type AuditRow } from "../src/store/audit.ts";
 import { openStore, type Database, type Store } from "../src/store/database.ts";
 import { auditAnchorSuite } from "./audit-anchor-suite.ts";
 import { runCli } from "./helpers/cli.ts";
@@ -42,7 +42,9 @@ class Rollback extends Error {}
 async function tampered(change: (tx: Database) => Promise<unknown>, options?: Parameters<typeof verifyAuditLog>[1]): Promise<AuditVerification> {
   let result: AuditVerification | undefined;
   try {
-    await db.transaction(async (tx) => {
+    // Holding the audit lock, as the service's writers do: an entry the service appends meanwhile would otherwise
+    // point at a hash the rewrite just replaced, and be reported instead of what the test is about.
+    await withAuditLock(db, async (tx) => {
       await change(tx);
       result = await verifyAuditLog(tx, options);
       throw new Rollback();

@@ -1,5 +1,4 @@
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decryptArchive } from "../src/backup/archive.ts";
@@ -28,8 +27,11 @@ const outputs: CliResult[] = [];
 function rememberPins(dataDir: string) {
   for (const f of ["user.pin", "so.pin"]) secrets.add(fs.readFileSync(path.join(dataDir, "hsm", f), "utf8").trim());
 }
+/** The CLI's temporary directory: this file's own, so drills run by anything else on the machine don't show up in it. */
+const scratchRoot = path.join(root, "tmp");
+fs.mkdirSync(scratchRoot, { mode: 0o700 });
 async function cli(args: string[], env: Record<string, string>, timeoutMs = 110_000): Promise<CliResult> {
-  const r = await runCli(args, env, timeoutMs);
+  const r = await runCli(args, { TMPDIR: scratchRoot, ...env }, timeoutMs);
   outputs.push(r);
   return r;
 }
@@ -334,7 +336,7 @@ it("never printed the passphrase or a PIN, and removed every drill's scratch dir
 });
 
 function scratchDirs(): string[] {
-  return fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith("hsm-ca-drill-")).sort();
+  return fs.readdirSync(scratchRoot).filter((f) => f.startsWith("hsm-ca-drill-")).sort();
 }
 
 function listFiles(dir: string): string[] {
