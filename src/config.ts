@@ -9,7 +9,7 @@ import { DEFAULT_AUTH_FAILURES } from "./api/auth-failures.ts";
 
 /**
  * Every setting comes from the environment (HSM_CA_*), so the same build runs
- * on a laptop, in compose and under a process manager. README.md lists them.
+ * on a laptop, in compose and under a process manager. docs/configuration.md lists them.
  */
 const DEFAULT_SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so";
 

@@ -1,5 +1,5 @@
 /**
- * Issuer tokens are tenants (README, REST API): two issuer tokens of the
+ * Issuer tokens are tenants (docs/api.md): two issuer tokens of the
  * same profile and an ACME account each get certificates; an issuer token
  * sees and revokes only its own, an admin revokes anything. A refused
  * cross-tenant revocation changes nothing: the certificate stays valid,

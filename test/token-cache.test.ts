@@ -5,7 +5,7 @@ import { apiTokens } from "../src/store/schema.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
 
 // Valid API tokens are believed for TOKEN_CACHE_MS without a database query
-// (README: a token revoked in the database stops working within that time).
+// (docs/design.md, "Performance": a token revoked in the database stops working within that time).
 
 let t: TestService;
 beforeAll(async () => {

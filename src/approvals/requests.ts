@@ -81,8 +81,8 @@ export async function listApprovalRequestStates(deps: Pick<ApprovalDeps, "db" | 
 
 /**
  * Marks pending requests past their expiry as expired. Decisions and reads
- * do this for the requests they touch; a periodic job (see the wiring in
- * the report / README) keeps the table honest in between.
+ * do this for the requests they touch; a periodic job (wired in
+ * src/service.ts; docs/operations.md, Approvals) keeps the table honest in between.
  */
 export async function expireApprovalRequestsNow(deps: Pick<ApprovalDeps, "db" | "now" | "audit">): Promise<ApprovalRequestRow[]> {
   const expired = await expireApprovalRequests(deps.db, deps.now());

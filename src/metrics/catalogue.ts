@@ -2,7 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 
 /**
  * Every metric the service exports, in one place: names, help texts and
- * labels (README "Metrics" lists the same). Each service has a registry of
+ * labels (docs/observability.md, "Metrics", lists the same). Each service has a registry of
  * its own, not prom-client's global one: tests run several services in one
  * process, and two services must never add up each other's counts.
  *
