@@ -4,11 +4,12 @@ import fs from "node:fs";
 import path from "node:path";
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildRootCertificate } from "../src/ca/build-certificates.ts";
+import { buildRootCertificate } from "../src/ca/ca-certificate.ts";
 import { buildLeafCertificate } from "../src/ca/leaf-certificate.ts";
 import { buildCrl, CRL_REASON, type CrlEntry, type CrlInput } from "../src/ca/crl.ts";
-import * as der from "../src/ca/der.ts";
-import { derToPem, pemOf } from "../src/ca/pem.ts";
+import * as der from "../src/asn1/der-writer.ts";
+import { readChildren, readTlv, type Tlv } from "../src/asn1/der-reader.ts";
+import { derToPem, pemOf } from "../src/asn1/pem.ts";
 import { newSerial } from "../src/ca/serial.ts";
 import { signatureAlgorithmDer } from "../src/ca/signature.ts";
 import type { CaSigner } from "../src/ca/signer.ts";
@@ -127,15 +128,15 @@ describe("DER writer", () => {
 
   it("reads TLVs back and refuses non-minimal lengths", () => {
     const seq = der.sequence(der.integerFromHex("01"), der.octetString(new Uint8Array(200)));
-    const top = der.readTlv(seq, 0);
+    const top = readTlv(seq, 0);
     expect(top).toEqual({ tag: 0x30, start: 0, contentStart: 3, end: seq.length });
-    expect(der.readChildren(seq, top).map((c) => [c.tag, c.end - c.contentStart])).toEqual([
+    expect(readChildren(seq, top).map((c) => [c.tag, c.end - c.contentStart])).toEqual([
       [0x02, 1],
       [0x04, 200],
     ]);
-    expect(() => der.readTlv(Uint8Array.of(0x30, 0x81, 0x05, 0, 0, 0, 0, 0), 0)).toThrow(/non-minimal/);
-    expect(() => der.readTlv(Uint8Array.of(0x30, 0x80, 0, 0), 0)).toThrow(/unsupported/);
-    expect(() => der.readTlv(Uint8Array.of(0x30, 0x05, 0), 0)).toThrow(/overruns/);
+    expect(() => readTlv(Uint8Array.of(0x30, 0x81, 0x05, 0, 0, 0, 0, 0), 0)).toThrow(/non-minimal/);
+    expect(() => readTlv(Uint8Array.of(0x30, 0x80, 0, 0), 0)).toThrow(/unsupported/);
+    expect(() => readTlv(Uint8Array.of(0x30, 0x05, 0), 0)).toThrow(/overruns/);
   });
 });
 
@@ -278,20 +279,20 @@ function crlInput(ca: Ca, more: Partial<CrlInput> = {}): CrlInput {
 }
 
 /** The tbsCertList's fields, and the outer signatureAlgorithm. */
-function crlFields(crl: Uint8Array): { tbs: der.Tlv; fields: der.Tlv[]; outer: der.Tlv[] } {
-  const top = der.readTlv(crl, 0);
+function crlFields(crl: Uint8Array): { tbs: Tlv; fields: Tlv[]; outer: Tlv[] } {
+  const top = readTlv(crl, 0);
   expect(top.end).toBe(crl.length);
-  const outer = der.readChildren(crl, top);
+  const outer = readChildren(crl, top);
   expect(outer.map((t) => t.tag)).toEqual([0x30, 0x30, 0x03]);
-  return { tbs: outer[0]!, fields: der.readChildren(crl, outer[0]!), outer };
+  return { tbs: outer[0]!, fields: readChildren(crl, outer[0]!), outer };
 }
 
-const bytesOf = (buf: Uint8Array, t: der.Tlv) => hex(buf.subarray(t.start, t.end));
+const bytesOf = (buf: Uint8Array, t: Tlv) => hex(buf.subarray(t.start, t.end));
 /** The subject Name DER as the certificate has it. */
 function subjectDer(cert: x509.X509Certificate): string {
   const raw = new Uint8Array(cert.rawData);
-  const tbs = der.readChildren(raw, der.readTlv(raw, 0))[0]!;
-  const fields = der.readChildren(raw, tbs);
+  const tbs = readChildren(raw, readTlv(raw, 0))[0]!;
+  const fields = readChildren(raw, tbs);
   return bytesOf(raw, fields[fields[0]!.tag === 0xa0 ? 5 : 4]!);
 }
 /** openssl's way of printing a key identifier. */
@@ -501,7 +502,7 @@ for (const algorithm of ALGORITHMS) {
       if (algorithm.startsWith("rsa")) expect(hex(fromGenerator)).toBe(hex(fromArray));
       expect(crlVerify(fromGenerator, ca())).toContain("verify OK");
       // The returned view covers exactly the CRL.
-      expect(der.readTlv(fromGenerator, 0).end).toBe(fromGenerator.length);
+      expect(readTlv(fromGenerator, 0).end).toBe(fromGenerator.length);
     });
   });
 }

@@ -11,7 +11,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../src/api/problem.ts";
-import { parseCsr } from "../src/ca/csr.ts";
+import { parseCsr } from "../src/csr/parse-csr.ts";
 import { Rejection } from "../src/errors.ts";
 import { decide } from "../src/policy/decide.ts";
 import { countCertificates } from "../src/store/certificates.ts";

@@ -8,24 +8,13 @@ import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
 import { AlgorithmIdentifier, Extension } from "@peculiar/asn1-x509";
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildRootCertificate } from "../src/ca/build-certificates.ts";
+import { buildRootCertificate } from "../src/ca/ca-certificate.ts";
 import { buildLeafCertificate } from "../src/ca/leaf-certificate.ts";
-import {
-  buildCertId,
-  buildOcspResponse,
-  issuerHashes,
-  matchesIssuer,
-  ocspErrorResponse,
-  OcspRequestError,
-  OID_OCSP_NOCHECK,
-  OID_OCSP_SIGNING,
-  parseOcspRequest,
-  type CertStatus,
-  type HashName,
-  type IssuerKeyHashes,
-  type OcspResponder,
-} from "../src/ca/ocsp.ts";
-import { pemOf } from "../src/ca/pem.ts";
+import { buildCertId, issuerHashes, matchesIssuer, type HashName, type IssuerKeyHashes } from "../src/ca/ocsp-cert-id.ts";
+import { OcspRequestError, parseOcspRequest } from "../src/ca/ocsp-request.ts";
+import { OID_OCSP_NOCHECK, OID_OCSP_SIGNING } from "../src/ca/ocsp-responder-certificate.ts";
+import { buildOcspResponse, ocspErrorResponse, type CertStatus, type OcspResponder } from "../src/ca/ocsp-response.ts";
+import { pemOf } from "../src/asn1/pem.ts";
 import { newSerial } from "../src/ca/serial.ts";
 import type { CaSigner } from "../src/ca/signer.ts";
 import { loadConfig } from "../src/config.ts";

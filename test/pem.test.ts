@@ -1,7 +1,7 @@
 import * as x509 from "@peculiar/x509";
 import { describe, expect, it } from "vitest";
-import { parseCsr } from "../src/ca/csr.ts";
-import { derToPem } from "../src/ca/pem.ts";
+import { parseCsr } from "../src/csr/parse-csr.ts";
+import { derToPem } from "../src/asn1/pem.ts";
 
 /**
  * ACME sends CSRs as DER; the CA wraps them in PEM to parse them. A DER

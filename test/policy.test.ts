@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import * as x509 from "@peculiar/x509";
 import { describe, expect, it } from "vitest";
-import { parseCsr, type ParsedCsr } from "../src/ca/csr.ts";
+import { parseCsr, type ParsedCsr } from "../src/csr/parse-csr.ts";
 import { Rejection } from "../src/errors.ts";
 import { checkIdentifiers } from "../src/policy/acme-identifiers.ts";
 import { decide, type DecideInput } from "../src/policy/decide.ts";

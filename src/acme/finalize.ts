@@ -1,7 +1,7 @@
 import net from "node:net";
 import type { Context } from "hono";
-import { parseCsr } from "../ca/csr.ts";
-import { derToPem } from "../ca/pem.ts";
+import { parseCsr } from "../csr/parse-csr.ts";
+import { derToPem } from "../asn1/pem.ts";
 import { Rejection, type RejectionKind } from "../errors.ts";
 import { issueCertificate } from "../issuance/issue-certificate.ts";
 import { countIssuance } from "../metrics/issuance-outcome.ts";

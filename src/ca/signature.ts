@@ -1,4 +1,4 @@
-import { integerFromHex, sequence } from "./der.ts";
+import { integerFromHex, sequence } from "../asn1/der-writer.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
 import type { CaSigner } from "./signer.ts";
 

@@ -1,7 +1,7 @@
-import { pemOf } from "../ca/pem.ts";
+import { pemOf } from "../asn1/pem.ts";
 import crypto from "node:crypto";
 import * as x509 from "@peculiar/x509";
-import { buildIntermediateCertificate, buildRootCertificate } from "../ca/build-certificates.ts";
+import { buildIntermediateCertificate, buildRootCertificate } from "../ca/ca-certificate.ts";
 import { colonHex, sha256Hex } from "../ca/fingerprint.ts";
 import { newSerial } from "../ca/serial.ts";
 import type { HierarchyConfig } from "../config.ts";

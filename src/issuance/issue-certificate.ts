@@ -1,7 +1,7 @@
 import { actorFor, withActor } from "../audit/actor.ts";
 import type { AuditEntry } from "../audit/audit-log.ts";
 import { buildLeafCertificate } from "../ca/leaf-certificate.ts";
-import { parseCsr } from "../ca/csr.ts";
+import { parseCsr } from "../csr/parse-csr.ts";
 import { sha256Hex } from "../ca/fingerprint.ts";
 import { newSerial } from "../ca/serial.ts";
 import { Rejection } from "../errors.ts";

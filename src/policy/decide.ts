@@ -1,6 +1,8 @@
 import net from "node:net";
 import type * as x509 from "@peculiar/x509";
-import { describeKey, type ParsedCsr, type RequestedName } from "../ca/csr.ts";
+import type { RequestedName } from "../csr/general-names.ts";
+import type { ParsedCsr } from "../csr/parse-csr.ts";
+import { describeKey } from "../csr/subject-key.ts";
 import { Rejection } from "../errors.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { dnsNameProblem, ipInRanges, ipRangeList, ipv4MappedAddress, isDnsName, isSingleLabel, matchesSuffix, spiffeIdProblem } from "./names.ts";

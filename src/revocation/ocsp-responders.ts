@@ -1,8 +1,8 @@
 import crypto from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import type { Logger } from "pino";
-import { buildOcspResponderCertificate } from "../ca/build-certificates.ts";
-import type { OcspResponder } from "../ca/ocsp.ts";
+import { buildOcspResponderCertificate } from "../ca/ocsp-responder-certificate.ts";
+import type { OcspResponder } from "../ca/ocsp-response.ts";
 import { newSerial } from "../ca/serial.ts";
 import type { Hsm } from "../hsm/hsm.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";

@@ -1,19 +1,9 @@
 import crypto from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import type { Logger } from "pino";
-import {
-  buildCertId,
-  buildOcspResponse,
-  issuerHashes,
-  matchesIssuer,
-  ocspErrorResponse,
-  OcspRequestError,
-  parseOcspRequest,
-  type CertStatus,
-  type IssuerKeyHashes,
-  type OcspCertId,
-  type OcspResponder,
-} from "../ca/ocsp.ts";
+import { buildCertId, issuerHashes, matchesIssuer, type IssuerKeyHashes, type OcspCertId } from "../ca/ocsp-cert-id.ts";
+import { OcspRequestError, parseOcspRequest } from "../ca/ocsp-request.ts";
+import { buildOcspResponse, ocspErrorResponse, type CertStatus, type OcspResponder } from "../ca/ocsp-response.ts";
 import type { Hsm } from "../hsm/hsm.ts";
 import type { Metrics } from "../metrics/catalogue.ts";
 import { childCaBySerial, listCas, type CaRow } from "../store/cas.ts";

@@ -1,5 +1,5 @@
 import crypto from "node:crypto";
-import type { RevocationPointers } from "../ca/build-certificates.ts";
+import type { RevocationPointers } from "../ca/revocation-pointers.ts";
 import { RevocationUrls, WHOLE_ISSUER } from "./urls.ts";
 
 export interface RevocationPublishing {

@@ -9,7 +9,7 @@ import { ECParameters } from "@peculiar/asn1-ecc";
 import { RSAPublicKey } from "@peculiar/asn1-rsa";
 import { SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
 import * as x509 from "@peculiar/x509";
-import { parseCsr } from "../../src/ca/csr.ts";
+import { parseCsr } from "../../src/csr/parse-csr.ts";
 import { Rejection } from "../../src/errors.ts";
 
 export type CsrOutcome =

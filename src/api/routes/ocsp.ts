@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import { Hono } from "hono";
-import { ocspErrorResponse } from "../../ca/ocsp.ts";
+import { ocspErrorResponse } from "../../ca/ocsp-response.ts";
 import type { OcspAnswer, OcspService } from "../../revocation/ocsp-service.ts";
 
 /** Requests are a few hundred bytes; anything much larger is not OCSP. */

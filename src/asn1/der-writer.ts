@@ -1,29 +1,16 @@
 /**
- * A minimal DER writer (and a reader just good enough to walk a
- * certificate or a CSR) for structures we assemble by hand, above all CRLs
- * with a million entries where an object per ASN.1 node would cost too much.
+ * The DER writer for structures we assemble by hand: CRLs with a million
+ * entries (where an object per ASN.1 node would cost too much), leaf
+ * certificates and OCSP responses. docs/benchmarks.md ("CRL build time and
+ * peak memory": 1,000,000 entries built and signed in about half a second)
+ * is why these are not @peculiar/asn1-schema objects.
  *
  * Two styles: small helpers that return a fresh Uint8Array per TLV, for
  * headers and extensions; and size/write pairs (`timeLength`/`writeTime`,
  * `writeHeader`, ...) that write straight into a caller's Buffer, for loops.
  */
-
-export const TAG = {
-  BOOLEAN: 0x01,
-  INTEGER: 0x02,
-  BIT_STRING: 0x03,
-  OCTET_STRING: 0x04,
-  NULL: 0x05,
-  OID: 0x06,
-  ENUMERATED: 0x0a,
-  IA5_STRING: 0x16,
-  UTC_TIME: 0x17,
-  GENERALIZED_TIME: 0x18,
-  SEQUENCE: 0x30,
-  SET: 0x31,
-} as const;
-
-export class DerError extends Error {}
+import { DerError } from "./der-error.ts";
+import { TAG } from "./tags.ts";
 
 // ---------------------------------------------------------------------------
 // Lengths and headers
@@ -286,76 +273,5 @@ export function time(date: Date): Uint8Array {
 export function generalizedTime(date: Date): Uint8Array {
   const out = new Uint8Array(17);
   writeGeneralizedTime(out, 0, date);
-  return out;
-}
-
-// ---------------------------------------------------------------------------
-// Reading
-
-export interface Tlv {
-  tag: number;
-  /** Offset of the tag byte. */
-  start: number;
-  /** Offset of the content. */
-  contentStart: number;
-  /** Offset after the content. */
-  end: number;
-}
-
-/** The TLV at `off` (single-byte tags, definite lengths up to 4 length bytes). */
-export function readTlv(buf: Uint8Array, off: number, limit = buf.length): Tlv {
-  if (off + 2 > limit) throw new DerError(`truncated DER at offset ${off}`);
-  const tag = buf[off]!;
-  if ((tag & 0x1f) === 0x1f) throw new DerError(`high-tag-number form at offset ${off} is not supported`);
-  let p = off + 1;
-  const first = buf[p++]!;
-  let len: number;
-  if (first < 0x80) len = first;
-  else {
-    const n = first & 0x7f;
-    if (n === 0 || n > 4) throw new DerError(`unsupported DER length form 0x${first.toString(16)} at offset ${off}`);
-    if (p + n > limit) throw new DerError(`truncated DER at offset ${off}`);
-    len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + buf[p++]!;
-    if (len < 0x80 || lengthSize(len) !== n + 1) throw new DerError(`non-minimal DER length at offset ${off}`);
-  }
-  if (p + len > limit) throw new DerError(`DER content overruns its parent at offset ${off}`);
-  return { tag, start: off, contentStart: p, end: p + len };
-}
-
-/** The children of a constructed TLV. */
-export function readChildren(buf: Uint8Array, parent: Tlv): Tlv[] {
-  const out: Tlv[] = [];
-  for (let off = parent.contentStart; off < parent.end; ) {
-    const child = readTlv(buf, off, parent.end);
-    out.push(child);
-    off = child.end;
-  }
-  return out;
-}
-
-/** The dotted form of the OBJECT IDENTIFIER at `t` (minimal base-128 arcs, as DER requires). */
-export function readOid(buf: Uint8Array, t: Tlv): string {
-  if (t.tag !== TAG.OID) throw new DerError(`expected an OBJECT IDENTIFIER at offset ${t.start}`);
-  if (t.end === t.contentStart) throw new DerError(`empty OBJECT IDENTIFIER at offset ${t.start}`);
-  let out = "";
-  let arc = 0;
-  let big: bigint | undefined; // arcs past 2^53 are legal, if rare (UUID OIDs under 2.25)
-  for (let p = t.contentStart; p < t.end; p++) {
-    const b = buf[p]!;
-    if (b === 0x80 && (p === t.contentStart || buf[p - 1]! < 0x80)) throw new DerError(`non-minimal OID arc at offset ${p}`);
-    if (big === undefined && arc > 2 ** 45) big = BigInt(arc);
-    if (big === undefined) arc = arc * 128 + (b & 0x7f);
-    else big = (big << 7n) | BigInt(b & 0x7f);
-    if (b & 0x80) continue;
-    if (out === "") {
-      // The first subidentifier packs two arcs: 40 * X + Y with X in 0..2.
-      if (big !== undefined) out = `2.${big - 80n}`;
-      else out = arc < 80 ? `${Math.floor(arc / 40)}.${arc % 40}` : `2.${arc - 80}`;
-    } else out += `.${big ?? arc}`;
-    arc = 0;
-    big = undefined;
-  }
-  if (buf[t.end - 1]! & 0x80) throw new DerError(`truncated OID arc at offset ${t.start}`);
   return out;
 }

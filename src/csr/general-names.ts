@@ -1,5 +1,7 @@
 import type * as x509 from "@peculiar/x509";
-import { DerError, readChildren, readOid, readTlv, TAG, type Tlv } from "./der.ts";
+import { DerError } from "../asn1/der-error.ts";
+import { readChildren, readOid, readTlv, type Tlv } from "../asn1/der-reader.ts";
+import { TAG } from "../asn1/tags.ts";
 import { directoryString, DistinguishedName, latin1 } from "./distinguished-name.ts";
 
 /**

@@ -1,6 +1,8 @@
 import crypto from "node:crypto";
 import { Rejection } from "../errors.ts";
-import { DerError, readChildren, readOid, readTlv, TAG, type Tlv } from "./der.ts";
+import { DerError } from "../asn1/der-error.ts";
+import { readChildren, readOid, readTlv, type Tlv } from "../asn1/der-reader.ts";
+import { TAG } from "../asn1/tags.ts";
 import type { SubjectPublicKey } from "./subject-key.ts";
 
 /** How a CSR's self-signature is checked: which key family, digest and padding. */

@@ -1,13 +1,13 @@
+import { DerError } from "../asn1/der-error.ts";
+import { readChildren, readOid, readTlv, type Tlv } from "../asn1/der-reader.ts";
+import { derOfPemBlock } from "../asn1/pem.ts";
+import { TAG } from "../asn1/tags.ts";
 import { Rejection } from "../errors.ts";
 import { readSignatureAlgorithm, verifySignature } from "./csr-signature.ts";
-import { DerError, readChildren, readOid, readTlv, TAG, type Tlv } from "./der.ts";
 import { DistinguishedName } from "./distinguished-name.ts";
 import { readGeneralNames, type RequestedName } from "./general-names.ts";
-import { derOfPemBlock } from "./pem.ts";
 import { readSubjectPublicKey, type SubjectKey } from "./subject-key.ts";
 
-export { classifyKey, describeKey, type SubjectKey } from "./subject-key.ts";
-export type { RequestedName } from "./general-names.ts";
 
 export interface ParsedCsr {
   /** The CSR as received, DER. */

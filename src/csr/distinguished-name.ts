@@ -1,4 +1,6 @@
-import { DerError, readChildren, readOid, TAG, type Tlv } from "./der.ts";
+import { DerError } from "../asn1/der-error.ts";
+import { readChildren, readOid, type Tlv } from "../asn1/der-reader.ts";
+import { TAG } from "../asn1/tags.ts";
 
 /**
  * An X.501 Name read straight from DER, answering the questions
