@@ -626,7 +626,20 @@ describe("external account binding", () => {
     const k1 = newAccountKey("ES256");
     expectOk(await eab.post(eab.directory.newAccount, k1, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, hmac, k1.jwk, eab.directory.newAccount) }), 201);
     const k2 = newAccountKey("ES256");
-    expectProblem(await eab.post(eab.directory.newAccount, k2, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, hmac, k2.jwk, eab.directory.newAccount) }), 403, "unauthorized");
+    expectProblem(
+      await eab.post(eab.directory.newAccount, k2, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, hmac, k2.jwk, eab.directory.newAccount) }),
+      403,
+      "unauthorized",
+      new RegExp(`key ${kid} was already used: it bound an account at \\d{4}-.*ask the CA's admins for a new one`),
+    );
+    // Without the HMAC key, nothing tells that the identifier exists.
+    const wrong = crypto.randomBytes(32).toString("base64url");
+    expectProblem(
+      await eab.post(eab.directory.newAccount, k2, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, wrong, k2.jwk, eab.directory.newAccount) }),
+      403,
+      "unauthorized",
+      /^externalAccountBinding key identifier is not known$/,
+    );
   });
 
   it("a wrong HMAC is unauthorized, and does not use up the key", async () => {
@@ -640,10 +653,25 @@ describe("external account binding", () => {
     expectOk(await eab.post(eab.directory.newAccount, key, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, hmac, key.jwk, eab.directory.newAccount) }), 201);
   });
 
-  it("an EAB key made for the default directory is unknown to the eab directory", async () => {
+  it("an EAB key made for the default directory is refused by the eab directory, which names the key's directory", async () => {
     const { kid, hmac } = await cliEabKey("default");
     const key = newAccountKey("ES256");
-    expectProblem(await eab.post(eab.directory.newAccount, key, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, hmac, key.jwk, eab.directory.newAccount) }), 403, "unauthorized");
+    expectProblem(
+      await eab.post(eab.directory.newAccount, key, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, hmac, key.jwk, eab.directory.newAccount) }),
+      403,
+      "unauthorized",
+      new RegExp(`key ${kid} is for the ACME directory "default", not "eab"`),
+    );
+    // Without the HMAC key, nothing tells that the identifier exists.
+    const wrong = crypto.randomBytes(32).toString("base64url");
+    expectProblem(
+      await eab.post(eab.directory.newAccount, key, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, wrong, key.jwk, eab.directory.newAccount) }),
+      403,
+      "unauthorized",
+      /^externalAccountBinding key identifier is not known$/,
+    );
+    // It still binds an account where it belongs.
+    expectOk(await acme.post(acme.directory.newAccount, key, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, hmac, key.jwk, acme.directory.newAccount) }), 201);
   });
 });
 
