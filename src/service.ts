@@ -32,6 +32,7 @@ import { sealPlaintextEabKeys } from "./acme/eab-keys.ts";
 import type { OwnEndpoints } from "./acme/validation/types.ts";
 import { scheduleAcmeCleanup } from "./jobs/acme-cleanup.ts";
 import { openStore, type Store } from "./store/database.ts";
+import { writeDatabaseMarker } from "./store/database-marker.ts";
 import { Rejection } from "./errors.ts";
 import { startRevocationServices, type RevocationServices } from "./revocation/revocation-services.ts";
 import { RevocationUrls } from "./revocation/urls.ts";
@@ -107,6 +108,13 @@ export async function startService(
     }
     const store: Store = await openStore({ ...config, bounds: config.databaseBounds });
     closers.push(() => store.close());
+    // Tells a CLI run here without DATABASE_URL which database this service uses (src/cli/database-guard.ts).
+    try {
+      writeDatabaseMarker(config.dataDir, config.databaseUrl);
+    } catch (err) {
+      // A read-only data directory serves as before; only the CLI's refusal is lost.
+      log.warn({ dataDir: config.dataDir, err: (err as Error).message }, "cannot record which database this service uses in the data directory");
+    }
     // The audit log: closed (last checkpoint, last entries) after everything pushed later, before the store and the HSM.
     const audit = new AuditLog({ db: store.db, log, checkpoints: { hsm, intervalMs: config.audit.checkpointIntervalMs } });
     closers.push(() => audit.stop());

@@ -394,7 +394,15 @@ describe("external account binding", () => {
   const NEW_ACCOUNT = "https://ca.example/acme/new-account";
   const KID = "eab-kid-1";
   const HMAC = b64url(crypto.randomBytes(32));
-  const lookupKey = async (kid: string) => (kid === KID ? Buffer.from(HMAC, "base64url") : undefined);
+  /** A key that exists but may not bind (already used, or another directory's). */
+  const USED_KID = "eab-kid-used";
+  const USED_HMAC = b64url(crypto.randomBytes(32));
+  const lookupKey = async (kid: string) =>
+    kid === KID
+      ? { hmacKey: Buffer.from(HMAC, "base64url") }
+      : kid === USED_KID
+        ? { hmacKey: Buffer.from(USED_HMAC, "base64url"), refusal: `key ${USED_KID} was already used` }
+        : undefined;
   const account = keys.ES256;
   const outerJwk = publicJwk(account.jwk);
   const verify = (eab: unknown, url = NEW_ACCOUNT) => verifyExternalAccountBinding(eab, { outerJwk, url, lookupKey });
@@ -421,6 +429,15 @@ describe("external account binding", () => {
     const p = await asyncProblemOf(verify(signEab("someone-else", HMAC, account.jwk, NEW_ACCOUNT)));
     expect(p.type).toBe("unauthorized");
     expect(p.detail).toMatch(/not known/);
+  });
+
+  it("says why a key that may not bind is refused, once its MAC verifies; to anyone else it is unknown", async () => {
+    const told = await asyncProblemOf(verify(signEab(USED_KID, USED_HMAC, account.jwk, NEW_ACCOUNT)));
+    expect(told.type).toBe("unauthorized");
+    expect(told.detail).toBe(`externalAccountBinding key ${USED_KID} was already used`);
+    const guessed = await asyncProblemOf(verify(signEab(USED_KID, b64url(crypto.randomBytes(32)), account.jwk, NEW_ACCOUNT)));
+    expect(guessed.type).toBe("unauthorized");
+    expect(guessed.detail).toBe("externalAccountBinding key identifier is not known");
   });
 
   it("refuses a binding of a different key as unauthorized", async () => {

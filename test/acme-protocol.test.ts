@@ -323,6 +323,35 @@ describe("directory and nonces", () => {
   it("an unknown ACME path is a 404 problem, still with a nonce", async () => {
     expectProblem(await acme.request("GET", `${t.service.httpsUrl}/acme/no-such-thing`), 404, "malformed");
   });
+
+  it("a GET where POST-as-GET is required, or any method a resource does not take, is 405 malformed with Allow (§6.3)", async () => {
+    const account = await accountA();
+    const issued = await certA();
+    const order = expectOk(await acme.postAs(account, issued.orderUrl, ""));
+    const authz = expectOk(await acme.postAs(account, order.authorizations[0], ""));
+    const postOnly = [account.url, `${account.url}/orders`, issued.orderUrl, order.finalize, order.authorizations[0], authz.challenges[0].url, issued.certUrl,
+      acme.directory.newAccount, acme.directory.newOrder, acme.directory.revokeCert, acme.directory.keyChange];
+    for (const url of postOnly) {
+      for (const method of ["GET", "HEAD", "PUT", "DELETE"]) {
+        const res = await acme.request(method, url);
+        expect(res.status, `${method} ${url}: ${res.text}`).toBe(405);
+        expect(res.headers["allow"], `${method} ${url}`).toBe("POST");
+        expectFreshNonce(res);
+        if (method !== "HEAD") expectProblem(res, 405, "malformed", method === "GET" ? /POST-as-GET/ : /not allowed/);
+      }
+    }
+    for (const url of [acme.directory.newNonce, `${t.service.httpsUrl}/acme/directory`, `${acme.directory.renewalInfo}/${issued.certId}`]) {
+      for (const method of ["POST", "PUT", "DELETE"]) {
+        const res = await acme.request(method, url, method === "POST" ? { body: "{}", headers: { "content-type": "application/jose+json" } } : {});
+        expectProblem(res, 405, "malformed", /allowed: GET, HEAD/);
+        expect(res.headers["allow"], `${method} ${url}`).toBe("GET, HEAD");
+      }
+    }
+    // The resources still answer the methods they take.
+    expectOk(await acme.request("GET", `${t.service.httpsUrl}/acme/directory`));
+    expectOk(await acme.request("HEAD", acme.directory.newNonce));
+    expectOk(await acme.postAs(account, account.url, ""));
+  });
 });
 
 describe("JWS and nonces", () => {
@@ -597,7 +626,20 @@ describe("external account binding", () => {
     const k1 = newAccountKey("ES256");
     expectOk(await eab.post(eab.directory.newAccount, k1, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, hmac, k1.jwk, eab.directory.newAccount) }), 201);
     const k2 = newAccountKey("ES256");
-    expectProblem(await eab.post(eab.directory.newAccount, k2, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, hmac, k2.jwk, eab.directory.newAccount) }), 403, "unauthorized");
+    expectProblem(
+      await eab.post(eab.directory.newAccount, k2, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, hmac, k2.jwk, eab.directory.newAccount) }),
+      403,
+      "unauthorized",
+      new RegExp(`key ${kid} was already used: it bound an account at \\d{4}-.*ask the CA's admins for a new one`),
+    );
+    // Without the HMAC key, nothing tells that the identifier exists.
+    const wrong = crypto.randomBytes(32).toString("base64url");
+    expectProblem(
+      await eab.post(eab.directory.newAccount, k2, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, wrong, k2.jwk, eab.directory.newAccount) }),
+      403,
+      "unauthorized",
+      /^externalAccountBinding key identifier is not known$/,
+    );
   });
 
   it("a wrong HMAC is unauthorized, and does not use up the key", async () => {
@@ -611,10 +653,25 @@ describe("external account binding", () => {
     expectOk(await eab.post(eab.directory.newAccount, key, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, hmac, key.jwk, eab.directory.newAccount) }), 201);
   });
 
-  it("an EAB key made for the default directory is unknown to the eab directory", async () => {
+  it("an EAB key made for the default directory is refused by the eab directory, which names the key's directory", async () => {
     const { kid, hmac } = await cliEabKey("default");
     const key = newAccountKey("ES256");
-    expectProblem(await eab.post(eab.directory.newAccount, key, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, hmac, key.jwk, eab.directory.newAccount) }), 403, "unauthorized");
+    expectProblem(
+      await eab.post(eab.directory.newAccount, key, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, hmac, key.jwk, eab.directory.newAccount) }),
+      403,
+      "unauthorized",
+      new RegExp(`key ${kid} is for the ACME directory "default", not "eab"`),
+    );
+    // Without the HMAC key, nothing tells that the identifier exists.
+    const wrong = crypto.randomBytes(32).toString("base64url");
+    expectProblem(
+      await eab.post(eab.directory.newAccount, key, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, wrong, key.jwk, eab.directory.newAccount) }),
+      403,
+      "unauthorized",
+      /^externalAccountBinding key identifier is not known$/,
+    );
+    // It still binds an account where it belongs.
+    expectOk(await acme.post(acme.directory.newAccount, key, { termsOfServiceAgreed: true, externalAccountBinding: signEab(kid, hmac, key.jwk, acme.directory.newAccount) }), 201);
   });
 });
 

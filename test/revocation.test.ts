@@ -3,6 +3,9 @@ import fs from "node:fs";
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../src/api/problem.ts";
+import { loadConfig } from "../src/config.ts";
+import { createLogger } from "../src/logger.ts";
+import { startService, type Service } from "../src/service.ts";
 import { runCli } from "./helpers/cli.ts";
 import { makeCsr, makeKey } from "./helpers/openssl.ts";
 import { fetchBytes, RelyingParty, within } from "./helpers/relying-party.ts";
@@ -248,6 +251,74 @@ describe("revoking with the CLI while the service runs", () => {
     const bad = await runCli(["revoke", c.serial, "--reason", "sometimes"], t.env);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr.trim().split("\n")).toHaveLength(1);
+  });
+});
+
+describe("a revocation that has returned, at every replica", () => {
+  /** A second replica of the service on the same database and HSM token, as behind a load balancer. */
+  let b: Service;
+
+  beforeAll(async () => {
+    b = await startService(loadConfig({ ...t.env, HSM_CA_HTTPS_PORT: "0", HSM_CA_HTTP_PORT: "0" }), createLogger("silent"));
+  });
+  afterAll(async () => {
+    await b?.close();
+  });
+
+  /** The GET path of an OCSP request for the certificate, without a nonce, as staplers and browsers send it. */
+  async function ocspPath(c: Issued): Promise<string> {
+    const reqFile = `${rp.dir}/${c.serial}.req`;
+    expect((await rp.openssl(["ocsp", "-issuer", rp.file("i.pem", c.chain), "-cert", rp.file("c.pem", c.certificate), "-no_nonce", "-reqout", reqFile])).ok).toBe(true);
+    return `/ocsp/${encodeURIComponent(fs.readFileSync(reqFile).toString("base64"))}`;
+  }
+
+  /** Fetches first (nothing in between the caller's step before and the request), then lets openssl read the status. */
+  async function statusAt(baseUrl: string, path: string): Promise<string> {
+    const res = await fetchBytes(baseUrl + path);
+    expect(res.status).toBe(200);
+    const text = (await rp.openssl(["ocsp", "-respin", rp.file("resp.der", res.body), "-resp_text", "-noverify"])).out;
+    return /Cert Status: (\w+)/.exec(text)?.[1] ?? text;
+  }
+
+  const memoryHits = async (baseUrl: string) =>
+    Number(/^hsmca_ocsp_cache_hits_total\{tier="memory"\} (\d+)/m.exec(await (await fetch(`${baseUrl}/metrics`)).text())?.[1] ?? 0);
+
+  /** Asks twice: the second answer is "good" from the replica's memory (its memory hits count it). */
+  async function cachedGoodAt(baseUrl: string, path: string): Promise<void> {
+    expect(await statusAt(baseUrl, path)).toBe("good");
+    const hits = await memoryHits(baseUrl);
+    expect(await statusAt(baseUrl, path)).toBe("good");
+    expect(await memoryHits(baseUrl)).toBe(hits + 1);
+  }
+
+  it("a good cached at replica B is revoked at B the moment a REST revocation at A returns, and at A too", async () => {
+    const c = await issue("replicas.example.test");
+    const path = await ocspPath(c);
+    await cachedGoodAt(b.httpUrl, path);
+    await cachedGoodAt(t.service.httpUrl, path);
+    const res = await t.api("POST", `/api/v1/certificates/${c.serial}/revoke`, { token: admin, json: { reason: "superseded" } });
+    expect(res.status, res.text).toBe(200);
+    // No wait: the revocation call has returned.
+    expect(await statusAt(b.httpUrl, path)).toBe("revoked");
+    expect(await statusAt(t.service.httpUrl, path)).toBe("revoked");
+  });
+
+  it("the same after a CLI revocation, at both replicas", async () => {
+    const c = await issue("replicas-cli.example.test");
+    const path = await ocspPath(c);
+    await cachedGoodAt(b.httpUrl, path);
+    await cachedGoodAt(t.service.httpUrl, path);
+    const r = await runCli(["revoke", c.serial, "--reason", "superseded"], t.env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await statusAt(t.service.httpUrl, path)).toBe("revoked");
+    expect(await statusAt(b.httpUrl, path)).toBe("revoked");
+  });
+
+  it("a certificate still good keeps being served good from memory", async () => {
+    const c = await issue("replicas-good.example.test");
+    const path = await ocspPath(c);
+    await cachedGoodAt(b.httpUrl, path);
+    await cachedGoodAt(b.httpUrl, path);
   });
 });
 

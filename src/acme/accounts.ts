@@ -1,7 +1,7 @@
 import crypto from "node:crypto";
 import type { Context } from "hono";
 import { accountByThumbprint, insertAccount, updateAccount, type AcmeAccountRow } from "../store/acme-accounts.ts";
-import { bindEabKey, unboundEabKey } from "../store/acme-eab-keys.ts";
+import { bindEabKey, eabKeyByKid } from "../store/acme-eab-keys.ts";
 import type { Database } from "../store/database.ts";
 import { isUniqueViolation } from "../store/errors.ts";
 import type { AcmeContext, AcmeDirectory } from "./context.ts";
@@ -39,12 +39,20 @@ export async function newAccount(c: Context, ctx: AcmeContext, dir: AcmeDirector
       outerJwk: req.jwk,
       url: req.url,
       lookupKey: async (kid) => {
-        const key = await unboundEabKey(ctx.db, dir.profile.name, kid);
+        const key = await eabKeyByKid(ctx.db, kid);
         if (!key) return undefined;
+        const refusal =
+          key.directory !== dir.profile.name
+            ? `key ${kid} is for the ACME directory "${key.directory}", not "${dir.profile.name}": register there, or ask the CA's admins for a key for this one`
+            : key.accountId !== null
+              ? `key ${kid} was already used: it bound an account${key.boundAt ? ` at ${key.boundAt.toISOString()}` : ""}, and a key binds one account only; ask the CA's admins for a new one`
+              : undefined;
         try {
-          return await openEabHmacKey(ctx.eabSealer, key);
+          return { hmacKey: await openEabHmacKey(ctx.eabSealer, key), refusal };
         } catch (err) {
           if (!(err instanceof EabKeyUnusable)) throw err;
+          // Refused anyway, and its MAC cannot be checked: as unknown as before.
+          if (refusal) return undefined;
           // A row this CA's HSM cannot open was not made here, or was altered: the operator should know.
           ctx.log.warn({ kid, directory: dir.profile.name, reason: err.message }, "an EAB key in the database cannot be used");
           throw new AcmeProblem("unauthorized", "externalAccountBinding key cannot be used: ask the CA's admins for a new one");

@@ -7,8 +7,12 @@
  *  - "malformed":    not a flattened JWS; alg not HS256/HS384/HS512; kid
  *                    missing; nonce present; url missing or not the
  *                    newAccount URL; payload not a JWK;
- *  - "unauthorized": unknown kid, MAC does not verify, or the payload is a
- *                    different key from the one that signed newAccount.
+ *  - "unauthorized": unknown kid, MAC does not verify, the key may not bind
+ *                    this account (already used, another directory's), or
+ *                    the payload is a different key from the one that
+ *                    signed newAccount.
+ * A key that may not bind is called unknown unless its MAC verifies: only
+ * the holder of the HMAC key learns that it exists and why it is refused.
  * (Whether EAB is required at all, "externalAccountRequired", is the
  * caller's decision.)
  */
@@ -26,7 +30,13 @@ export interface EabOptions {
   /** The newAccount URL, i.e. the outer JWS's url. */
   url: string;
   /** The HMAC key for an EAB key identifier, undefined when unknown. */
-  lookupKey: (kid: string) => Promise<Buffer | undefined>;
+  lookupKey: (kid: string) => Promise<EabKeyLookup | undefined>;
+}
+
+export interface EabKeyLookup {
+  hmacKey: Buffer;
+  /** Why this key may not bind the account (already used, another directory's): told only once its MAC verifies. */
+  refusal?: string;
 }
 
 /** Verifies the binding and returns its key identifier. */
@@ -65,14 +75,15 @@ export async function verifyExternalAccountBinding(eab: unknown, opts: EabOption
     throw new AcmeProblem("malformed", `externalAccountBinding payload is not an acceptable JWK: ${why}`);
   }
 
-  const hmacKey = await opts.lookupKey(kid);
-  if (!hmacKey || hmacKey.length === 0) {
-    throw new AcmeProblem("unauthorized", "externalAccountBinding key identifier is not known");
-  }
-  const expected = crypto.createHmac(digest, hmacKey).update(jws.signingInput, "ascii").digest();
+  const found = await opts.lookupKey(kid);
+  const notKnown = new AcmeProblem("unauthorized", "externalAccountBinding key identifier is not known");
+  if (!found || found.hmacKey.length === 0) throw notKnown;
+  const expected = crypto.createHmac(digest, found.hmacKey).update(jws.signingInput, "ascii").digest();
   if (jws.signature.length !== expected.length || !crypto.timingSafeEqual(jws.signature, expected)) {
-    throw new AcmeProblem("unauthorized", "externalAccountBinding MAC is invalid");
+    // A key that could not bind anyway stays as unknown as before to whoever does not hold it.
+    throw found.refusal ? notKnown : new AcmeProblem("unauthorized", "externalAccountBinding MAC is invalid");
   }
+  if (found.refusal) throw new AcmeProblem("unauthorized", `externalAccountBinding ${found.refusal}`);
 
   if (!sameKey(boundKey, opts.outerJwk)) {
     throw new AcmeProblem("unauthorized", "externalAccountBinding binds a different key from the account key");

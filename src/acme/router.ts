@@ -69,9 +69,12 @@ function mountDirectory(app: Hono, ctx: AcmeContext, dir: AcmeDirectory, runner:
   // HEAD reaches the GET handler in Hono: 200 for HEAD, 204 for GET (§7.2).
   app.get(`${base}/new-nonce`, (c) => c.body(null, c.req.method === "HEAD" ? 200 : 204));
   app.get(`${base}/renewal-info/:certId`, (c) => renewalInfo(c, ctx, c.req.param("certId")));
+  for (const path of ["/directory", "/new-nonce", "/renewal-info/:certId"]) allowOnly(app, `${base}${path}`, ["GET", "HEAD"]);
 
-  const post = (path: string, handler: (c: Context, urls: AcmeUrls) => Promise<Response>) =>
+  const post = (path: string, handler: (c: Context, urls: AcmeUrls) => Promise<Response>) => {
     app.post(`${base}${path}`, limit, (c) => handler(c, urlsOf(c)));
+    allowOnly(app, `${base}${path}`, ["POST"]);
+  };
   post("/new-account", (c, u) => newAccount(c, ctx, dir, u));
   post("/acct/:id", (c, u) => accountRequest(c, ctx, dir, u, c.req.param("id")!));
   post("/acct/:id/orders", (c, u) => accountOrders(c, ctx, dir, u, c.req.param("id")!, (id) => orderIdsOfAccount(ctx.db, id)));
@@ -83,6 +86,20 @@ function mountDirectory(app: Hono, ctx: AcmeContext, dir: AcmeDirectory, runner:
   post("/chall/:id", (c, u) => challengeRequest(c, ctx, dir, u, c.req.param("id")!, runner));
   post("/cert/:serial", (c, u) => certificateRequest(c, ctx, dir, u, c.req.param("serial")!));
   post("/revoke-cert", (c, u) => revokeCert(c, ctx, dir, u));
+}
+
+/**
+ * RFC 8555 §6.3: a resource that exists answers any method it does not take
+ * with 405 and an Allow header, not 404, so that a client sending GET where
+ * POST-as-GET is required learns what to do. Registered after the resource's
+ * own handlers, which answer first for the methods it takes.
+ */
+function allowOnly(app: Hono, path: string, allowed: string[]): void {
+  app.all(path, (c) => {
+    const hint = allowed.includes("POST") && (c.req.method === "GET" || c.req.method === "HEAD") ? "; fetch it with POST-as-GET (a JWS with an empty payload)" : "";
+    const problem = new AcmeProblem("malformed", `${c.req.method} is not allowed here; allowed: ${allowed.join(", ")}${hint}`, { status: 405 });
+    return c.body(JSON.stringify(problem.toDocument()), 405, { "content-type": "application/problem+json", allow: allowed.join(", ") });
+  });
 }
 
 /**

@@ -13,6 +13,7 @@ import { serveWorkers } from "../workers.ts";
 import { RevocationUrls } from "../revocation/urls.ts";
 import { openStore, type Store } from "../store/database.ts";
 import type { CommandEnv } from "./command-env.ts";
+import { refuseEmbeddedBesidePostgres } from "./database-guard.ts";
 import { localizeArgs, type LocalizedArgs } from "./local-inputs.ts";
 import { oneLine, runCommand } from "./run-command.ts";
 
@@ -94,6 +95,7 @@ function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
   };
   const openStoreOnce = () =>
     (store ??= Promise.resolve().then(() => {
+      refuseEmbeddedBesidePostgres(config);
       privateDataDir();
       return openStore(config);
     }));

@@ -9,8 +9,9 @@ import type { Metrics } from "../metrics/catalogue.ts";
 import { childCaBySerial, listCas, type CaRow } from "../store/cas.ts";
 import { certificateBySerial } from "../store/certificates.ts";
 import type { Database } from "../store/database.ts";
-import { certificatesNeedingOcsp, ocspResponseFor, saveOcspResponse } from "../store/ocsp.ts";
+import { certificatesNeedingOcsp, ocspResponseFor, revokedAmong, saveOcspResponse } from "../store/ocsp.ts";
 import { responderFor } from "./ocsp-responders.ts";
+import { RevocationCheck } from "./revocation-check.ts";
 
 export interface OcspSettings {
   mode: "delegated" | "ca";
@@ -59,7 +60,10 @@ const UNKNOWN_CACHE_ENTRIES = 10_000;
  * certificates are pre-signed in the background (throttled), kept in the
  * database for every replica and in memory here; a request is answered from
  * memory when it can. Requests with a nonce (RFC 8954) get a fresh response.
- * A serial this CA never issued is "unknown", never "good".
+ * A serial this CA never issued is "unknown", never "good". A "good" is
+ * never served once a revocation call has returned, on any replica: a
+ * cached "good" goes out only after the database has said, in a query sent
+ * after the request came in, that the serial is still not revoked.
  */
 export class OcspService {
   private issuers: Issuer[] = [];
@@ -70,11 +74,14 @@ export class OcspService {
   private refreshRun?: Promise<void>;
   private stopping = false;
   private timer?: NodeJS.Timeout;
+  private readonly revocationCheck: RevocationCheck;
 
   constructor(
     private readonly deps: { db: Database; hsm: Hsm; log: Logger; now(): Date; metrics?: Pick<Metrics, "ocspRequests" | "ocspCacheHits" | "ocspCacheMisses"> },
     private readonly settings: OcspSettings,
-  ) {}
+  ) {
+    this.revocationCheck = new RevocationCheck((serials) => revokedAmong(this.deps.db, serials));
+  }
 
   /** Loads the CAs it answers for (all of them: retired CAs' certificates still need answers). */
   async load(): Promise<void> {
@@ -150,8 +157,13 @@ export class OcspService {
     const fresh = (c: { nextUpdate: Date } | undefined) => c !== undefined && c.nextUpdate.getTime() - now > MIN_REMAINING_MS;
     const hit = this.cache.get(serial)?.get(variant) ?? this.unknown.get(serial)?.get(variant);
     if (fresh(hit)) {
-      this.deps.metrics?.ocspCacheHits.inc({ tier: "memory" });
-      return hit!;
+      // The watcher evicts revoked serials within a second; until then only the database knows. Batched: about one
+      // indexed query per round trip under load (RevocationCheck). It failing fails the answer (tryLater), as a miss would.
+      if (hit!.status !== "good" || !(await this.revocationCheck.isRevoked(serial))) {
+        this.deps.metrics?.ocspCacheHits.inc({ tier: "memory" });
+        return hit!;
+      }
+      this.cache.delete(serial);
     }
 
     const status = await this.statusOf(issuer, certId.serial);

@@ -9,12 +9,9 @@ export async function insertEabKey(db: Database, row: typeof acmeEabKeys.$inferI
   return inserted!;
 }
 
-/** An EAB key of this directory that has not bound an account yet. */
-export async function unboundEabKey(db: Database, directory: string, kid: string): Promise<EabKeyRow | undefined> {
-  const [row] = await db
-    .select()
-    .from(acmeEabKeys)
-    .where(and(eq(acmeEabKeys.kid, kid), eq(acmeEabKeys.directory, directory), isNull(acmeEabKeys.accountId)));
+/** An EAB key by its identifier, whichever directory it is for and whether or not it has bound an account. */
+export async function eabKeyByKid(db: Database, kid: string): Promise<EabKeyRow | undefined> {
+  const [row] = await db.select().from(acmeEabKeys).where(eq(acmeEabKeys.kid, kid));
   return row;
 }
 

@@ -1,6 +1,6 @@
-import { and, asc, eq, gt, isNull, lt, or, sql } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, isNotNull, isNull, lt, or, sql } from "drizzle-orm";
 import type { Database } from "./database.ts";
-import { certificates, ocspResponders, ocspResponses } from "./schema.ts";
+import { cas, certificates, ocspResponders, ocspResponses } from "./schema.ts";
 
 export type OcspResponderRow = typeof ocspResponders.$inferSelect;
 export type OcspResponseRow = typeof ocspResponses.$inferSelect;
@@ -31,6 +31,21 @@ export async function saveOcspResponse(db: Database, row: OcspResponseRow): Prom
 export async function ocspResponseFor(db: Database, serial: string): Promise<OcspResponseRow | undefined> {
   const [row] = await db.select().from(ocspResponses).where(eq(ocspResponses.serial, serial));
   return row;
+}
+
+/**
+ * Which of these serials are revoked now, end-entity and CA certificates
+ * alike: one round trip, by the unique index on certificates.serial (the CA
+ * table holds a handful of rows).
+ */
+export async function revokedAmong(db: Database, serials: string[]): Promise<Set<string>> {
+  if (serials.length === 0) return new Set();
+  const rows = await db
+    .select({ serial: certificates.serial })
+    .from(certificates)
+    .where(and(inArray(certificates.serial, serials), isNotNull(certificates.revokedAt)))
+    .unionAll(db.select({ serial: cas.serial }).from(cas).where(and(inArray(cas.serial, serials), isNotNull(cas.revokedAt))));
+  return new Set(rows.map((r) => r.serial));
 }
 
 /**
