@@ -5,7 +5,7 @@ import type { Logger } from "pino";
 import { createApiApp, createPublicApp } from "./api/app.ts";
 import { ocspFastPathServer } from "./api/ocsp-listener.ts";
 import { AuthFailures } from "./api/auth-failures.ts";
-import { createRateLimits } from "./api/rate-limit.ts";
+import { createRateLimits } from "./policy/rate-limit.ts";
 import { SERVER_LIMITS } from "./api/server-limits.ts";
 import { capConnections, connectionCap } from "./api/connection-cap.ts";
 import { trackConnections, type ConnectionDrain, type DrainResult } from "./api/connection-drain.ts";
