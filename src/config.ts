@@ -4,8 +4,7 @@ import cron from "node-cron";
 import { z } from "zod";
 import { CA_KEY_ALGORITHMS } from "./hsm/key-algorithms.ts";
 import { parseDuration } from "./policy/duration.ts";
-import { DEFAULT_RATE_LIMITS, parseRateSpec, type RateSpec } from "./api/rate-limit.ts";
-import { DEFAULT_AUTH_FAILURES } from "./api/auth-failures.ts";
+import { DEFAULT_RATE_LIMITS, parseRateSpec, type RateSpec } from "./policy/rate-limit.ts";
 
 /**
  * Every setting comes from the environment (HSM_CA_*), so the same build runs
@@ -19,6 +18,9 @@ const list = z
 const port = z.coerce.number().int().min(0).max(65535);
 const keyAlgorithm = z.enum(CA_KEY_ALGORITHMS);
 const rate = z.string().refine((t) => parseRateSpec(t) !== undefined, 'a rate like "50/s", "50/s burst 100", "600/m", or "off"');
+
+/** Failures per client address and window before its requests get rate-limited (src/api/auth-failures.ts). */
+export const DEFAULT_AUTH_FAILURES = { limit: 20, window: "1m" } as const;
 
 const envSchema = z.object({
   HSM_CA_DATA_DIR: z.string().default("./data"),
@@ -155,7 +157,7 @@ export interface Config {
     /** Rotate when less than this remains: a share of the lifetime ("33%") or a duration in ms. */
     remaining?: { share: number } | { ms: number };
   };
-  /** Requests per API token and per ACME account (src/api/rate-limit.ts); null: no limit. */
+  /** Requests per API token and per ACME account (src/policy/rate-limit.ts); null: no limit. */
   rateLimits: { perToken: RateSpec; perAcmeAccount: RateSpec };
   /** Authentication failures per client address (src/api/auth-failures.ts): 429 beyond `limit` a window (0: never); audit entries aggregated per window. */
   authFailures: { limit: number; windowMs: number };

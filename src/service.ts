@@ -5,7 +5,7 @@ import type { Logger } from "pino";
 import { createApiApp, createPublicApp } from "./api/app.ts";
 import { ocspFastPathServer } from "./api/ocsp-listener.ts";
 import { AuthFailures } from "./api/auth-failures.ts";
-import { createRateLimits } from "./api/rate-limit.ts";
+import { createRateLimits } from "./policy/rate-limit.ts";
 import { SERVER_LIMITS } from "./api/server-limits.ts";
 import { capConnections, connectionCap } from "./api/connection-cap.ts";
 import { trackConnections, type ConnectionDrain, type DrainResult } from "./api/connection-drain.ts";
@@ -16,10 +16,8 @@ import { AuditLog, keyUseRecorder } from "./audit/audit-log.ts";
 import type { AppContext } from "./api/context.ts";
 import { formatTranscript, initHierarchy } from "./ceremony/init-hierarchy.ts";
 import { checkCaKeys } from "./ceremony/check-ca-keys.ts";
-import type { CommandEnv } from "./cli/command-env.ts";
-import { runCommand } from "./cli/run-command.ts";
 import type { Config } from "./config.ts";
-import { startControlSocket } from "./control/control-socket.ts";
+import { startControlSocket, type CommandRunner } from "./control/control-socket.ts";
 import { Hsm } from "./hsm/hsm.ts";
 import { createPrivately, describeRepairs, makeDataDirPrivate } from "./private-data-dir.ts";
 import { loadActiveIssuer, type ActiveIssuer } from "./issuance/issuer.ts";
@@ -41,7 +39,7 @@ import { destroyRetiredKeys } from "./ceremony/destroy-retired-keys.ts";
 import { scheduleRotation, type RotationSchedule } from "./jobs/rotation-schedule.ts";
 import { activeCa } from "./store/cas.ts";
 import { AUDIT_KEY_ALGORITHM } from "./audit/checkpoint.ts";
-import { createMetrics } from "./metrics/catalogue.ts";
+import { createMetrics, type Metrics } from "./metrics/catalogue.ts";
 import { observeHsm } from "./metrics/hsm-observer.ts";
 import { readStateOnScrape } from "./metrics/scrape-state.ts";
 
@@ -64,15 +62,39 @@ export interface Service {
   close(): Promise<void>;
 }
 
+/** What the running service lends the commands sent over its control socket. */
+export interface ServiceResources {
+  config: Config;
+  store(): Promise<Store>;
+  hsm(): Hsm;
+  /** The base of the CRL/OCSP/caIssuers URLs written into new CA certificates. */
+  revocationUrls(): RevocationUrls;
+  /** Reloads the issuer and the OCSP responders after a command changed the CA hierarchy. */
+  hierarchyChanged(): Promise<void>;
+  audit: AuditLog;
+  metrics: Metrics;
+}
+
+export interface ServiceOptions {
+  /**
+   * Runs the commands the CLI sends over the control socket, with the
+   * service's resources (the entry point hands in the CLI's runner). The
+   * socket exists on PGlite only, and only with this; PostgreSQL lets the CLI
+   * open the database itself.
+   */
+  controlCommands?: (resources: ServiceResources) => CommandRunner;
+}
+
 /**
  * Wires the parts together: profiles, HSM, database, CA hierarchy, then
- * the HTTPS API, the plain-HTTP listener and the CLI's control socket.
+ * the HTTPS API, the plain-HTTP listener and the control socket.
  */
 export async function startService(
   config: Config,
   log: Logger = createLogger(config.logLevel),
   /** Where a ceremony transcript is printed for the operator (the terminal, when run by the CLI). */
   announce: (text: string) => void = () => {},
+  options: ServiceOptions = {},
 ): Promise<Service> {
   const profiles = loadProfiles(config.profilesDir);
   // Before anything under the data directory is opened or created (the token, PGlite, the control socket).
@@ -266,24 +288,20 @@ export async function startService(
     const cleanup = scheduleAcmeCleanup(store.db, log);
     closers.push(() => cleanup.stop());
 
-    const commandEnv = (out: string[], err: string[]): CommandEnv => ({
-      config,
-      store: async () => store,
-      hsm: () => hsm,
-      revocationUrls: () => publishing.urls,
-      out: (t) => out.push(t),
-      err: (t) => err.push(t),
-      hierarchyChanged: reloadHierarchy,
-      audit,
-      metrics,
-    });
-    if (store.kind === "pglite") {
+    if (store.kind === "pglite" && options.controlCommands) {
+      const run = options.controlCommands({
+        config,
+        store: async () => store,
+        hsm: () => hsm,
+        revocationUrls: () => publishing.urls,
+        hierarchyChanged: reloadHierarchy,
+        audit,
+        metrics,
+      });
       const control = await startControlSocket(config.dataDir, async (argv) => {
-        const out: string[] = [];
-        const err: string[] = [];
-        const code = await withActor("cli", () => runCommand(argv, commandEnv(out, err)));
-        log.info({ command: argv[0], code }, "CLI command run over the control socket");
-        return { code, stdout: lines(out), stderr: lines(err) };
+        const result = await run(argv);
+        log.info({ command: argv[0], code: result.code }, "CLI command run over the control socket");
+        return result;
       });
       closers.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
     }
@@ -349,10 +367,6 @@ export async function startService(
     await closeAll();
     throw err;
   }
-}
-
-function lines(parts: string[]): string {
-  return parts.length ? parts.join("\n") + "\n" : "";
 }
 
 function listen(server: ServerType): Promise<ServerType> {

@@ -1,12 +1,12 @@
 /**
  * Request rate limits per API token and per ACME account
- * (src/api/rate-limit.ts): the token bucket with a clock of our own, the
+ * (src/policy/rate-limit.ts): the token bucket with a clock of our own, the
  * settings, then the real service with small limits: 429 problems with
  * Retry-After on the REST API and ACME, other principals untouched, and
  * requests allowed again once the bucket has refilled.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseRateSpec, RateLimiter } from "../src/api/rate-limit.ts";
+import { parseRateSpec, RateLimiter } from "../src/policy/rate-limit.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
 import { countCertificates } from "../src/store/certificates.ts";
 import { AcmeClient } from "./helpers/acme-client.ts";

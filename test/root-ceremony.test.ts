@@ -4,7 +4,8 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.ts";
 import { createLogger } from "../src/logger.ts";
-import { startService, type Service } from "../src/service.ts";
+import { startServiceWithCli } from "../src/serve.ts";
+import type { Service } from "../src/service.ts";
 import { REPO, runCli } from "./helpers/cli.ts";
 import { apiClient } from "./helpers/https.ts";
 import { makeCsr, tempDir, verify } from "./helpers/openssl.ts";
@@ -62,7 +63,7 @@ describe("root ceremonies", () => {
 
 describe("the service without the root token", () => {
   it("issues from the intermediate, serves the ceremony's root CRL, and refuses to rotate without the root", async () => {
-    service = await startService(
+    service = await startServiceWithCli(
       loadConfig({ HSM_CA_DATA_DIR: dataDir, HSM_CA_PROFILES_DIR: path.join(REPO, "profiles"), HSM_CA_HTTPS_PORT: "0", HSM_CA_HTTP_PORT: "0" }),
       createLogger("silent"),
     );

@@ -1,3 +1,3 @@
 // @peculiar/x509's CommonJS build needs the Reflect metadata polyfill loaded
-// first; the executable does the same in src/cli/main.ts.
+// first; the executable does the same in src/main.ts.
 import "reflect-metadata";

@@ -4,7 +4,8 @@ import path from "node:path";
 import postgres from "postgres";
 import { loadConfig, type Config } from "../../src/config.ts";
 import { createLogger } from "../../src/logger.ts";
-import { startService, type Service } from "../../src/service.ts";
+import { startServiceWithCli } from "../../src/serve.ts";
+import type { Service } from "../../src/service.ts";
 import { Background, sleep, tempDir } from "./proc.ts";
 import { log, REPO } from "./report.ts";
 
@@ -85,7 +86,7 @@ export async function startBenchService(extraEnv: Record<string, string> = {}, d
   const config = loadConfig(env);
   let service: Service;
   try {
-    service = await startService(config, createLogger("error"));
+    service = await startServiceWithCli(config, createLogger("error"));
   } catch (err) {
     await db.drop();
     fs.rmSync(dataDir, { recursive: true, force: true });

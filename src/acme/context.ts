@@ -5,7 +5,7 @@ import type { RevocationPublishing } from "../revocation/pointers.ts";
 import type { AcmeProfile } from "../policy/acme-profile-schema.ts";
 import type { Profile } from "../policy/profile-schema.ts";
 import type { Database } from "../store/database.ts";
-import type { RateLimits } from "../api/rate-limit.ts";
+import type { RateLimits } from "../policy/rate-limit.ts";
 import type { Metrics } from "../metrics/catalogue.ts";
 import type { EabSealer } from "./eab-keys.ts";
 import type { ValidationConfig } from "./validation/types.ts";
@@ -34,7 +34,7 @@ export interface AcmeContext {
   now(): Date;
   /** The audit log (issuance and revocation over ACME); unset: nothing recorded. */
   audit?: AuditLog;
-  /** Request rate limits (src/api/rate-limit.ts); unset: built from the environment's settings. */
+  /** Request rate limits (src/policy/rate-limit.ts); unset: built from the environment's settings. */
   rateLimits?: RateLimits;
   /** The service's Prometheus metrics (issuance, revocation); unset: nothing counted. */
   metrics?: Metrics;

@@ -2,7 +2,7 @@ import net from "node:net";
 import type { Context } from "hono";
 import { parseCsr } from "../csr/parse-csr.ts";
 import { derToPem } from "../asn1/pem.ts";
-import { Rejection, type RejectionKind } from "../errors.ts";
+import { Rejection } from "../errors.ts";
 import { issueCertificate } from "../issuance/issue-certificate.ts";
 import { countIssuance } from "../metrics/issuance-outcome.ts";
 import { canonicalIp } from "../policy/acme-identifiers.ts";
@@ -12,19 +12,10 @@ import { certificateBySerial } from "../store/certificates.ts";
 import { payloadObject } from "./accounts.ts";
 import type { AcmeContext, AcmeDirectory } from "./context.ts";
 import { notFound, ownOrder, postAsGet } from "./orders.ts";
-import { AcmeProblem, type AcmeErrorType } from "./problem.ts";
+import { AcmeProblem, CSR_REFUSALS } from "./problem.ts";
 import { readSignedRequest } from "./signed-request.ts";
 import type { AcmeUrls } from "./urls.ts";
 import { orderView } from "./views.ts";
-
-const REJECTION_TO_ACME: Partial<Record<RejectionKind, AcmeErrorType>> = {
-  "bad-csr": "badCSR",
-  "bad-csr-signature": "badCSR",
-  "bad-subject": "badCSR",
-  "bad-validity": "badCSR",
-  "bad-public-key": "badPublicKey",
-  "rejected-identifier": "rejectedIdentifier",
-};
 
 /**
  * finalize (§7.4): the CSR must name exactly the order's identifiers. A CSR
@@ -107,7 +98,7 @@ async function asAcme<T>(p: Promise<T>): Promise<T> {
     return await p;
   } catch (err) {
     if (err instanceof Rejection) {
-      const type = REJECTION_TO_ACME[err.kind];
+      const type = CSR_REFUSALS[err.kind];
       if (type) throw new AcmeProblem(type, err.detail);
     }
     throw err;

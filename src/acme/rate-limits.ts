@@ -1,4 +1,4 @@
-import { describeRate, rateLimitsOf } from "../api/rate-limit.ts";
+import { describeRate, rateLimitsOf } from "../policy/rate-limit.ts";
 import { parseDuration } from "../policy/duration.ts";
 import type { AcmeProfile } from "../policy/acme-profile-schema.ts";
 import { authorizationsForIdentifierSince, ordersByAccountSince } from "../store/acme-orders.ts";

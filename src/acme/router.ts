@@ -1,7 +1,6 @@
 import type { Context } from "hono";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { REJECTIONS, Rejection } from "../errors.ts";
 import { orderIdsOfAccount } from "../store/acme-orders.ts";
 import { accountOrders, accountRequest, keyChange, newAccount } from "./accounts.ts";
 import type { AcmeContext, AcmeDirectory } from "./context.ts";
@@ -100,17 +99,4 @@ function allowOnly(app: Hono, path: string, allowed: string[]): void {
     const problem = new AcmeProblem("malformed", `${c.req.method} is not allowed here; allowed: ${allowed.join(", ")}${hint}`, { status: 405 });
     return c.body(JSON.stringify(problem.toDocument()), 405, { "content-type": "application/problem+json", allow: allowed.join(", ") });
   });
-}
-
-/**
- * ACME clients read only ACME problem documents: anything else that goes
- * wrong on an ACME route is reported as one, with the right status.
- */
-export function toAcmeProblem(err: Error): AcmeProblem {
-  if (err instanceof AcmeProblem) return err;
-  if (err instanceof Rejection) {
-    const status = REJECTIONS[err.kind].status === 503 ? 503 : 500;
-    return new AcmeProblem("serverInternal", err.detail, { status, retryAfterSeconds: status === 503 ? (err.retryAfterSeconds ?? 5) : undefined });
-  }
-  return new AcmeProblem("serverInternal", "the server could not complete the request; try again later", { status: 500 });
 }

@@ -1,13 +1,12 @@
 import { Hono, type Context } from "hono";
-import { AcmeProblem } from "../acme/problem.ts";
-import { toAcmeProblem } from "../acme/router.ts";
+import { AcmeProblem, acmeProblemResponse, toAcmeProblem } from "../acme/problem.ts";
 import { HTTPException } from "hono/http-exception";
-import { REJECTIONS, Rejection } from "../errors.ts";
+import { Rejection } from "../errors.ts";
 import { HsmKeyError } from "../hsm/hsm.ts";
 import { isDatabaseUnavailable } from "../store/errors.ts";
 import type { AppContext, AppEnv } from "./context.ts";
 import { requireJsonBody } from "./json-body.ts";
-import { problem } from "./problem.ts";
+import { problem, problemStatus, rejectionProblem } from "./problem.ts";
 import { caRoutes } from "./routes/cas.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
 import { requestRoutes } from "./routes/requests.ts";
@@ -61,28 +60,22 @@ function mountPublic(app: Hono<AppEnv>, ctx: AppContext, opts: ListenerOptions):
   app.route("/ocsp", ocspRoutes(ctx.ocsp, () => new Date()));
   app.route("/", healthRoutes(ctx));
   app.notFound((c) => {
-    if (isAcmePath(c.req.path)) return acmeProblem(c, new AcmeProblem("malformed", `no ACME resource ${c.req.method} ${c.req.path}`, { status: 404 }));
+    if (isAcmePath(c.req.path)) return acmeProblemResponse(c, new AcmeProblem("malformed", `no ACME resource ${c.req.method} ${c.req.path}`, { status: 404 }));
     return problem(c, "not-found", `no route ${c.req.method} ${c.req.path}`);
   });
   app.onError((err, c) => {
     if (isAcmePath(c.req.path)) return acmeError(ctx, c, err);
     if (err instanceof Rejection) {
       // A refused request is routine; the CA failing to serve one (HSM down or busy, no issuer) is not.
-      const level = REJECTIONS[err.kind].status >= 500 ? "error" : "info";
+      const level = problemStatus(err.kind) >= 500 ? "error" : "info";
       ctx.log[level]({ route: c.req.path, problem: err.kind, detail: err.detail }, "request refused");
-      if (err.retryAfterSeconds !== undefined) c.header("retry-after", String(err.retryAfterSeconds));
-      return problem(c, err.kind, err.detail);
+      return rejectionProblem(c, err);
     }
     if (err instanceof HTTPException) return problem(c, "malformed-request", err.message);
-    if (err instanceof HsmKeyError || isPkcs11Error(err)) {
-      ctx.log.error({ err: err.message, route: c.req.path }, "HSM failure");
-      c.header("retry-after", "5");
-      return problem(c, "hsm-unavailable", "the HSM could not complete the operation; try again later");
-    }
-    if (isDatabaseUnavailable(err)) {
-      ctx.log.error({ err: err.message, route: c.req.path }, "database failure");
-      c.header("retry-after", "5");
-      return problem(c, "database-unavailable", "the database could not complete the operation; try again later");
+    const down = unavailability(err);
+    if (down) {
+      ctx.log.error({ err: err.message, route: c.req.path }, down.kind === "hsm-unavailable" ? "HSM failure" : "database failure");
+      return rejectionProblem(c, down);
     }
     ctx.log.error({ err, route: c.req.path }, "unexpected error");
     return problem(c, "internal", "an unexpected error occurred; it has been logged");
@@ -94,23 +87,28 @@ function isAcmePath(path: string): boolean {
 }
 
 function acmeError(ctx: AppContext, c: Context, err: Error): Response {
-  let p = toAcmeProblem(err);
-  if (!(err instanceof AcmeProblem) && !(err instanceof Rejection)) {
-    if (err instanceof HsmKeyError || isPkcs11Error(err)) {
-      p = new AcmeProblem("serverInternal", "the HSM could not complete the operation; try again later", { status: 503, retryAfterSeconds: 5 });
-    } else if (isDatabaseUnavailable(err)) {
-      p = new AcmeProblem("serverInternal", "the database could not complete the operation; try again later", { status: 503, retryAfterSeconds: 5 });
-    }
-    ctx.log.error({ err, route: c.req.path }, "ACME request failed");
-  } else if (p.status >= 500) {
-    ctx.log.error({ err: err.message, route: c.req.path }, "ACME request failed");
+  if (err instanceof AcmeProblem || err instanceof Rejection) {
+    const p = toAcmeProblem(err);
+    if (p.status >= 500) ctx.log.error({ err: err.message, route: c.req.path }, "ACME request failed");
+    return acmeProblemResponse(c, p);
   }
-  return acmeProblem(c, p);
+  ctx.log.error({ err, route: c.req.path }, "ACME request failed");
+  return acmeProblemResponse(c, toAcmeProblem(unavailability(err) ?? err));
 }
 
-function acmeProblem(c: Context, p: AcmeProblem): Response {
-  if (p.extra.retryAfterSeconds !== undefined) c.header("retry-after", String(p.extra.retryAfterSeconds));
-  return c.body(JSON.stringify(p.toDocument()), p.status as 400, { "content-type": "application/problem+json" });
+/**
+ * An HSM or database failure that reached the door as it was thrown: the CA
+ * is unavailable, whichever door asked. Each door answers the Rejection its
+ * own way (src/api/problem.ts, src/acme/problem.ts).
+ */
+function unavailability(err: Error): Rejection | undefined {
+  if (err instanceof HsmKeyError || isPkcs11Error(err)) {
+    return new Rejection("hsm-unavailable", "the HSM could not complete the operation; try again later", { retryAfterSeconds: 5 });
+  }
+  if (isDatabaseUnavailable(err)) {
+    return new Rejection("database-unavailable", "the database could not complete the operation; try again later", { retryAfterSeconds: 5 });
+  }
+  return undefined;
 }
 
 function isPkcs11Error(err: Error): boolean {

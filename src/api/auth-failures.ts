@@ -25,8 +25,6 @@ export interface AuthFailureSettings {
   windowMs: number;
 }
 
-export const DEFAULT_AUTH_FAILURES = { limit: 20, window: "1m" } as const;
-
 /** What one refused request was, for the audit log. Never the token. */
 export interface AuthFailure {
   route: string;

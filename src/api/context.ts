@@ -9,7 +9,7 @@ import type { Profile } from "../policy/profile-schema.ts";
 import type { OcspService } from "../revocation/ocsp-service.ts";
 import type { Store } from "../store/database.ts";
 import type { AuthFailures } from "./auth-failures.ts";
-import type { RateLimits } from "./rate-limit.ts";
+import type { RateLimits } from "../policy/rate-limit.ts";
 
 /** What the HTTP layer may use. Built once by the service. */
 export interface AppContext {
@@ -24,7 +24,7 @@ export interface AppContext {
   audit?: AuditLog;
   /** Authentication failures per client address (src/api/auth-failures.ts); unset: one with the default settings. */
   authFailures?: AuthFailures;
-  /** Request rate limits (src/api/rate-limit.ts); unset: built from the environment's settings. */
+  /** Request rate limits (src/policy/rate-limit.ts); unset: built from the environment's settings. */
   rateLimits?: RateLimits;
   /** HSM_CA_APPROVAL_TTL and HSM_CA_CA_CHANGE_APPROVALS (config.approvals); unset: the defaults (24 h, 2). */
   approvals?: Config["approvals"];

@@ -3,10 +3,11 @@ import type { Context } from "hono";
 import { withActor } from "../audit/actor.ts";
 import { authenticate, knownValidToken, type Principal } from "../auth/api-tokens.ts";
 import { Rejection } from "../errors.ts";
-import { AuthFailures, DEFAULT_AUTH_FAILURES, type AuthFailure } from "./auth-failures.ts";
+import { AuthFailures, type AuthFailure } from "./auth-failures.ts";
+import { DEFAULT_AUTH_FAILURES } from "../config.ts";
 import type { AppContext, AppEnv } from "./context.ts";
 import { problem } from "./problem.ts";
-import { limitTokenRate } from "./rate-limit.ts";
+import { limitTokenRate } from "../policy/rate-limit.ts";
 import { parseDuration } from "../policy/duration.ts";
 
 /**

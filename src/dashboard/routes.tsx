@@ -6,7 +6,7 @@ import { principalById, type Principal } from "../auth/api-tokens.ts";
 import { verifySinceLastCheckpoint, type RecentAuditStatus } from "../audit/verify-since-checkpoint.ts";
 import type { AppContext, AppEnv } from "../api/context.ts";
 import { problem } from "../api/problem.ts";
-import { limitTokenRate } from "../api/rate-limit.ts";
+import { limitTokenRate } from "../policy/rate-limit.ts";
 import { authenticateOrCount } from "../api/require-role.ts";
 import { Rejection } from "../errors.ts";
 import { readOverview, type OverviewSources } from "./overview.ts";

@@ -1,5 +1,4 @@
-import { AcmeProblem } from "../acme/problem.ts";
-import { REJECTIONS, Rejection } from "../errors.ts";
+import { isUnavailable, Rejection } from "../errors.ts";
 import type { Metrics } from "./catalogue.ts";
 
 /** The door a certificate request came through. */
@@ -9,8 +8,8 @@ export type IssuanceOutcome = "issued" | "refused" | "failed" | "pending_approva
 /**
  * Runs one certificate request that reached issuance and counts how it
  * ended, by profile: issued (or pending_approval, as outcomeOf says), refused
- * (the request's fault: a 4xx), or failed (the CA's: HSM or database
- * down, no issuer, a bug). The result or the error passes through
+ * (a Rejection other than the CA being unavailable: the request's fault),
+ * or failed (the CA's: HSM or database down, no issuer, a bug). The result or the error passes through
  * unchanged. Callers pass a profile that exists: a name a client made up
  * never becomes a label.
  */
@@ -31,8 +30,7 @@ export async function countIssuance<T>(
   }
 }
 
+/** Issuance throws Rejections (refusals, or the CA unavailable) and, when something breaks, anything else. */
 function isRefusal(err: unknown): boolean {
-  if (err instanceof Rejection) return REJECTIONS[err.kind].status < 500;
-  if (err instanceof AcmeProblem) return err.status < 500;
-  return false;
+  return err instanceof Rejection && !isUnavailable(err.kind);
 }

@@ -2,7 +2,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { loadConfig, type Config } from "../../src/config.ts";
 import { createLogger } from "../../src/logger.ts";
-import { startService, type Service } from "../../src/service.ts";
+import { startServiceWithCli } from "../../src/serve.ts";
+import type { Service } from "../../src/service.ts";
 import { REPO, runCli } from "./cli.ts";
 import { apiClient, type ApiRequest } from "./https.ts";
 import { tempDir } from "./openssl.ts";
@@ -51,7 +52,7 @@ export async function startTestService(
   const log = logSink
     ? createLogger("debug", { write: (line: string) => void logSink(line) } as unknown as Parameters<typeof createLogger>[1])
     : createLogger("silent");
-  const service = await startService(config, log);
+  const service = await startServiceWithCli(config, log);
   const fetchText = async (p: string) => (await fetch(service.httpUrl + p)).text();
   const rootPem = await fetchText("/ca/root.pem");
   const chainPem = await fetchText("/ca/chain.pem");

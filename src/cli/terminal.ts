@@ -1,15 +1,11 @@
-// @peculiar/x509 needs the Reflect metadata polyfill before it loads.
-import "reflect-metadata";
 import fs from "node:fs";
 import { withActor } from "../audit/actor.ts";
 import { AuditLog, keyUseRecorder } from "../audit/audit-log.ts";
-import { loadConfig, type Config } from "../config.ts";
+import type { Config } from "../config.ts";
 import { sendToRunningService, type CommandResult } from "../control/control-socket.ts";
 import { Hsm } from "../hsm/hsm.ts";
 import { createLogger } from "../logger.ts";
 import { createPrivately, describeRepairs, makeDataDirPrivate } from "../private-data-dir.ts";
-import { startService } from "../service.ts";
-import { serveWorkers } from "../workers.ts";
 import { RevocationUrls } from "../revocation/urls.ts";
 import { openStore, type Store } from "../store/database.ts";
 import type { CommandEnv } from "./command-env.ts";
@@ -18,20 +14,12 @@ import { localizeArgs, type LocalizedArgs } from "./local-inputs.ts";
 import { oneLine, runCommand } from "./run-command.ts";
 
 /**
- * The hsm-ca executable. `serve` runs the service; every other command runs
- * here, or, on the embedded database while the service is up, inside the
- * service through its control socket (PGlite is single-process).
+ * A command typed at the terminal (every one but `serve`): it runs in this
+ * process, or, on the embedded database while the service is up, inside the
+ * service through its control socket (PGlite is single-process; see
+ * ./in-service.ts).
  */
-async function main(argv: string[]): Promise<number> {
-  let config: Config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    process.stderr.write(`hsm-ca: ${oneLine(err)}\n`);
-    return 2;
-  }
-  if (argv[0] === "serve") return serveCommand(config);
-
+export async function runFromTerminal(argv: string[], config: Config): Promise<number> {
   // The API token, --csr FILE and --out FILE belong to this process, wherever the command runs.
   let inputs: LocalizedArgs;
   try {
@@ -127,36 +115,3 @@ function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
     },
   };
 }
-
-async function serveCommand(config: Config): Promise<number> {
-  const announce = (text: string) => void process.stdout.write(text + "\n\n");
-  if (config.workers > 1) {
-    try {
-      return await serveWorkers(config, createLogger(config.logLevel), announce);
-    } catch (err) {
-      process.stderr.write(`hsm-ca serve: ${oneLine(err)}\n`);
-      return 1;
-    }
-  }
-  let service;
-  try {
-    service = await startService(config, undefined, announce);
-  } catch (err) {
-    process.stderr.write(`hsm-ca serve: ${oneLine(err)}\n`);
-    return 1;
-  }
-  await new Promise<void>((resolve) => {
-    process.once("SIGINT", resolve);
-    process.once("SIGTERM", resolve);
-  });
-  await service.close();
-  return 0;
-}
-
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err) => {
-    process.stderr.write(`hsm-ca: ${oneLine(err)}\n`);
-    process.exit(1);
-  },
-);

@@ -5,7 +5,6 @@
  * process from one client, they are not a quota.
  */
 import { Rejection } from "../errors.ts";
-import type { Metrics } from "../metrics/catalogue.ts";
 
 /** Sustained rate and burst size; null: no limit. */
 export type RateSpec = { perSecond: number; burst: number } | null;
@@ -108,8 +107,13 @@ export function rateLimitsOf(ctx: { rateLimits?: RateLimits }): RateLimits {
   return limits;
 }
 
-/** For require-role.ts: one request of an authenticated API token, refused with 429 rate-limited beyond its rate. */
-export function limitTokenRate(ctx: { rateLimits?: RateLimits; metrics?: Pick<Metrics, "rateLimited"> }, tokenId: string): void {
+/** The counter of refused requests per limiter (the service's Prometheus metrics), by shape. */
+interface RateLimitedCounter {
+  inc(labels: { limiter: string }): void;
+}
+
+/** For src/api/require-role.ts and the dashboard: one request of an authenticated API token, refused as rate-limited beyond its rate. */
+export function limitTokenRate(ctx: { rateLimits?: RateLimits; metrics?: { rateLimited: RateLimitedCounter } }, tokenId: string): void {
   const limiter = rateLimitsOf(ctx).perToken;
   const wait = limiter.take(tokenId);
   if (wait > 0) {
