@@ -8,7 +8,7 @@ import { buildRootCertificate, revocationExtensions, type RevocationPointers } f
 import { buildLeafCertificate, ipAddressBytes } from "../src/ca/leaf-certificate.ts";
 import { pemOf } from "../src/ca/pem.ts";
 import { newSerial } from "../src/ca/serial.ts";
-import type { CaSigner } from "../src/ca/signer.ts";
+import type { Signer } from "../src/hsm/key-manager.ts";
 import { loadConfig } from "../src/config.ts";
 import { Hsm } from "../src/hsm/hsm.ts";
 import type { CaKeyAlgorithm } from "../src/hsm/key-algorithms.ts";
@@ -25,7 +25,7 @@ const config = loadConfig({ HSM_CA_DATA_DIR: dataDir });
 let hsm: Hsm;
 interface Ca {
   algorithm: CaKeyAlgorithm;
-  signer: CaSigner;
+  signer: Signer;
   cert: x509.X509Certificate;
 }
 const cas: Ca[] = [];

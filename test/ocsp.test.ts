@@ -27,7 +27,7 @@ import {
 } from "../src/ca/ocsp.ts";
 import { pemOf } from "../src/ca/pem.ts";
 import { newSerial } from "../src/ca/serial.ts";
-import type { CaSigner } from "../src/ca/signer.ts";
+import type { Signer } from "../src/hsm/key-manager.ts";
 import { loadConfig } from "../src/config.ts";
 import { Hsm } from "../src/hsm/hsm.ts";
 import type { CaKeyAlgorithm } from "../src/hsm/key-algorithms.ts";
@@ -48,7 +48,7 @@ const notAfter = new Date(now.getTime() + 30 * 86400_000);
 
 interface Ca {
   cert: x509.X509Certificate;
-  signer: CaSigner;
+  signer: Signer;
   algorithm: CaKeyAlgorithm;
   hashes: IssuerKeyHashes;
 }

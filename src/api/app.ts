@@ -3,7 +3,7 @@ import { AcmeProblem } from "../acme/problem.ts";
 import { toAcmeProblem } from "../acme/router.ts";
 import { HTTPException } from "hono/http-exception";
 import { REJECTIONS, Rejection } from "../errors.ts";
-import { HsmKeyError } from "../hsm/hsm.ts";
+import { HsmKeyError } from "../hsm/errors.ts";
 import { isDatabaseUnavailable } from "../store/errors.ts";
 import type { AppContext, AppEnv } from "./context.ts";
 import { requireJsonBody } from "./json-body.ts";

@@ -23,7 +23,7 @@ import {
   writeTime,
 } from "./der.ts";
 import { signatureAlgorithmDer, signTbs } from "./signature.ts";
-import type { CaSigner } from "./signer.ts";
+import type { Signer } from "../hsm/key-manager.ts";
 
 /**
  * X.509 v2 CRLs (RFC 5280 §5), assembled as DER by hand so that a list of a
@@ -49,7 +49,7 @@ export interface CrlEntry {
 export interface CrlInput {
   /** The CA certificate: the CRL's issuer Name is its subject, byte for byte; the AKI its SKI. */
   issuer: x509.X509Certificate;
-  signer: CaSigner;
+  signer: Signer;
   keyAlgorithm: CaKeyAlgorithm;
   crlNumber: bigint;
   thisUpdate: Date;

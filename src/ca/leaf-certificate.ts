@@ -8,7 +8,7 @@ import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
 import { concat, contextTag, integerFromHex, sequence, time, tlv, TAG } from "./der.ts";
 import { derToPem } from "./pem.ts";
 import { signatureAlgorithmDer, signTbs } from "./signature.ts";
-import type { CaSigner } from "./signer.ts";
+import type { Signer } from "../hsm/key-manager.ts";
 import type { RevocationPointers } from "./build-certificates.ts";
 
 /**
@@ -29,7 +29,7 @@ export interface LeafInput {
   issuer: x509.X509Certificate;
   /** The issuing key's algorithm: it names the signature. */
   algorithm: CaKeyAlgorithm;
-  signer: CaSigner;
+  signer: Signer;
   revocation?: RevocationPointers;
 }
 

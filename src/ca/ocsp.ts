@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import type * as x509 from "@peculiar/x509";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
 import { signatureAlgorithmDer, signTbs } from "./signature.ts";
-import type { CaSigner } from "./signer.ts";
+import type { Signer } from "../hsm/key-manager.ts";
 
 /**
  * OCSP (RFC 6960) in the RFC 5019 lightweight profile: one CertID per
@@ -328,7 +328,7 @@ export type CertStatus = { status: "good" } | { status: "revoked"; revokedAt: Da
 export interface OcspResponder {
   /** A delegated OCSP signing certificate, or the CA certificate itself. */
   certificate: x509.X509Certificate;
-  signer: CaSigner;
+  signer: Signer;
   keyAlgorithm: CaKeyAlgorithm;
   /** True for delegated responders, so that clients can verify the signature. */
   includeCertificate: boolean;

@@ -14,7 +14,7 @@ import {
   type OcspCertId,
   type OcspResponder,
 } from "../ca/ocsp.ts";
-import type { Hsm } from "../hsm/hsm.ts";
+import type { KeyManager } from "../hsm/key-manager.ts";
 import type { Metrics } from "../metrics/catalogue.ts";
 import { childCaBySerial, listCas, type CaRow } from "../store/cas.ts";
 import { certificateBySerial } from "../store/certificates.ts";
@@ -82,7 +82,7 @@ export class OcspService {
   private timer?: NodeJS.Timeout;
 
   constructor(
-    private readonly deps: { db: Database; hsm: Hsm; log: Logger; now(): Date; metrics?: Pick<Metrics, "ocspRequests" | "ocspCacheHits" | "ocspCacheMisses"> },
+    private readonly deps: { db: Database; hsm: KeyManager; log: Logger; now(): Date; metrics?: Pick<Metrics, "ocspRequests" | "ocspCacheHits" | "ocspCacheMisses"> },
     private readonly settings: OcspSettings,
   ) {}
 
