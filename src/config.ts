@@ -2,6 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import cron from "node-cron";
 import { z } from "zod";
+import type { HsmConfig } from "./hsm/hsm-config.ts";
 import { CA_KEY_ALGORITHMS } from "./hsm/key-algorithms.ts";
 import { parseDuration } from "./policy/duration.ts";
 import { DEFAULT_RATE_LIMITS, parseRateSpec, type RateSpec } from "./policy/rate-limit.ts";
@@ -85,20 +86,7 @@ const envSchema = z.object({
   HSM_CA_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
-export interface HsmConfig {
-  /** Path of the PKCS#11 shared library. */
-  module: string;
-  tokenLabel: string;
-  /** Where the user PIN comes from; the PIN itself is read only when logging in. */
-  pinSource: { env: string } | { file: string };
-  sessions: number;
-  /** Callers that may wait for a session; further ones are refused at once (hsm-busy). */
-  queueLimit: number;
-  /** True when hsm-ca owns a SoftHSM2 token under the data directory. */
-  embedded: boolean;
-  /** A separate token for the root key (an offline root); unset: the root key is on the same token. */
-  rootToken?: { label: string; pinSource: { env: string } | { file: string } };
-}
+export type { HsmConfig };
 
 export interface HierarchyConfig {
   rootSubject: string;

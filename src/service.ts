@@ -29,6 +29,7 @@ import { acmeRoutes } from "./acme/router.ts";
 import { sealPlaintextEabKeys } from "./acme/eab-keys.ts";
 import type { OwnEndpoints } from "./acme/validation/types.ts";
 import { scheduleAcmeCleanup } from "./jobs/acme-cleanup.ts";
+import { executeApprovedRequests } from "./jobs/approved-requests.ts";
 import { openStore, type Store } from "./store/database.ts";
 import { writeDatabaseMarker } from "./store/database-marker.ts";
 import { Rejection } from "./errors.ts";
@@ -45,9 +46,13 @@ import { readStateOnScrape } from "./metrics/scrape-state.ts";
 
 /** How often every replica checks whether another process rotated the intermediate. */
 const HIERARCHY_POLL_MS = 2_000;
+/** How often every replica looks for approved CA changes to carry out (and at once after an approval here). */
+const APPROVED_REQUESTS_POLL_MS = 2_000;
 
 export interface Service {
   ctx: AppContext;
+  /** The HSM itself: the composition root's own (the HTTP layer gets only ctx.keyStatus). For tests and the CLI inside the service. */
+  hsm: Hsm;
   revocation: RevocationServices;
   /** Re-issues the HTTPS listener's certificate when it is due (checked hourly; exposed for tests). */
   renewServerCertificate(now?: Date): Promise<boolean>;
@@ -147,7 +152,7 @@ export async function startService(
     closers.push(observeHsm(metrics, hsm));
     let rotation: RotationSchedule | undefined;
     const rotationPlan = { remaining: config.rotation.remaining, nextTick: () => rotation?.nextTick() };
-    readStateOnScrape(metrics, { hsm, db: store.db, queueLimit: config.hsm.queueLimit, rotation: rotationPlan, now: () => new Date() });
+    readStateOnScrape(metrics, { hsm: hsm.status, db: store.db, queueLimit: config.hsm.queueLimit, rotation: rotationPlan, now: () => new Date() });
 
     let issuer: ActiveIssuer | undefined;
     let revocation: RevocationServices | undefined;
@@ -160,9 +165,11 @@ export async function startService(
     const authFailures = new AuthFailures(config.authFailures, audit);
     closers.push(() => authFailures.stop());
     let stopping = false;
+    // Set once the approved-requests job is wired below; an approval before that waits for its first tick.
+    let carryOutApproved = () => {};
     const ctx: AppContext = {
       store,
-      hsm,
+      keyStatus: hsm.status,
       profiles,
       issuer: currentIssuer,
       ocsp: () => revocation?.ocsp,
@@ -172,6 +179,7 @@ export async function startService(
       rateLimits,
       authFailures,
       metrics,
+      caChangeApproved: () => carryOutApproved(),
       stopping: () => stopping,
     };
     const cap = connectionCap(config.listeners.maxConnections);
@@ -244,6 +252,46 @@ export async function startService(
     );
     hierarchyWatch.unref();
     closers.push(() => clearInterval(hierarchyWatch));
+    // Approved CA changes (rotate, destroy-key): decisions only record them; this carries them out.
+    const approvedRequests = {
+      db: store.db,
+      hsm,
+      profiles,
+      issuer: currentIssuer,
+      revocation: publishing,
+      log,
+      now: () => new Date(),
+      hierarchyChanged: switchIfRotated,
+      audit,
+      metrics,
+    };
+    let approvedRun: Promise<void> | undefined;
+    let runAgain = false;
+    carryOutApproved = () => {
+      if (approvedRun) {
+        runAgain = true;
+        return;
+      }
+      approvedRun = withActor("system:approvals", () => executeApprovedRequests(approvedRequests))
+        .then(
+          () => {},
+          (err: Error) => log.error({ err: err.message }, "cannot carry out approved requests"),
+        )
+        .finally(() => {
+          approvedRun = undefined;
+          if (runAgain) {
+            runAgain = false;
+            carryOutApproved();
+          }
+        });
+    };
+    const approvedWatch = setInterval(carryOutApproved, APPROVED_REQUESTS_POLL_MS);
+    approvedWatch.unref();
+    closers.push(async () => {
+      clearInterval(approvedWatch);
+      carryOutApproved = () => {};
+      await approvedRun;
+    });
     const keyCleanup = cron.schedule("17 * * * *", () =>
       withActor("system:key-cleanup", () =>
         destroyRetiredKeys({ db: store.db, hsm, log, now: () => new Date(), approvals: { required: config.approvals.caChange, ttlMs: config.approvals.ttlMs } }),
@@ -346,7 +394,7 @@ export async function startService(
     closers.push(() => clearInterval(renewTimer));
 
     const httpsUrl = `https://${hostForUrl(config.https.host)}:${portOf(httpsServer)}`;
-    log.info({ https: httpsUrl, http: httpUrl, database: store.kind, tokenLabel: hsm.tokenLabel }, "hsm-ca is serving");
+    log.info({ https: httpsUrl, http: httpUrl, database: store.kind, tokenLabel: hsm.status.tokenLabel }, "hsm-ca is serving");
     let closing: Promise<void> | undefined;
     const close = () =>
       (closing ??= (async () => {
@@ -362,7 +410,7 @@ export async function startService(
         );
         await closeAll();
       })());
-    return { ctx, httpsUrl, httpUrl, revocation: revocation!, renewServerCertificate, close };
+    return { ctx, hsm, httpsUrl, httpUrl, revocation: revocation!, renewServerCertificate, close };
   } catch (err) {
     await closeAll();
     throw err;

@@ -85,7 +85,7 @@ export function auditAnchorSuite(backend: Backend, get: () => { service: TestSer
 
   it("catches an entry edited, every later one re-hashed and every checkpoint deleted", async () => {
     const putBack = await snapshot();
-    const anchorBefore = readAnchor(s.service.ctx.hsm)!;
+    const anchorBefore = readAnchor(s.service.hsm)!;
     try {
       await withAuditLock(sdb, async (tx) => {
         const all = await auditEntriesPage(tx, { afterSeq: 0, limit: 1_000_000 });
@@ -112,7 +112,7 @@ export function auditAnchorSuite(backend: Backend, get: () => { service: TestSer
       // Nor does the service sign the rewritten log: the anchor stays where it was.
       saudit.record({ kind: "test.after-rewrite" });
       expect(await saudit.checkpoint()).toBeUndefined();
-      expect(readAnchor(s.service.ctx.hsm)).toEqual(anchorBefore);
+      expect(readAnchor(s.service.hsm)).toEqual(anchorBefore);
       expect(logLines.some((l) => l.includes("not signing a log the HSM's audit anchor does not vouch for"))).toBe(true);
     } finally {
       await putBack();
@@ -121,7 +121,7 @@ export function auditAnchorSuite(backend: Backend, get: () => { service: TestSer
   });
 
   it("catches the last checkpoints deleted; the next checkpoint puts the anchor's back and says so", async () => {
-    const anchor = readAnchor(s.service.ctx.hsm)!;
+    const anchor = readAnchor(s.service.hsm)!;
     const checkpoints = await listAuditCheckpoints(sdb);
     expect(checkpoints.length).toBeGreaterThanOrEqual(2);
     const kept = checkpoints.at(-2)!;
@@ -153,7 +153,7 @@ export function auditAnchorSuite(backend: Backend, get: () => { service: TestSer
 
   if (backend === "postgres") {
     it("moves only forward, with replicas checkpointing at once", async () => {
-      const hsm = s.service.ctx.hsm;
+      const hsm = s.service.hsm;
       const stores = await Promise.all([1, 2].map(() => openStore({ databaseUrl: s.config.databaseUrl!, dataDir: s.config.dataDir })));
       try {
         const replicas = stores.map((st) => new AuditLog({ db: st.db, log, checkpoints: { hsm } }));

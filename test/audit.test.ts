@@ -157,7 +157,7 @@ describe("checkpoints", () => {
     const made = await audit.checkpoint();
     expect(made).toBeDefined();
     checkpoint = made!;
-    const hsm = t.service.ctx.hsm;
+    const hsm = t.service.hsm;
     expect(checkpoint.keyLabel).toMatch(/^hsm-ca\/audit\/\d{8}-[0-9a-f]{8}$/);
     expect(hsm.hasKey(checkpoint.keyLabel)).toBe(true);
     expect(Buffer.from(await hsm.publicKeySpki(checkpoint.keyLabel, "ecdsa-p256")).toString("base64")).toBe(checkpoint.publicKey);
@@ -314,7 +314,7 @@ describe("tampering is found", () => {
     const insert = (label: string) => (tx: Database) =>
       tx.execute(sql`insert into audit_checkpoints (seq, head_hash, at, key_label, public_key, signature)
         values (${fake.seq}, ${fake.headHash}, ${fake.at.toISOString()}, ${label}, ${spki}, ${label === fake.keyLabel ? signature : crypto.sign("sha256", checkpointMessage({ ...fake, keyLabel: label }), { key: privateKey, dsaEncoding: "ieee-p1363" }).toString("base64")})`);
-    const hsm = t.service.ctx.hsm;
+    const hsm = t.service.hsm;
     const publicKeyOf = async (label: string) => (hsm.hasKey(label) ? Buffer.from(await hsm.publicKeySpki(label, "ecdsa-p256")) : undefined);
     // Self-consistent: only a trusted key tells it apart.
     expect((await tampered(insert(fake.keyLabel))).ok).toBe(true);

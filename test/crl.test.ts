@@ -12,7 +12,7 @@ import { readChildren, readTlv, type Tlv } from "../src/asn1/der-reader.ts";
 import { derToPem, pemOf } from "../src/asn1/pem.ts";
 import { newSerial } from "../src/ca/serial.ts";
 import { signatureAlgorithmDer } from "../src/ca/signature.ts";
-import type { CaSigner } from "../src/ca/signer.ts";
+import type { Signer } from "../src/hsm/key-manager.ts";
 import { loadConfig } from "../src/config.ts";
 import { Hsm } from "../src/hsm/hsm.ts";
 import type { CaKeyAlgorithm } from "../src/hsm/key-algorithms.ts";
@@ -150,7 +150,7 @@ let hsm: Hsm;
 
 interface Ca {
   algorithm: CaKeyAlgorithm;
-  signer: CaSigner;
+  signer: Signer;
   cert: x509.X509Certificate;
   pemFile: string;
 }

@@ -2,7 +2,9 @@ import fs from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../src/api/problem.ts";
 import { Rejection } from "../src/errors.ts";
-import { Hsm, HsmBusyError, HsmKeyError, HsmUnavailableError, type AvailabilityEvent, type KeyUseEvent } from "../src/hsm/hsm.ts";
+import { HsmBusyError, HsmKeyError, HsmUnavailableError } from "../src/hsm/errors.ts";
+import type { AvailabilityEvent, KeyUseEvent } from "../src/hsm/events.ts";
+import { Hsm } from "../src/hsm/hsm.ts";
 import { KEY_ALGORITHM_SPECS } from "../src/hsm/key-algorithms.ts";
 import { closeAllSessionsForTest, removeEmbeddedTokenForTest } from "./helpers/hsm-faults.ts";
 import { makeCsr } from "./helpers/openssl.ts";
@@ -93,7 +95,7 @@ describe("the Hsm itself", () => {
     }
     // Refused before the first signature was even done.
     expect(Math.max(...refused.map((r) => r.at))).toBeLessThanOrEqual(Math.min(...ok.map((r) => r.at)));
-    expect(hsm.poolStats).toEqual({ size: 1, inUse: 0, waiting: 0 });
+    expect(hsm.status.poolStats).toEqual({ size: 1, inUse: 0, waiting: 0 });
     // Refused calls never reached the key: only the five signatures are reported.
     expect(events.map((e) => [e.operation, e.ok])).toEqual(Array(5).fill(["sign", true]));
   });
@@ -138,13 +140,13 @@ describe("the Hsm itself", () => {
       expect((f as Rejection).kind).toBe("hsm-unavailable");
     }
     // Fails fast while away, then comes back by itself.
-    expect(hsm.available).toBe(false);
+    expect(hsm.status.available).toBe(false);
     await expect(sign()).rejects.toThrow(/the HSM is unavailable: CKR_SESSION_HANDLE_INVALID/);
-    await waitFor("the Hsm reconnects", () => hsm.available);
+    await waitFor("the Hsm reconnects", () => hsm.status.available);
     await sign();
     expect(availability.map((a) => a.available)).toEqual([false, true]);
     expect(availability[0]).toEqual({ available: false, reason: "CKR_SESSION_HANDLE_INVALID" });
-    expect(hsm.poolStats).toEqual({ size: 1, inUse: 0, waiting: 0 });
+    expect(hsm.status.poolStats).toEqual({ size: 1, inUse: 0, waiting: 0 });
     // The service's sessions were closed too (C_CloseAllSessions is per process): it recovers as well.
     await waitReady();
   });
@@ -161,9 +163,9 @@ describe("the service while the HSM goes away", () => {
     await waitReady();
     const availability: AvailabilityEvent[] = [];
     const keyUses: KeyUseEvent[] = [];
-    const stop = [t.service.ctx.hsm.onAvailability((e) => availability.push(e)), t.service.ctx.hsm.onKeyUse((e) => keyUses.push(e))];
+    const stop = [t.service.hsm.onAvailability((e) => availability.push(e)), t.service.hsm.onKeyUse((e) => keyUses.push(e))];
     try {
-      closeAllSessionsForTest(t.service.ctx.hsm);
+      closeAllSessionsForTest(t.service.hsm);
       const ready = await readyz();
       expect(ready.status).toBe(503);
       expect(ready.body.type).toBe(PROBLEM_TYPE_PREFIX + "hsm-unavailable");
@@ -231,7 +233,7 @@ describe("the service while the HSM goes away", () => {
     const wrong = "wrong-pin-7c1d9e";
     fs.writeFileSync(file, wrong + "\n");
     try {
-      closeAllSessionsForTest(t.service.ctx.hsm);
+      closeAllSessionsForTest(t.service.hsm);
       expect((await readyz()).status).toBe(503);
       await waitFor("readyz names the refused login", async () => /HSM login failed: CKR_PIN_INCORRECT/.test((await readyz()).body.detail ?? ""));
       await sleep(2_000);

@@ -39,7 +39,7 @@ describe("embedded SoftHSM2 token", () => {
       expect(fs.statSync(path.join(dataDir, "hsm", f)).mode & 0o777).toBe(0o600);
     }
     expect(pin().length).toBeGreaterThanOrEqual(20);
-    expect(hsm.health()).toEqual({ ok: true });
+    expect(hsm.status.health()).toEqual({ ok: true });
   });
 
   it("is found again by label, keeping its PINs, when opened again", () => {
@@ -62,7 +62,7 @@ describe("CA keys", () => {
       const key = await hsm.generateKey(label, algorithm);
       expect(key.id).toMatch(/^[0-9a-f]{16,}$/);
       expect(hsm.keyId(label)).toBe(key.id);
-      expect(hsm.provenance(label)).toEqual({
+      expect(hsm.status.provenance(label)).toEqual({
         token: true,
         local: true,
         sensitive: true,
@@ -108,14 +108,14 @@ describe("session pool", () => {
     const sigs = await Promise.all(
       Array.from({ length: 400 }, () =>
         hsm.withSigningKey("test/ecdsa-p256", "ecdsa-p256", async (k, crypto) => {
-          maxWaiting = Math.max(maxWaiting, hsm.poolStats.waiting);
+          maxWaiting = Math.max(maxWaiting, hsm.status.poolStats.waiting);
           return crypto.subtle.sign(spec.signParams, k, data);
         }),
       ),
     );
     expect(sigs).toHaveLength(400);
     expect(maxWaiting).toBeGreaterThan(0); // the pool queued callers instead of sharing a session
-    expect(hsm.poolStats).toEqual({ size: 2, inUse: 0, waiting: 0 });
+    expect(hsm.status.poolStats).toEqual({ size: 2, inUse: 0, waiting: 0 });
   });
 });
 

@@ -10,7 +10,7 @@ import { buildLeafCertificate } from "../src/ca/leaf-certificate.ts";
 import { ipAddressBytes } from "../src/ca/subject-alt-name.ts";
 import { pemOf } from "../src/asn1/pem.ts";
 import { newSerial } from "../src/ca/serial.ts";
-import type { CaSigner } from "../src/ca/signer.ts";
+import type { Signer } from "../src/hsm/key-manager.ts";
 import { loadConfig } from "../src/config.ts";
 import { Hsm } from "../src/hsm/hsm.ts";
 import type { CaKeyAlgorithm } from "../src/hsm/key-algorithms.ts";
@@ -27,7 +27,7 @@ const config = loadConfig({ HSM_CA_DATA_DIR: dataDir });
 let hsm: Hsm;
 interface Ca {
   algorithm: CaKeyAlgorithm;
-  signer: CaSigner;
+  signer: Signer;
   cert: x509.X509Certificate;
 }
 const cas: Ca[] = [];

@@ -189,7 +189,7 @@ describe("GET /metrics", () => {
   });
 
   it("still answers when the HSM and the database go away, and says so", async () => {
-    closeAllSessionsForTest(t.service.ctx.hsm);
+    closeAllSessionsForTest(t.service.hsm);
     const hsmDown = await scrape();
     expect(hsmDown.status).toBe(200);
     expect(hsmDown.metrics.value("hsmca_hsm_up")).toBe(0);

@@ -16,7 +16,7 @@ import { OID_OCSP_NOCHECK, OID_OCSP_SIGNING } from "../src/ca/ocsp-responder-cer
 import { buildOcspResponse, ocspErrorResponse, type CertStatus, type OcspResponder } from "../src/ca/ocsp-response.ts";
 import { pemOf } from "../src/asn1/pem.ts";
 import { newSerial } from "../src/ca/serial.ts";
-import type { CaSigner } from "../src/ca/signer.ts";
+import type { Signer } from "../src/hsm/key-manager.ts";
 import { loadConfig } from "../src/config.ts";
 import { Hsm } from "../src/hsm/hsm.ts";
 import type { CaKeyAlgorithm } from "../src/hsm/key-algorithms.ts";
@@ -37,7 +37,7 @@ const notAfter = new Date(now.getTime() + 30 * 86400_000);
 
 interface Ca {
   cert: x509.X509Certificate;
-  signer: CaSigner;
+  signer: Signer;
   algorithm: CaKeyAlgorithm;
   hashes: IssuerKeyHashes;
 }

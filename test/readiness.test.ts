@@ -29,7 +29,7 @@ describe("readiness", () => {
 
   it("reports the HSM down when its sessions are closed, and issuance answers 503 problem+json", async () => {
     const { closeAllSessionsForTest } = await import("./helpers/hsm-faults.ts");
-    closeAllSessionsForTest(t.service.ctx.hsm);
+    closeAllSessionsForTest(t.service.hsm);
     const res = await t.api("GET", "/readyz");
     expect(res.status).toBe(503);
     expect(res.headers["content-type"]).toMatch(/^application\/problem\+json/);

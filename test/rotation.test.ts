@@ -102,19 +102,19 @@ describe("scheduled rotation on two replicas", () => {
 
 describe("retired keys", () => {
   it("are destroyed only after the last certificate they signed has expired, and the destruction is recorded", async () => {
-    const deps = { db: a.service.ctx.store.db, hsm: a.service.ctx.hsm, log: createLogger("silent"), approvals: { required: 0 } };
+    const deps = { db: a.service.ctx.store.db, hsm: a.service.hsm, log: createLogger("silent"), approvals: { required: 0 } };
     const first = (await intermediates()).find((c) => c.subject.includes("Issuing CA 1"))!;
-    expect(a.service.ctx.hsm.hasKey(first.keyLabel)).toBe(true);
+    expect(a.service.hsm.hasKey(first.keyLabel)).toBe(true);
     // Now: CA 1 still has unexpired certificates (1 h leaves, and the replicas' 30-day HTTPS certificates).
     expect((await destroyRetiredKeys({ ...deps, now: () => new Date() })).map((c) => c.id)).not.toContain(first.id);
-    expect(a.service.ctx.hsm.hasKey(first.keyLabel)).toBe(true);
+    expect(a.service.hsm.hasKey(first.keyLabel)).toBe(true);
     expect((await destroyRetiredKeys({ ...deps, now: () => new Date(Date.now() + 2 * 3_600_000) })).map((c) => c.id)).not.toContain(first.id);
     // 31 days on, every certificate of CA 1 has expired: its key is destroyed.
     const destroyed = await destroyRetiredKeys({ ...deps, now: () => new Date(Date.now() + 31 * 86_400_000) });
     expect(destroyed.map((c) => c.id)).toContain(first.id);
-    expect(a.service.ctx.hsm.hasKey(first.keyLabel)).toBe(false);
+    expect(a.service.hsm.hasKey(first.keyLabel)).toBe(false);
     const active = (await intermediates()).find((c) => c.status === "active")!;
-    expect(a.service.ctx.hsm.hasKey(active.keyLabel)).toBe(true); // never the active one
+    expect(a.service.hsm.hasKey(active.keyLabel)).toBe(true); // never the active one
     const records = (await listCeremonies(a.service.ctx.store.db)).filter((c) => c.kind === "destroy-key");
     expect(records.map((r) => JSON.stringify(r.transcript)).join("\n")).toContain(first.keyLabel);
   });

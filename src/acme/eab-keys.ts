@@ -1,4 +1,5 @@
-import { SecretKeyError, type Hsm } from "../hsm/hsm.ts";
+import { SecretKeyError } from "../hsm/errors.ts";
+import type { SecretSealer } from "../hsm/key-manager.ts";
 import { eabKeysNotStartingWith, insertEabKey, replaceEabHmacKey, type EabKeyRow } from "../store/acme-eab-keys.ts";
 import type { Database } from "../store/database.ts";
 import { LOCKS, withAdvisoryLock } from "../store/locks.ts";
@@ -17,7 +18,7 @@ export const EAB_WRAPPING_KEY_LABEL = "hsm-ca eab wrapping key";
 export const SEALED_PREFIX = "v1:";
 
 /** The HSM's part: seal and open with a named secret key. */
-export type EabSealer = Pick<Hsm, "encrypt" | "decrypt">;
+export type EabSealer = SecretSealer;
 
 /** The stored key cannot be used: not sealed, sealed under another key, altered, or the wrapping key is gone. */
 export class EabKeyUnusable extends Error {}

@@ -2,7 +2,7 @@ import { Hono, type Context } from "hono";
 import { AcmeProblem, acmeProblemResponse, toAcmeProblem } from "../acme/problem.ts";
 import { HTTPException } from "hono/http-exception";
 import { Rejection } from "../errors.ts";
-import { HsmKeyError } from "../hsm/hsm.ts";
+import { HsmKeyError } from "../hsm/errors.ts";
 import { isDatabaseUnavailable } from "../store/errors.ts";
 import type { AppContext, AppEnv } from "./context.ts";
 import { requireJsonBody } from "./json-body.ts";

@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { AuditLog } from "../audit/audit-log.ts";
 import type { Principal } from "../auth/api-tokens.ts";
 import type { Config } from "../config.ts";
-import type { Hsm } from "../hsm/hsm.ts";
+import type { KeyManagerStatus } from "../hsm/key-manager.ts";
 import type { ActiveIssuer } from "../issuance/issuer.ts";
 import type { Metrics } from "../metrics/catalogue.ts";
 import type { Profile } from "../policy/profile-schema.ts";
@@ -11,10 +11,15 @@ import type { Store } from "../store/database.ts";
 import type { AuthFailures } from "./auth-failures.ts";
 import type { RateLimits } from "../policy/rate-limit.ts";
 
-/** What the HTTP layer may use. Built once by the service. */
+/**
+ * What the HTTP layer may use. Built once by the service. No key manager:
+ * the HTTP layer reads the HSM's status, and signs only through the
+ * issuer (issuance) and the OCSP responder.
+ */
 export interface AppContext {
   store: Store;
-  hsm: Hsm;
+  /** The HSM's health, session pool and key provenance, read-only. */
+  keyStatus: KeyManagerStatus;
   profiles: ReadonlyMap<string, Profile>;
   issuer(): ActiveIssuer;
   /** The OCSP responder, once started. */
@@ -30,6 +35,8 @@ export interface AppContext {
   approvals?: Config["approvals"];
   /** The service's Prometheus metrics; unset: nothing counted. */
   metrics?: Metrics;
+  /** Told when an approval made a CA change approved: the service carries it out now rather than at its job's next tick. Unset: at the next tick. */
+  caChangeApproved?(): void;
   /** True once shutdown has begun (SIGTERM): /readyz answers 503. Unset: never. */
   stopping?(): boolean;
 }

@@ -1,5 +1,4 @@
 import type { Logger } from "pino";
-import type { Hsm } from "../hsm/hsm.ts";
 import type { ActiveIssuer } from "../issuance/issuer.ts";
 import type { Metrics } from "../metrics/catalogue.ts";
 import type { Profile } from "../policy/profile-schema.ts";
@@ -33,11 +32,13 @@ export interface ApprovalAudit {
 /**
  * What the approval workflow runs against. The REST API builds it from its
  * AppContext, the CLI from its CommandEnv (in its own process, or inside
- * the service when the command came over the control socket).
+ * the service when the command came over the control socket). No key
+ * manager: a decision only records; an approved CA change is carried out
+ * by src/jobs/approved-requests.ts (or by the CLI's approve, a ceremony),
+ * which get one (CaChangeDeps in ./ca-changes.ts).
  */
 export interface ApprovalDeps {
   db: Database;
-  hsm: Hsm;
   profiles: ReadonlyMap<string, Profile>;
   /** The issuing CA now, for "issue" requests. */
   issuer(): ActiveIssuer | Promise<ActiveIssuer>;
@@ -47,6 +48,8 @@ export interface ApprovalDeps {
   now(): Date;
   /** Tells a running service that the hierarchy changed (after an approved rotation). */
   hierarchyChanged?(): Promise<void>;
+  /** Told when a decision made a CA change approved: the service carries it out at once rather than at the job's next tick. */
+  caChangeApproved?(): void;
   /** The audit log, when there is one: every request, decision, expiry and execution is given to it. */
   audit?: ApprovalAudit;
   /** The service's Prometheus metrics (issuance of approved requests); unset: nothing counted. */

@@ -2,14 +2,15 @@ import type { Principal } from "../auth/api-tokens.ts";
 import { Rejection } from "../errors.ts";
 import { countApprovals, insertApproval, lockApprovalRequest, transitionApprovalRequest, type ApprovalRequestRow } from "../store/approvals.ts";
 import { recordAudit, type ApprovalDeps } from "./context.ts";
-import { executeApprovedRequest, type Execution } from "./execute.ts";
+import { isCaChange } from "./ca-changes.ts";
+import { executeApprovedIssue, type Execution } from "./execute.ts";
 import { expiryEvent, stateOf, type RequestState } from "./requests.ts";
 
 export type Decision = "approve" | "reject";
 
 export interface DecisionOutcome {
   state: RequestState;
-  /** Set when this decision was the last approval needed and the request ran. */
+  /** Set when this decision was the last approval needed for an "issue" request, and it ran. */
   execution?: Execution;
 }
 
@@ -23,7 +24,11 @@ type Locked =
  * One admin approves or rejects a pending request. The request row is
  * locked for the decision, so decisions take turns: the approval that
  * brings the count to `required` moves it pending -> approved (a guarded
- * update as well) and only that caller executes it. A rejection by any
+ * update as well). An "issue" request is then issued by that caller (the
+ * issuer's signer, no key manager); a CA change (rotate, destroy-key) is
+ * only recorded as approved: generating or destroying a key never runs
+ * inside a decision (an HTTP request), but in src/jobs/approved-requests.ts
+ * or the CLI's `hsm-ca approve` (executeApprovedCaChange). A rejection by any
  * admin ends it. Errors are Rejections: not-found (404), forbidden (403:
  * not an admin, or the requester approving their own request), not-pending
  * (409: decided, executed or expired; an expired one is marked so).
@@ -70,6 +75,10 @@ export async function decideApprovalRequest(deps: ApprovalDeps, id: string, prin
   deps.log?.info({ request: id, kind: locked.request.kind, decision, by: principal.tokenId, status: locked.request.status }, "approval decision");
 
   if (locked.kind !== "approved") return { state: await stateOf(deps.db, locked.request) };
-  const execution = await executeApprovedRequest(deps, locked.request);
+  if (isCaChange(locked.request.kind)) {
+    deps.caChangeApproved?.();
+    return { state: await stateOf(deps.db, locked.request) };
+  }
+  const execution = await executeApprovedIssue(deps, locked.request);
   return { state: await stateOf(deps.db, execution.request), execution };
 }

@@ -4,7 +4,6 @@ import { issueCertificate } from "../issuance/issue-certificate.ts";
 import { countIssuance } from "../metrics/issuance-outcome.ts";
 import { transitionApprovalRequest, type ApprovalRequestRow } from "../store/approvals.ts";
 import { ApprovalExecutionError, recordAudit, type ApprovalDeps } from "./context.ts";
-import { executeDestroyKey, executeRotation } from "./ca-changes.ts";
 
 /** A request that ran: done with its result, or failed with the reason. */
 export interface Execution {
@@ -13,27 +12,31 @@ export interface Execution {
   text?: string;
 }
 
-interface Executed {
+/** What carrying out a request gave: its result (stored with the request) and the text for people. */
+export interface Executed {
   result: Record<string, unknown>;
   text?: string;
 }
 
-const EXECUTORS: Record<ApprovalRequestRow["kind"], (deps: ApprovalDeps, r: ApprovalRequestRow) => Promise<Executed>> = {
-  issue: executeIssue,
-  rotate: executeRotation,
-  "destroy-key": executeDestroyKey,
-};
+/** An "issue" request that has just become approved: issued by the caller whose guarded pending -> approved update succeeded. */
+export function executeApprovedIssue(deps: ApprovalDeps, request: ApprovalRequestRow): Promise<Execution> {
+  return executeApprovedRequest(deps, request, (r) => executeIssue(deps, r));
+}
 
 /**
- * Runs a request that has just become approved (only the caller whose
- * guarded pending -> approved update succeeded gets here), then records
- * approved -> done with the result, or approved -> failed with the reason.
- * A request that fails is not retried: its requester asks again.
+ * Runs an approved request (the caller makes sure it is the only one to
+ * run it), then records approved -> done with the result, or approved ->
+ * failed with the reason. A request that fails is not retried: its
+ * requester asks again.
  */
-export async function executeApprovedRequest(deps: ApprovalDeps, request: ApprovalRequestRow): Promise<Execution> {
+export async function executeApprovedRequest(
+  deps: Pick<ApprovalDeps, "db" | "log" | "audit">,
+  request: ApprovalRequestRow,
+  run: (request: ApprovalRequestRow) => Promise<Executed>,
+): Promise<Execution> {
   let executed: Executed;
   try {
-    executed = await EXECUTORS[request.kind](deps, request);
+    executed = await run(request);
   } catch (err) {
     const expected = err instanceof Rejection || err instanceof ApprovalExecutionError || err instanceof RotationError;
     const detail = err instanceof Rejection ? err.detail : (err as Error).message;

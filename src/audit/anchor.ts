@@ -1,4 +1,4 @@
-import type { Hsm } from "../hsm/hsm.ts";
+import type { TokenDataObjects } from "../hsm/key-manager.ts";
 import { auditEntriesPage, type AuditCheckpointRow } from "../store/audit.ts";
 import type { Database } from "../store/database.ts";
 import { canonicalJson, entryHash } from "./chain.ts";
@@ -15,7 +15,7 @@ const FORMAT = "hsm-ca audit anchor v1";
 
 export type AuditAnchor = Pick<AuditCheckpointRow, "seq" | "headHash" | "at" | "keyLabel" | "publicKey" | "signature">;
 
-export type AnchorStore = Pick<Hsm, "readDataObjects" | "writeDataObject">;
+export type AnchorStore = TokenDataObjects;
 
 export class AuditAnchorError extends Error {}
 

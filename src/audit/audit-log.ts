@@ -1,4 +1,5 @@
-import type { Hsm, KeyUseListener } from "../hsm/hsm.ts";
+import type { KeyUseListener } from "../hsm/events.ts";
+import type { KeyManager, TokenDataObjects } from "../hsm/key-manager.ts";
 import { auditHead, insertAuditEntries, withAuditLock, type AuditCheckpointRow, type AuditRow } from "../store/audit.ts";
 import type { Database } from "../store/database.ts";
 import { currentActor } from "./actor.ts";
@@ -34,7 +35,7 @@ export interface AuditLogOptions {
   /** How long an entry waits in memory before it is written with the others. Default 100 ms. */
   flushDelayMs?: number;
   /** Signed checkpoints of the chain head with the audit key on this HSM: every intervalMs (0: none) and at stop(). */
-  checkpoints?: { hsm: Hsm; intervalMs?: number };
+  checkpoints?: { hsm: KeyManager & TokenDataObjects; intervalMs?: number };
   /** Entries kept in memory while the database cannot be written; beyond, the oldest are dropped (and an audit.gap entry says so). Default 100 000. */
   maxPending?: number;
 }
@@ -229,7 +230,7 @@ export class AuditLog {
  *
  *   hsm.onKeyUse(keyUseRecorder(audit, hsm));
  */
-export function keyUseRecorder(audit: AuditLog, hsm?: Pick<Hsm, "keyId">): KeyUseListener {
+export function keyUseRecorder(audit: AuditLog, hsm?: Pick<KeyManager, "keyId">): KeyUseListener {
   const ids = new Map<string, string>();
   const idOf = (label: string, operation: string): string | undefined => {
     let id = ids.get(label);

@@ -1,5 +1,5 @@
 import crypto from "node:crypto";
-import type { Hsm } from "../hsm/hsm.ts";
+import type { KeyManager, TokenDataObjects } from "../hsm/key-manager.ts";
 import { KEY_ALGORITHM_SPECS } from "../hsm/key-algorithms.ts";
 import {
   auditHead,
@@ -48,7 +48,7 @@ export class CheckpointSigner {
   private key?: { label: string; publicKey: string };
 
   constructor(
-    private readonly hsm: Hsm,
+    private readonly hsm: KeyManager & TokenDataObjects,
     /** Told when the database had lost the anchor's checkpoint and it was put back. */
     private readonly onRestored: (anchor: AuditAnchor) => void = () => {},
   ) {}

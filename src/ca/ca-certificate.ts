@@ -2,7 +2,7 @@ import * as x509 from "@peculiar/x509";
 import { asWebCrypto } from "../hsm/signing-crypto.ts";
 import { authorityKeyIdentifier } from "./authority-key-identifier.ts";
 import { revocationExtensions, type RevocationPointers } from "./revocation-pointers.ts";
-import type { CaSigner } from "./signer.ts";
+import type { Signer } from "../hsm/key-manager.ts";
 
 const CA_KEY_USAGE = x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign;
 
@@ -15,7 +15,7 @@ export interface CaCertificateInput {
   serial: string;
   notBefore: Date;
   notAfter: Date;
-  signer: CaSigner;
+  signer: Signer;
 }
 
 /** A self-signed root: CA true, pathLen 1 (one level of intermediates below it). */

@@ -22,7 +22,7 @@ import {
 import { TAG } from "../asn1/tags.ts";
 import { certificateFields } from "./certificate-fields.ts";
 import { signatureAlgorithmDer, signTbs } from "./signature.ts";
-import type { CaSigner } from "./signer.ts";
+import type { Signer } from "../hsm/key-manager.ts";
 
 /**
  * X.509 v2 CRLs (RFC 5280 §5), assembled as DER by hand so that a list of a
@@ -52,7 +52,7 @@ export interface CrlEntry {
 export interface CrlInput {
   /** The CA certificate: the CRL's issuer Name is its subject, byte for byte; the AKI its SKI. */
   issuer: x509.X509Certificate;
-  signer: CaSigner;
+  signer: Signer;
   keyAlgorithm: CaKeyAlgorithm;
   crlNumber: bigint;
   thisUpdate: Date;

@@ -11,7 +11,7 @@ import { subjectPublicKeyBits } from "./certificate-fields.ts";
 import type { LeafTemplate } from "./leaf-template.ts";
 import { revocationExtensions as revocationExtensionObjects, type RevocationPointers } from "./revocation-pointers.ts";
 import { signatureAlgorithmDer, signTbs } from "./signature.ts";
-import type { CaSigner } from "./signer.ts";
+import type { Signer } from "../hsm/key-manager.ts";
 import { subjectAltName } from "./subject-alt-name.ts";
 import { subjectName, subjectString } from "./subject-name.ts";
 
@@ -36,7 +36,7 @@ export interface LeafInput {
   issuer: x509.X509Certificate;
   /** The issuing key's algorithm: it names the signature. */
   algorithm: CaKeyAlgorithm;
-  signer: CaSigner;
+  signer: Signer;
   revocation?: RevocationPointers;
 }
 

@@ -8,7 +8,7 @@ import { CRL_REASONS } from "./crl-reasons.ts";
 import type { OcspCertId } from "./ocsp-cert-id.ts";
 import { MAX_NONCE, OID_NONCE } from "./ocsp-request.ts";
 import { signatureAlgorithmDer, signTbs } from "./signature.ts";
-import type { CaSigner } from "./signer.ts";
+import type { Signer } from "../hsm/key-manager.ts";
 
 /**
  * OCSP responses (RFC 6960 §4.2) in the RFC 5019 profile: one
@@ -34,7 +34,7 @@ export type CertStatus = { status: "good" } | { status: "revoked"; revokedAt: Da
 export interface OcspResponder {
   /** A delegated OCSP signing certificate, or the CA certificate itself. */
   certificate: x509.X509Certificate;
-  signer: CaSigner;
+  signer: Signer;
   keyAlgorithm: CaKeyAlgorithm;
   /** True for delegated responders, so that clients can verify the signature. */
   includeCertificate: boolean;

@@ -1,6 +1,6 @@
 import { integerFromHex, sequence } from "../asn1/der-writer.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
-import type { CaSigner } from "./signer.ts";
+import type { Signer } from "../hsm/key-manager.ts";
 
 /**
  * Signatures over DER we assemble ourselves (CRLs, OCSP responses): the
@@ -25,7 +25,7 @@ export function signatureAlgorithmDer(algorithm: CaKeyAlgorithm): Uint8Array {
  * Signs `tbs` with the CA key. WebCrypto gives ECDSA signatures as r||s;
  * X.509 wants DER SEQUENCE { r INTEGER, s INTEGER }.
  */
-export async function signTbs(signer: CaSigner, algorithm: CaKeyAlgorithm, tbs: Uint8Array): Promise<Uint8Array> {
+export async function signTbs(signer: Signer, algorithm: CaKeyAlgorithm, tbs: Uint8Array): Promise<Uint8Array> {
   const raw = new Uint8Array(await signer.use((key, crypto) => crypto.subtle.sign(signer.signingAlgorithm, key, tbs as Uint8Array<ArrayBuffer>)));
   if (!algorithm.startsWith("ecdsa")) return raw;
   const half = raw.length / 2;

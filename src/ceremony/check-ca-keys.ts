@@ -1,6 +1,6 @@
 import * as x509 from "@peculiar/x509";
 import { sha256Hex } from "../ca/fingerprint.ts";
-import type { Hsm } from "../hsm/hsm.ts";
+import type { KeyManager } from "../hsm/key-manager.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
 import { listCas } from "../store/cas.ts";
 import type { Database } from "../store/database.ts";
@@ -13,7 +13,7 @@ export class CaKeyMismatchError extends Error {}
  * A root key that is not present is an offline root: reported, not fatal.
  * Returns the warnings.
  */
-export async function checkCaKeys(hsm: Hsm, db: Database): Promise<string[]> {
+export async function checkCaKeys(hsm: KeyManager, db: Database): Promise<string[]> {
   const warnings: string[] = [];
   for (const ca of await listCas(db)) {
     if (ca.status !== "active") continue;
@@ -22,7 +22,7 @@ export async function checkCaKeys(hsm: Hsm, db: Database): Promise<string[]> {
       continue;
     }
     if (!hsm.hasKey(ca.keyLabel)) {
-      throw new CaKeyMismatchError(`the ${ca.role} CA's key "${ca.keyLabel}" is not on token "${hsm.tokenLabel}": is this the right HSM for this database?`);
+      throw new CaKeyMismatchError(`the ${ca.role} CA's key "${ca.keyLabel}" is not on token "${hsm.status.tokenLabel}": is this the right HSM for this database?`);
     }
     const spki = await hsm.publicKeySpki(ca.keyLabel, ca.keyAlgorithm as CaKeyAlgorithm);
     const expected = sha256Hex(new x509.X509Certificate(ca.certificatePem).publicKey.rawData);

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import { ApprovalExecutionError, DEFAULT_APPROVAL_TTL_MS, DEFAULT_CA_CHANGE_APPROVALS, type ApprovalAudit } from "../approvals/context.ts";
 import { createApprovalRequest } from "../approvals/requests.ts";
-import type { Hsm } from "../hsm/hsm.ts";
+import type { KeyManager } from "../hsm/key-manager.ts";
 import { requestsByPayloadField } from "../store/approvals.ts";
 import { caById, listCas, markKeyDestroyed, type CaRow } from "../store/cas.ts";
 import { insertCeremony } from "../store/ceremonies.ts";
@@ -12,7 +12,7 @@ import { retireResponders } from "../store/ocsp.ts";
 
 export interface KeyCleanupDeps {
   db: Database;
-  hsm: Hsm;
+  hsm: KeyManager;
   log: Logger;
   now(): Date;
   /**

@@ -5,7 +5,7 @@ import { buildIntermediateCertificate, buildRootCertificate } from "../ca/ca-cer
 import { colonHex, sha256Hex } from "../ca/fingerprint.ts";
 import { newSerial } from "../ca/serial.ts";
 import type { HierarchyConfig } from "../config.ts";
-import type { Hsm, KeyProvenance } from "../hsm/hsm.ts";
+import type { KeyManager, KeyProvenance } from "../hsm/key-manager.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
 import { activeCa, insertCa, type CaRow } from "../store/cas.ts";
 import { insertCeremony } from "../store/ceremonies.ts";
@@ -45,7 +45,7 @@ const DAY_MS = 86_400_000;
  * that no key on the token is ever overwritten. Replicas take turns.
  */
 export async function initHierarchy(
-  hsm: Hsm,
+  hsm: KeyManager,
   db: Database,
   opts: HierarchyConfig,
   urls?: RevocationUrls,
@@ -62,13 +62,13 @@ export async function initHierarchy(
       created.push(await entryFor(hsm, intermediate));
     }
     if (created.length === 0) return undefined;
-    const transcript: Transcript = { ceremony: "init", at: new Date().toISOString(), token: hsm.tokenLabel, created };
+    const transcript: Transcript = { ceremony: "init", at: new Date().toISOString(), token: hsm.status.tokenLabel, created };
     await insertCeremony(tx, "init", transcript);
     return transcript;
   });
 }
 
-export async function createRoot(hsm: Hsm, db: Database, opts: Pick<HierarchyConfig, "rootSubject" | "rootAlgorithm" | "rootValidityDays">): Promise<CaRow> {
+export async function createRoot(hsm: KeyManager, db: Database, opts: Pick<HierarchyConfig, "rootSubject" | "rootAlgorithm" | "rootValidityDays">): Promise<CaRow> {
   const key = await hsm.generateKey(newLabel("root"), opts.rootAlgorithm, "root");
   const now = Date.now();
   const cert = await buildRootCertificate({
@@ -83,7 +83,7 @@ export async function createRoot(hsm: Hsm, db: Database, opts: Pick<HierarchyCon
 }
 
 export async function createIntermediate(
-  hsm: Hsm,
+  hsm: KeyManager,
   db: Database,
   root: CaRow,
   opts: Pick<HierarchyConfig, "intermediateSubject" | "intermediateAlgorithm" | "intermediateValidityDays">,
@@ -130,7 +130,7 @@ export function caRow(
   };
 }
 
-export async function entryFor(hsm: Hsm, row: CaRow): Promise<TranscriptEntry> {
+export async function entryFor(hsm: KeyManager, row: CaRow): Promise<TranscriptEntry> {
   return {
     role: row.role,
     subject: row.subject,
@@ -138,7 +138,7 @@ export async function entryFor(hsm: Hsm, row: CaRow): Promise<TranscriptEntry> {
     keyId: row.keyId,
     keyAlgorithm: row.keyAlgorithm as CaKeyAlgorithm,
     publicKeySha256: row.spkiSha256,
-    provenance: hsm.provenance(row.keyLabel),
+    provenance: hsm.status.provenance(row.keyLabel),
     serial: row.serial,
     certificateSha256: row.fingerprintSha256,
     notBefore: row.notBefore.toISOString(),

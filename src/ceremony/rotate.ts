@@ -1,6 +1,6 @@
 import * as x509 from "@peculiar/x509";
 import type { HierarchyConfig } from "../config.ts";
-import type { Hsm } from "../hsm/hsm.ts";
+import type { KeyManager } from "../hsm/key-manager.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
 import type { RevocationUrls } from "../revocation/urls.ts";
 import { activeCa, retireCa, type CaRow } from "../store/cas.ts";
@@ -47,7 +47,7 @@ export type IntermediateSettings = Pick<HierarchyConfig, "intermediateAlgorithm"
  * until its last certificate expires.
  */
 export async function rotateIntermediate(
-  hsm: Hsm,
+  hsm: KeyManager,
   db: Database,
   hierarchy: IntermediateSettings,
   urls: RevocationUrls | undefined,
@@ -70,7 +70,7 @@ export async function rotateIntermediate(
     const transcript: Transcript = {
       ceremony: "rotate",
       at: new Date().toISOString(),
-      token: hsm.tokenLabel,
+      token: hsm.status.tokenLabel,
       created: [await entryFor(hsm, row)],
     };
     await insertCeremony(tx, "rotate", { ...transcript, retired: { id: plan.current.id, subject: plan.current.subject, keyLabel: plan.current.keyLabel }, why });
@@ -79,9 +79,9 @@ export async function rotateIntermediate(
 }
 
 /** Throws unless the root key is on a token now (an offline root is present only for ceremonies). */
-export function requireRootKey(hsm: Hsm, plan: RotationPlan): void {
+export function requireRootKey(hsm: KeyManager, plan: RotationPlan): void {
   if (!hsm.hasKey(plan.root.keyLabel)) {
-    throw new RotationError(`the root key is not available (token "${hsm.rootToken.label}"${hsm.rootToken.present ? "" : " is not present"}): rotation needs the root`);
+    throw new RotationError(`the root key is not available (token "${hsm.status.rootToken.label}"${hsm.status.rootToken.present ? "" : " is not present"}): rotation needs the root`);
   }
 }
 

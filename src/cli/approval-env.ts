@@ -22,11 +22,8 @@ export async function approvalDepsOfEnv(env: CommandEnv): Promise<ApprovalDeps> 
   const store = await env.store();
   return {
     db: store.db,
-    // Opened only when a request executes: listing and reading need no HSM.
-    get hsm() {
-      return env.hsm();
-    },
     profiles: loadProfiles(env.config.profilesDir),
+    // The HSM is opened only when a request is issued: listing and reading need none.
     issuer: () => loadActiveIssuer(store.db, env.hsm()),
     revocation: { urls: env.revocationUrls(), partitions: env.config.revocation.crlPartitions },
     now: () => new Date(),

@@ -1,7 +1,7 @@
 import type { AuditLog } from "../audit/audit-log.ts";
 import type { Config } from "../config.ts";
 import type { Metrics } from "../metrics/catalogue.ts";
-import type { Hsm } from "../hsm/hsm.ts";
+import type { KeyManager, SecretSealer, TokenDataObjects } from "../hsm/key-manager.ts";
 import type { RevocationUrls } from "../revocation/urls.ts";
 import type { Store } from "../store/database.ts";
 
@@ -13,7 +13,8 @@ import type { Store } from "../store/database.ts";
 export interface CommandEnv {
   config: Config;
   store(): Promise<Store>;
-  hsm(): Hsm;
+  /** The HSM's keys (the standalone CLI opens the HSM on first use), its sealing key and data objects. */
+  hsm(): KeyManager & SecretSealer & TokenDataObjects;
   out(text: string): void;
   err(text: string): void;
   /** The base of the CRL/OCSP/caIssuers URLs written into new CA certificates. */

@@ -2,7 +2,7 @@ import { summaryOf } from "../approvals/requests.ts";
 import type { RecentAuditStatus } from "../audit/verify-since-checkpoint.ts";
 import { rotationDueAt } from "../ceremony/rotate.ts";
 import type { Config } from "../config.ts";
-import type { Hsm, KeyProvenance } from "../hsm/hsm.ts";
+import type { KeyManagerStatus, KeyProvenance } from "../hsm/key-manager.ts";
 import { reasonName } from "../revocation/reasons.ts";
 import { approvalsOfMany, listApprovalRequests } from "../store/approvals.ts";
 import { listCas, type CaRow } from "../store/cas.ts";
@@ -46,7 +46,7 @@ export interface Overview {
 
 export interface OverviewSources {
   db: Database;
-  hsm: Pick<Hsm, "health" | "poolStats" | "provenance" | "tokenLabel">;
+  hsm: KeyManagerStatus;
   queueLimit: number;
   rotation: { remaining?: Config["rotation"]["remaining"]; nextTick(): Date | undefined };
   /** The audit chain's state (cached by the caller: checking it reads the entries since the last checkpoint). */

@@ -1,7 +1,7 @@
 import type { Child } from "hono/jsx";
 import { raw } from "hono/html";
 import type { Principal } from "../auth/api-tokens.ts";
-import type { KeyProvenance } from "../hsm/hsm.ts";
+import type { KeyProvenance } from "../hsm/key-manager.ts";
 import type { CertificateSummary } from "../store/recent-certificates.ts";
 import { day, relative, utc } from "./format.ts";
 import type { CaView, KeyView, Overview } from "./overview.ts";

@@ -71,7 +71,7 @@ export function dashboardRoutes(ctx: AppContext, sources: DashboardSources) {
     limitTokenRate(ctx, principal.tokenId);
     const overview = await readOverview({
       db,
-      hsm: ctx.hsm,
+      hsm: ctx.keyStatus,
       queueLimit: sources.queueLimit,
       rotation: sources.rotation,
       auditStatus,

@@ -2,7 +2,8 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import * as graphene from "graphene-pk11";
-import { findFreeSlot, findSlotByTokenLabel, HsmUnavailableError } from "./module.ts";
+import { HsmUnavailableError } from "./errors.ts";
+import { findFreeSlot, findSlotByTokenLabel } from "./module.ts";
 
 /**
  * The embedded default: a SoftHSM2 token that hsm-ca keeps under its data

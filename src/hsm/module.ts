@@ -1,30 +1,7 @@
 import * as graphene from "graphene-pk11";
 // Default import: pkcs11js is CommonJS and its constants are not visible as ESM named exports.
 import pkcs11 from "pkcs11js";
-import { Rejection } from "../errors.ts";
-
-/**
- * The HSM cannot be used now (gone, being reconnected, cannot be loaded or
- * logged into). A Rejection, so every door answers it the same way: 503
- * hsm-unavailable with Retry-After.
- */
-export class HsmUnavailableError extends Rejection {
-  constructor(detail: string, options: { cause?: unknown } = {}, kind: "hsm-unavailable" | "hsm-busy" = "hsm-unavailable") {
-    super(kind, detail, { retryAfterSeconds: kind === "hsm-busy" ? 1 : 5 });
-    if (options.cause !== undefined) this.cause = options.cause;
-  }
-}
-
-/**
- * Every session of the pool is lent and the queue in front of it is full:
- * refused at once instead of queueing without bound. 503 hsm-busy with
- * Retry-After: 1.
- */
-export class HsmBusyError extends HsmUnavailableError {
-  constructor(detail: string) {
-    super(detail, {}, "hsm-busy");
-  }
-}
+import { HsmUnavailableError } from "./errors.ts";
 
 /**
  * OS locking: without it, concurrent calls from libuv worker threads

@@ -1,7 +1,6 @@
 import fs from "node:fs";
-import type { HsmConfig } from "../config.ts";
-
-export class PinError extends Error {}
+import { PinError } from "./errors.ts";
+import type { HsmConfig } from "./hsm-config.ts";
 
 /**
  * Reads the token PIN from where the config says it is. Errors name the

@@ -2,6 +2,7 @@ import crypto from "node:crypto";
 import * as graphene from "graphene-pk11";
 // Default import: pkcs11js is CommonJS and its constants are not visible as ESM named exports.
 import pkcs11 from "pkcs11js";
+import { SecretKeyError } from "./errors.ts";
 
 /**
  * Authenticated encryption under a named AES-256 secret key that lives on
@@ -17,9 +18,6 @@ import pkcs11 from "pkcs11js";
  * The functions run on a session lent to the caller alone (a pool member):
  * the calls are synchronous, the data is a few dozen bytes.
  */
-
-/** The sealed value cannot be opened here, or the key is not (uniquely) on the token. Never carries key material. */
-export class SecretKeyError extends Error {}
 
 const IV_BYTES = 12;
 const TAG_BYTES = 16;

@@ -1,6 +1,6 @@
 import * as graphene from "graphene-pk11";
 import { Crypto } from "node-webcrypto-p11";
-import { HsmBusyError, HsmUnavailableError } from "./module.ts";
+import { HsmBusyError, PoolRetiredError } from "./errors.ts";
 import { signingCryptoFor, type Pkcs11SigningKey, type SigningCrypto } from "./signing-crypto.ts";
 
 /**
@@ -30,9 +30,6 @@ export interface SessionPoolOptions {
   queueLimit: number;
   tracker?: LeaseTracker;
 }
-
-/** The pool was retired (the HSM went away, or it is closing): its sessions are no longer lent. */
-export class PoolRetiredError extends HsmUnavailableError {}
 
 interface Waiter {
   resolve(member: PooledSession): void;

@@ -2,6 +2,7 @@ import crypto from "node:crypto";
 import type * as graphene from "graphene-pk11";
 // Default import: pkcs11js is CommonJS and its constants are not visible as ESM named exports.
 import pkcs11 from "pkcs11js";
+import { UnsupportedSignatureError } from "./errors.ts";
 
 /**
  * The project's WebCrypto provider for CA signatures: `subtle.sign` only,
@@ -44,8 +45,6 @@ const HASHES: Record<string, { node: string; rsaMechanism: number }> = {
 };
 
 const EC_SIGNATURE_BYTES: Record<string, number> = { "P-256": 64, "P-384": 96, "P-521": 132 };
-
-export class UnsupportedSignatureError extends Error {}
 
 /** WebCrypto's `subtle.sign` on one PKCS#11 session; the caller holds the session for the call. */
 class Pkcs11Subtle implements Pick<SubtleCrypto, "sign"> {

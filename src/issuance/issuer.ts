@@ -1,16 +1,15 @@
 import * as x509 from "@peculiar/x509";
 import { Rejection } from "../errors.ts";
-import type { Hsm } from "../hsm/hsm.ts";
+import type { KeyManager, Signer } from "../hsm/key-manager.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
 import { activeCa, type CaRow } from "../store/cas.ts";
 import type { Database } from "../store/database.ts";
-import type { CaSigner } from "../ca/signer.ts";
 
 /** The CA that signs new certificates now, with what clients need to chain to the root. */
 export interface ActiveIssuer {
   row: CaRow;
   certificate: x509.X509Certificate;
-  signer: CaSigner;
+  signer: Signer;
   /** The issuing key's algorithm. */
   algorithm: CaKeyAlgorithm;
   root: CaRow;
@@ -19,7 +18,7 @@ export interface ActiveIssuer {
   rootPem: string;
 }
 
-export async function loadActiveIssuer(db: Database, hsm: Hsm): Promise<ActiveIssuer> {
+export async function loadActiveIssuer(db: Database, hsm: KeyManager): Promise<ActiveIssuer> {
   const row = await activeCa(db, "intermediate");
   const root = await activeCa(db, "root");
   if (!row || !root) throw new Rejection("ca-not-ready", "no active root and intermediate CA: run `hsm-ca init`");

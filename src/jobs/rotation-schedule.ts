@@ -2,7 +2,7 @@ import cron, { type ScheduledTask } from "node-cron";
 import type { Logger } from "pino";
 import { rotateIntermediate, rotationDueAt, RotationError } from "../ceremony/rotate.ts";
 import type { Config } from "../config.ts";
-import type { Hsm } from "../hsm/hsm.ts";
+import type { KeyManager } from "../hsm/key-manager.ts";
 import type { RevocationUrls } from "../revocation/urls.ts";
 import type { Database } from "../store/database.ts";
 import { claimTick } from "../store/rotation-ticks.ts";
@@ -23,7 +23,7 @@ export interface RotationSchedule {
  */
 export function scheduleRotation(deps: {
   db: Database;
-  hsm: Hsm;
+  hsm: KeyManager;
   log: Logger;
   config: Config;
   urls: () => RevocationUrls;

@@ -1,4 +1,4 @@
-import type { Hsm } from "../hsm/hsm.ts";
+import type { KeyEvents } from "../hsm/events.ts";
 import type { Metrics } from "./catalogue.ts";
 
 /**
@@ -6,7 +6,7 @@ import type { Metrics } from "./catalogue.ts";
  * and result per key label) and every time it becomes unavailable. Returns
  * the unsubscribe.
  */
-export function observeHsm(metrics: Metrics, hsm: Pick<Hsm, "onKeyUse" | "onAvailability">): () => void {
+export function observeHsm(metrics: Metrics, hsm: KeyEvents): () => void {
   const offKeyUse = hsm.onKeyUse((e) => {
     metrics.hsmOperationSeconds.observe({ key_label: e.label, operation: e.operation }, e.ms / 1000);
     metrics.hsmOperations.inc({ key_label: e.label, operation: e.operation, result: e.ok ? "ok" : "error" });

@@ -1,7 +1,7 @@
 import { withTimeout } from "../with-timeout.ts";
 import { rotationDueAt } from "../ceremony/rotate.ts";
 import type { Config } from "../config.ts";
-import type { Hsm } from "../hsm/hsm.ts";
+import type { KeyManagerStatus } from "../hsm/key-manager.ts";
 import { countPendingApprovalRequests, type RequestKind } from "../store/approvals.ts";
 import { auditEntriesPage, auditHead, lastAuditCheckpoint } from "../store/audit.ts";
 import { listCas } from "../store/cas.ts";
@@ -16,7 +16,7 @@ const REQUEST_KINDS: RequestKind[] = ["issue", "rotate", "destroy-key"];
 const DATABASE_TIMEOUT_MS = 2_000;
 
 export interface ScrapeSources {
-  hsm: Pick<Hsm, "health" | "poolStats">;
+  hsm: Pick<KeyManagerStatus, "health" | "poolStats">;
   db: Database;
   queueLimit: number;
   rotation: { remaining?: Config["rotation"]["remaining"]; nextTick(): Date | undefined };

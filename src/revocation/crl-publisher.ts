@@ -1,7 +1,7 @@
 import * as x509 from "@peculiar/x509";
 import type { Logger } from "pino";
 import { buildCrl, type CrlEntry } from "../ca/crl.ts";
-import type { Hsm } from "../hsm/hsm.ts";
+import type { KeyManager } from "../hsm/key-manager.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
 import { listCas, type CaRow } from "../store/cas.ts";
 import { revokedEntries } from "../store/certificates.ts";
@@ -32,7 +32,7 @@ export class CrlPublisher {
   private readonly running = new Set<Promise<void>>();
 
   constructor(
-    private readonly deps: { db: Database; hsm: Hsm; log: Logger; urls: () => RevocationUrls; settings: CrlSettings; now(): Date },
+    private readonly deps: { db: Database; hsm: KeyManager; log: Logger; urls: () => RevocationUrls; settings: CrlSettings; now(): Date },
   ) {}
 
   /** After a revocation: republish that issuer's CRLs shortly (well within 5 s). */

@@ -4,7 +4,7 @@ import type { Logger } from "pino";
 import { buildOcspResponderCertificate } from "../ca/ocsp-responder-certificate.ts";
 import type { OcspResponder } from "../ca/ocsp-response.ts";
 import { newSerial } from "../ca/serial.ts";
-import type { Hsm } from "../hsm/hsm.ts";
+import type { KeyManager } from "../hsm/key-manager.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
 import type { CaRow } from "../store/cas.ts";
 import type { Database } from "../store/database.ts";
@@ -21,7 +21,7 @@ const BACKDATE_MS = 60_000;
  * with HSM_CA_OCSP_SIGNER=ca, the issuer's own key.
  */
 export async function responderFor(
-  deps: { db: Database; hsm: Hsm; log: Logger; now(): Date },
+  deps: { db: Database; hsm: KeyManager; log: Logger; now(): Date },
   issuer: CaRow,
   settings: { mode: "delegated" | "ca"; lifetimeMs: number },
 ): Promise<{ responder: OcspResponder; notAfter: Date }> {
@@ -48,7 +48,7 @@ export async function responderFor(
 }
 
 async function issueResponder(
-  deps: { db: Database; hsm: Hsm; log: Logger; now(): Date },
+  deps: { db: Database; hsm: KeyManager; log: Logger; now(): Date },
   issuer: CaRow,
   issuerCert: x509.X509Certificate,
   lifetimeMs: number,

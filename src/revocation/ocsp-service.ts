@@ -4,7 +4,7 @@ import type { Logger } from "pino";
 import { buildCertId, issuerHashes, matchesIssuer, type IssuerKeyHashes, type OcspCertId } from "../ca/ocsp-cert-id.ts";
 import { OcspRequestError, parseOcspRequest } from "../ca/ocsp-request.ts";
 import { buildOcspResponse, ocspErrorResponse, type CertStatus, type OcspResponder } from "../ca/ocsp-response.ts";
-import type { Hsm } from "../hsm/hsm.ts";
+import type { KeyManager } from "../hsm/key-manager.ts";
 import type { Metrics } from "../metrics/catalogue.ts";
 import { childCaBySerial, listCas, type CaRow } from "../store/cas.ts";
 import { certificateBySerial } from "../store/certificates.ts";
@@ -77,7 +77,7 @@ export class OcspService {
   private readonly revocationCheck: RevocationCheck;
 
   constructor(
-    private readonly deps: { db: Database; hsm: Hsm; log: Logger; now(): Date; metrics?: Pick<Metrics, "ocspRequests" | "ocspCacheHits" | "ocspCacheMisses"> },
+    private readonly deps: { db: Database; hsm: KeyManager; log: Logger; now(): Date; metrics?: Pick<Metrics, "ocspRequests" | "ocspCacheHits" | "ocspCacheMisses"> },
     private readonly settings: OcspSettings,
   ) {
     this.revocationCheck = new RevocationCheck((serials) => revokedAmong(this.deps.db, serials));

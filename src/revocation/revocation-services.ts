@@ -1,7 +1,7 @@
 import cron from "node-cron";
 import type { Logger } from "pino";
 import type { Config } from "../config.ts";
-import type { Hsm } from "../hsm/hsm.ts";
+import type { KeyManager } from "../hsm/key-manager.ts";
 import type { Metrics } from "../metrics/catalogue.ts";
 import type { Database } from "../store/database.ts";
 import { CrlPublisher } from "./crl-publisher.ts";
@@ -28,7 +28,7 @@ const OCSP_CACHE_ENTRIES = 200_000;
 export async function startRevocationServices(deps: {
   config: Config;
   db: Database;
-  hsm: Hsm;
+  hsm: KeyManager;
   log: Logger;
   publishing: RevocationPublishing;
   /** A CA was revoked (possibly by another process): the issuer must be reloaded. */

@@ -8,7 +8,7 @@ import type { Hsm } from "../../src/hsm/hsm.ts";
  * pool on purpose: there is no public API to break the HSM.
  */
 export function closeAllSessionsForTest(hsm: Hsm): void {
-  const session = (hsm as unknown as { pool: { lookup: { lib: any; slot: { handle: Buffer } } } }).pool.lookup;
+  const session = (hsm as unknown as { connection: { pool: { lookup: { lib: any; slot: { handle: Buffer } } } } }).connection.pool.lookup;
   session.lib.C_CloseAllSessions(session.slot.handle);
 }
 

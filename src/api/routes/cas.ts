@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { mayRead } from "../../auth/api-tokens.ts";
-import type { KeyProvenance } from "../../hsm/hsm.ts";
+import type { KeyProvenance } from "../../hsm/key-manager.ts";
 import { listCas } from "../../store/cas.ts";
 import type { AppContext, AppEnv } from "../context.ts";
 import { requireRole } from "../require-role.ts";
@@ -15,7 +15,7 @@ export function caRoutes(ctx: AppContext) {
         let provenance: KeyProvenance | null = null;
         let keyError: string | undefined;
         try {
-          provenance = ctx.hsm.provenance(row.keyLabel);
+          provenance = ctx.keyStatus.provenance(row.keyLabel);
         } catch (err) {
           keyError = (err as Error).message;
         }

@@ -12,7 +12,7 @@ export function healthRoutes(ctx: AppContext) {
   app.get("/readyz", async (c) => {
     // Load balancers take this replica out at once, while its in-flight requests finish.
     if (ctx.stopping?.()) return problem(c, "shutting-down", "the service is shutting down; send requests to another replica");
-    const hsm = ctx.hsm.health();
+    const hsm = ctx.keyStatus.health();
     const database = await withTimeout(ctx.store.ping(), DB_TIMEOUT_MS).then(
       () => ({ ok: true as const }),
       (err: Error) => ({ ok: false as const, detail: err.message }),

@@ -13,7 +13,6 @@ import { requireRole } from "../require-role.ts";
 export function approvalDepsOf(ctx: AppContext, revocation?: RevocationPublishing): ApprovalDeps {
   return {
     db: ctx.store.db,
-    hsm: ctx.hsm,
     profiles: ctx.profiles,
     issuer: () => ctx.issuer(),
     revocation,
@@ -21,7 +20,9 @@ export function approvalDepsOf(ctx: AppContext, revocation?: RevocationPublishin
     now: () => new Date(),
     audit: ctx.audit,
     metrics: ctx.metrics,
-    // A rotation approved here is picked up by every replica's hierarchy watch within seconds.
+    // A CA change approved here is carried out by the service's approved-requests job, not in this request;
+    // the rotation it makes is picked up by every replica's hierarchy watch within seconds.
+    caChangeApproved: ctx.caChangeApproved,
   };
 }
 

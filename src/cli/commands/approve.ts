@@ -1,6 +1,8 @@
 import { parseArgs } from "node:util";
+import { executeApprovedCaChange, isCaChange } from "../../approvals/ca-changes.ts";
 import { decideApprovalRequest, type Decision } from "../../approvals/decisions.ts";
-import { approvalCount } from "../../approvals/requests.ts";
+import { approvalCount, stateOf } from "../../approvals/requests.ts";
+import { approvalRequestById } from "../../store/approvals.ts";
 import { approvalDepsOfEnv, principalOf } from "../approval-env.ts";
 import { CliError, type CommandEnv } from "../command-env.ts";
 
@@ -18,7 +20,14 @@ async function decideCommand(decision: Decision, args: string[], env: CommandEnv
   if (positionals.length !== 1) throw new CliError(`give one request id; usage:\n${approveUsage}`);
   const id = positionals[0]!;
   const principal = await principalOf(env, values["token-value"], ["admin"]);
-  const { state, execution } = await decideApprovalRequest(await approvalDepsOfEnv(env), id, principal, decision);
+  const deps = await approvalDepsOfEnv(env);
+  let { state, execution } = await decideApprovalRequest(deps, id, principal, decision);
+  if (state.request.status === "approved" && isCaChange(state.request.kind)) {
+    // The decision only recorded it; an operator at the CLI carries the CA change out now, as a ceremony
+    // (or finds that the service's approved-requests job just did).
+    execution = (await executeApprovedCaChange({ ...deps, hsm: env.hsm() }, id)) ?? { request: (await approvalRequestById(deps.db, id))! };
+    state = await stateOf(deps.db, execution.request);
+  }
   const r = state.request;
   if (decision === "reject") {
     env.out(`Rejected request ${id} (${r.kind}) as ${principal.tokenId}: it will not run.`);

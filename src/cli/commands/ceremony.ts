@@ -27,7 +27,7 @@ export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<
       transcript = await withAdvisoryLock(store.db, LOCKS.hierarchy, async (tx) => {
         if (await activeCa(tx, "root")) throw new CliError("an active root exists already; a second root is not created");
         const row = await createRoot(hsm, tx, env.config.hierarchy);
-        const t: Transcript = { ceremony: "create-root", at: new Date().toISOString(), token: hsm.rootToken.label, created: [await entryFor(hsm, row)] };
+        const t: Transcript = { ceremony: "create-root", at: new Date().toISOString(), token: hsm.status.rootToken.label, created: [await entryFor(hsm, row)] };
         await insertCeremony(tx, "create-root", t);
         return t;
       });
@@ -40,7 +40,7 @@ export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<
           const root = await activeCa(tx, "root");
           if (!root) throw new CliError("there is no root: run hsm-ca ceremony create-root");
           const row = await createIntermediate(hsm, tx, root, env.config.hierarchy, env.revocationUrls());
-          const t: Transcript = { ceremony: "sign-intermediate", at: new Date().toISOString(), token: hsm.rootToken.label, created: [await entryFor(hsm, row)] };
+          const t: Transcript = { ceremony: "sign-intermediate", at: new Date().toISOString(), token: hsm.status.rootToken.label, created: [await entryFor(hsm, row)] };
           await insertCeremony(tx, "sign-intermediate", t);
           return t;
         });
@@ -66,10 +66,10 @@ export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<
         settings: { partitions: 0, fullLifetimeMs: lifetime, deltaLifetimeMs: lifetime },
       });
       if (!(await publisher.publishIssuerById(root.id, { full: true, lifetimeMs: lifetime }))) {
-        throw new CliError(`the root key is not available (token "${hsm.rootToken.label}"${hsm.rootToken.present ? "" : " is not present"})`);
+        throw new CliError(`the root key is not available (token "${hsm.status.rootToken.label}"${hsm.status.rootToken.present ? "" : " is not present"})`);
       }
       const at = new Date();
-      transcript = { ceremony: "sign-root-crl", at: at.toISOString(), token: hsm.rootToken.label, created: [] };
+      transcript = { ceremony: "sign-root-crl", at: at.toISOString(), token: hsm.status.rootToken.label, created: [] };
       env.audit?.record({ kind: "admin.ceremony", actor: "cli", subject: root.serial, details: { ...transcriptDetails(transcript), root: root.subject, next_update: new Date(at.getTime() + lifetime) } });
       await insertCeremony(store.db, "sign-root-crl", { ...transcript, root: root.subject, nextUpdate: new Date(at.getTime() + lifetime).toISOString() });
       env.out(formatTranscript(transcript));

@@ -27,8 +27,8 @@ export async function rotateCommand(args: string[], env: CommandEnv): Promise<nu
   if (values["dry-run"]) {
     env.out(`Would rotate the issuing intermediate:`);
     env.out(`  retire   ${plan.current.subject}  (key ${plan.current.keyLabel}, valid until ${plan.current.notAfter.toISOString()})`);
-    env.out(`  create   ${plan.subject}  (${plan.algorithm} key on token "${hsm.tokenLabel}", ${plan.validityDays} days, signed by ${plan.root.subject})`);
-    env.out(`  root key ${hsm.hasKey(plan.root.keyLabel) ? "available" : `NOT available (token "${hsm.rootToken.label}")`}`);
+    env.out(`  create   ${plan.subject}  (${plan.algorithm} key on token "${hsm.status.tokenLabel}", ${plan.validityDays} days, signed by ${plan.root.subject})`);
+    env.out(`  root key ${hsm.hasKey(plan.root.keyLabel) ? "available" : `NOT available (token "${hsm.status.rootToken.label}")`}`);
     const required = env.config.approvals.caChange;
     if (required > 0) env.out(`  needs    ${required} admin approvals first (HSM_CA_CA_CHANGE_APPROVALS)`);
     env.out("Nothing was changed.");

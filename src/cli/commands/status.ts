@@ -20,7 +20,7 @@ export async function statusCommand(_args: string[], env: CommandEnv): Promise<n
     env.out(`  valid        ${ca.notBefore.toISOString()} .. ${ca.notAfter.toISOString()}`);
     env.out(`  key          ${ca.keyLabel}  id ${ca.keyId}  ${ca.keyAlgorithm}`);
     try {
-      const p = hsm.provenance(ca.keyLabel);
+      const p = hsm.status.provenance(ca.keyLabel);
       env.out(`  provenance   local=${p.local} sensitive=${p.sensitive} extractable=${p.extractable} neverExtractable=${p.neverExtractable}`);
     } catch (err) {
       env.out(`  provenance   unavailable: ${(err as Error).message}`);
@@ -40,7 +40,7 @@ export async function statusCommand(_args: string[], env: CommandEnv): Promise<n
       env.out(`  next rotation ${next ? next.toISOString() : "not scheduled"}${why.length ? ` (${why.join("; ")})` : ""}`);
     }
   }
-  const root = hsm.rootToken;
-  if (root.label !== hsm.tokenLabel) env.out(`Root token "${root.label}": ${root.present ? "present" : "not present (offline root)"}`);
+  const root = hsm.status.rootToken;
+  if (root.label !== hsm.status.tokenLabel) env.out(`Root token "${root.label}": ${root.present ? "present" : "not present (offline root)"}`);
   return 0;
 }

@@ -1,0 +1,93 @@
+import type { CaKeyAlgorithm } from "./key-algorithms.ts";
+import type { SigningCrypto } from "./signing-crypto.ts";
+
+/**
+ * The seam between hsm-ca and its keys, after step-ca's kms/apiv1: find or
+ * create a key, read its public half, get a signer for it, destroy it.
+ * Keys are addressed by their label (CKA_LABEL); labels are never reused.
+ * Everything above src/hsm uses this (or a narrower part of it), never a
+ * PKCS#11 handle and never the concrete class, which only the composition
+ * root (src/service.ts) and the CLI's own process construct.
+ */
+export interface KeyManager {
+  /** Is there a private key with this label (on the root token first, when there is one)? */
+  hasKey(label: string): boolean;
+  /** The key's CKA_ID, hex. HsmKeyError when there is no such key. */
+  keyId(label: string): string;
+  /**
+   * Makes a key pair: a token object, sensitive, never extractable.
+   * `on: "root"` makes it on the separate root token, when one is configured.
+   * Refuses (HsmKeyError) a label that is taken.
+   */
+  generateKey(label: string, algorithm: CaKeyAlgorithm, on?: "issuing" | "root"): Promise<GeneratedKey>;
+  /** The public half, SubjectPublicKeyInfo DER. */
+  publicKeySpki(label: string, algorithm: CaKeyAlgorithm): Promise<ArrayBuffer>;
+  /** What signs with the key: the CA code's only view of a private key. */
+  signer(label: string, algorithm: CaKeyAlgorithm): Signer;
+  /** Destroys the key pair; false when there was nothing to destroy. Callers decide that it is no longer needed. */
+  destroyKey(label: string): boolean;
+  /** What may be shown about the keys and the HSM, to anyone who may look (the HTTP layer gets only this). */
+  readonly status: KeyManagerStatus;
+  /** Lets go of the HSM; nothing works afterwards. */
+  close(): void;
+}
+
+/**
+ * A private key lent for one operation together with the WebCrypto provider
+ * that holds it. The HSM is one implementation; the CA code never sees PKCS#11.
+ */
+export interface Signer {
+  /** Parameters for the signature, e.g. ECDSA with SHA-256. */
+  readonly signingAlgorithm: Algorithm;
+  use<T>(fn: (key: CryptoKey, crypto: SigningCrypto) => Promise<T>): Promise<T>;
+}
+
+/** Read-only: the HSM's health, its session pool, and where each key came from. Uses no key. */
+export interface KeyManagerStatus {
+  /** The token that holds the issuing keys. */
+  readonly tokenLabel: string;
+  /** Where root keys are made: the separate root token when configured (present or not), else the one token. */
+  readonly rootToken: { label: string; present: boolean };
+  /** False while the HSM is unavailable and being reconnected, and once closed. */
+  readonly available: boolean;
+  readonly poolStats: { size: number; inUse: number; waiting: number };
+  /** Asks the token something cheap; when it does not answer, the HSM is marked unavailable (and reconnects), and the detail says why. */
+  health(): { ok: true } | { ok: false; detail: string };
+  /** The key's attributes that say where it came from and whether it can leave the token; HsmKeyError when there is no such key. */
+  provenance(label: string): KeyProvenance;
+}
+
+/** Attributes that say where a key came from and whether it can leave the token. */
+export interface KeyProvenance {
+  token: boolean;
+  local: boolean;
+  sensitive: boolean;
+  alwaysSensitive: boolean;
+  extractable: boolean;
+  neverExtractable: boolean;
+}
+
+export interface GeneratedKey {
+  label: string;
+  /** CKA_ID, hex. */
+  id: string;
+  algorithm: CaKeyAlgorithm;
+  /** SubjectPublicKeyInfo, DER. */
+  spki: ArrayBuffer;
+}
+
+/** Small secrets sealed under a named AES-256 key that never leaves the token (EAB HMAC keys). */
+export interface SecretSealer {
+  /** AES-GCM under the named secret key, made on first use; `aad` is bound to the result. */
+  encrypt(label: string, plaintext: Buffer, aad: Buffer): Promise<Buffer>;
+  /** Opens what encrypt sealed; SecretKeyError when the key is absent or the value does not authenticate under it. */
+  decrypt(label: string, sealed: Buffer, aad: Buffer): Promise<Buffer>;
+}
+
+/** Small private data objects on the token, for values kept outside the database (the audit anchor). */
+export interface TokenDataObjects {
+  /** The values of the data objects with this label; none when there is none. */
+  readDataObjects(label: string): Buffer[];
+  /** Makes value the data object with this label, replacing what was there. */
+  writeDataObject(label: string, value: Buffer): void;
+}
