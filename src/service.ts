@@ -10,7 +10,7 @@ import { SERVER_LIMITS } from "./api/server-limits.ts";
 import { capConnections, connectionCap } from "./api/connection-cap.ts";
 import { trackConnections, type ConnectionDrain, type DrainResult } from "./api/connection-drain.ts";
 import { expireApprovalRequestsNow } from "./approvals/requests.ts";
-import { transcriptDetails } from "./audit/admin.ts";
+import { transcriptDetails } from "./ceremony/transcript-details.ts";
 import { withActor } from "./audit/actor.ts";
 import { AuditLog, keyUseRecorder } from "./audit/audit-log.ts";
 import type { AppContext } from "./api/context.ts";

@@ -85,13 +85,6 @@ export function requireRootKey(hsm: KeyManager, plan: RotationPlan): void {
   }
 }
 
-/** When the rule says the intermediate is due: less than `remaining` of its life is left. */
-export function rotationDueAt(ca: Pick<CaRow, "notBefore" | "notAfter">, remaining: { share: number } | { ms: number }): Date {
-  const life = ca.notAfter.getTime() - ca.notBefore.getTime();
-  const left = "share" in remaining ? life * remaining.share : remaining.ms;
-  return new Date(ca.notAfter.getTime() - left);
-}
-
 /** "CN=Issuing CA 1, O=x" -> "CN=Issuing CA 2, O=x"; a CN without a number gets " 2". */
 export function nextGeneration(subject: string): string {
   const name = new x509.Name(subject);

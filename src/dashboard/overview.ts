@@ -1,6 +1,6 @@
 import { summaryOf } from "../approvals/requests.ts";
 import type { RecentAuditStatus } from "../audit/verify-since-checkpoint.ts";
-import { rotationDueAt } from "../ceremony/rotate.ts";
+import { rotationDueAt } from "../policy/rotation-rule.ts";
 import type { Config } from "../config.ts";
 import type { KeyManagerStatus, KeyProvenance } from "../hsm/key-manager.ts";
 import { reasonName } from "../revocation/reasons.ts";

@@ -1,6 +1,7 @@
 import cron, { type ScheduledTask } from "node-cron";
 import type { Logger } from "pino";
-import { rotateIntermediate, rotationDueAt, RotationError } from "../ceremony/rotate.ts";
+import { rotateIntermediate, RotationError } from "../ceremony/rotate.ts";
+import { rotationDueAt } from "../policy/rotation-rule.ts";
 import type { Config } from "../config.ts";
 import type { KeyManager } from "../hsm/key-manager.ts";
 import type { RevocationUrls } from "../revocation/urls.ts";

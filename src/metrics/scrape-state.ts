@@ -1,5 +1,5 @@
 import { withTimeout } from "../with-timeout.ts";
-import { rotationDueAt } from "../ceremony/rotate.ts";
+import { rotationDueAt } from "../policy/rotation-rule.ts";
 import type { Config } from "../config.ts";
 import type { KeyManagerStatus } from "../hsm/key-manager.ts";
 import { countPendingApprovalRequests, type RequestKind } from "../store/approvals.ts";

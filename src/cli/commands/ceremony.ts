@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import pino from "pino";
-import { transcriptDetails } from "../../audit/admin.ts";
+import { transcriptDetails } from "../../ceremony/transcript-details.ts";
 import { createIntermediate, createRoot, entryFor, formatTranscript, type Transcript } from "../../ceremony/init-hierarchy.ts";
 import { rotateIntermediate } from "../../ceremony/rotate.ts";
 import { parseDuration } from "../../policy/duration.ts";

@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { transcriptDetails } from "../../audit/admin.ts";
+import { transcriptDetails } from "../../ceremony/transcript-details.ts";
 import { formatTranscript, initHierarchy } from "../../ceremony/init-hierarchy.ts";
 import { isCaKeyAlgorithm, CA_KEY_ALGORITHMS } from "../../hsm/key-algorithms.ts";
 import { listCas } from "../../store/cas.ts";

@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { transcriptDetails } from "../../audit/admin.ts";
+import { transcriptDetails } from "../../ceremony/transcript-details.ts";
 import { formatTranscript } from "../../ceremony/init-hierarchy.ts";
 import { requestRotation } from "../../approvals/ca-changes.ts";
 import { planRotation, requireRootKey, rotateIntermediate, type RotationPlan } from "../../ceremony/rotate.ts";

@@ -1,4 +1,4 @@
-import { rotationDueAt } from "../../ceremony/rotate.ts";
+import { rotationDueAt } from "../../policy/rotation-rule.ts";
 import { nextTick } from "../../jobs/next-tick.ts";
 import { listCas } from "../../store/cas.ts";
 import type { CommandEnv } from "../command-env.ts";

@@ -1,4 +1,4 @@
-import type { Transcript } from "../ceremony/init-hierarchy.ts";
+import type { Transcript } from "./init-hierarchy.ts";
 
 /** What an audit entry keeps of a ceremony transcript: which CAs and keys were made. */
 export function transcriptDetails(t: Transcript): Record<string, unknown> {
