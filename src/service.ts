@@ -1,5 +1,6 @@
 import type http from "node:http";
 import https from "node:https";
+import os from "node:os";
 import { serve, type ServerType } from "@hono/node-server";
 import type { Logger } from "pino";
 import { createApiApp, createPublicApp } from "./api/app.ts";
@@ -9,7 +10,6 @@ import { createRateLimits } from "./api/rate-limit.ts";
 import { SERVER_LIMITS } from "./api/server-limits.ts";
 import { capConnections, connectionCap } from "./api/connection-cap.ts";
 import { trackConnections, type ConnectionDrain, type DrainResult } from "./api/connection-drain.ts";
-import { expireApprovalRequestsNow } from "./approvals/requests.ts";
 import { transcriptDetails } from "./audit/admin.ts";
 import { withActor } from "./audit/actor.ts";
 import { AuditLog, keyUseRecorder } from "./audit/audit-log.ts";
@@ -23,33 +23,43 @@ import { startControlSocket } from "./control/control-socket.ts";
 import { Hsm } from "./hsm/hsm.ts";
 import { createPrivately, describeRepairs, makeDataDirPrivate } from "./private-data-dir.ts";
 import { loadActiveIssuer, type ActiveIssuer } from "./issuance/issuer.ts";
-import { issueServerCertificate, serverCertificateDue } from "./issuance/server-certificate.ts";
+import { issueServerCertificate } from "./issuance/server-certificate.ts";
 import { createLogger } from "./logger.ts";
 import { loadAcmeProfiles, loadProfiles } from "./policy/profiles.ts";
 import { directoryPaths } from "./acme/context.ts";
 import { acmeRoutes } from "./acme/router.ts";
 import { sealPlaintextEabKeys } from "./acme/eab-keys.ts";
 import type { OwnEndpoints } from "./acme/validation/types.ts";
-import { scheduleAcmeCleanup } from "./jobs/acme-cleanup.ts";
+import { acmeCleanupJob } from "./jobs/acme-cleanup.ts";
+import { approvalExpiryJob } from "./jobs/approval-expiry.ts";
+import { auditCheckpointJob } from "./jobs/audit-checkpoint.ts";
+import { CRL_PUBLISHING_JOB, crlPublishingJob } from "./jobs/crl-publishing.ts";
+import { hierarchyWatchJob } from "./jobs/hierarchy-watch.ts";
+import { keyCleanupJob } from "./jobs/key-cleanup.ts";
+import { PostgresLeaderLease, soleLeader, type LeaderLease } from "./jobs/leader-lease.ts";
+import { listenerCertificateJob } from "./jobs/listener-certificate.ts";
+import { ocspPresigningJob } from "./jobs/ocsp-presigning.ts";
+import { ocspRespondersJob } from "./jobs/ocsp-responders.ts";
+import { revocationWatchJob } from "./jobs/revocation-watch.ts";
+import { ROTATION_SCHEDULE_JOB, rotationJobs } from "./jobs/rotation.ts";
+import { Scheduler } from "./jobs/scheduler.ts";
+import { LOCKS } from "./store/locks.ts";
+import { openSessionLock } from "./store/session-lock.ts";
 import { openStore, type Store } from "./store/database.ts";
 import { Rejection } from "./errors.ts";
 import { startRevocationServices, type RevocationServices } from "./revocation/revocation-services.ts";
 import { RevocationUrls } from "./revocation/urls.ts";
-import cron from "node-cron";
-import { destroyRetiredKeys } from "./ceremony/destroy-retired-keys.ts";
-import { scheduleRotation, type RotationSchedule } from "./jobs/rotation-schedule.ts";
-import { activeCa } from "./store/cas.ts";
 import { AUDIT_KEY_ALGORITHM } from "./audit/checkpoint.ts";
 import { createMetrics } from "./metrics/catalogue.ts";
 import { observeHsm } from "./metrics/hsm-observer.ts";
+import { jobsObserver } from "./metrics/jobs-observer.ts";
 import { readStateOnScrape } from "./metrics/scrape-state.ts";
-
-/** How often every replica checks whether another process rotated the intermediate. */
-const HIERARCHY_POLL_MS = 2_000;
 
 export interface Service {
   ctx: AppContext;
   revocation: RevocationServices;
+  /** Every timer of this process, and whether it leads the leader jobs. */
+  jobs: Scheduler;
   /** Re-issues the HTTPS listener's certificate when it is due (checked hourly; exposed for tests). */
   renewServerCertificate(now?: Date): Promise<boolean>;
   httpsUrl: string;
@@ -58,7 +68,8 @@ export interface Service {
    * Stops: /readyz answers 503 at once, the listeners take no new
    * connections, in-flight requests get config.listeners.shutdownDrainMs
    * to finish, every connection left is closed (one log line says what was
-   * closed), then the jobs, the audit log, the database and the HSM.
+   * closed), then the jobs (the lease is given up), the audit log, the
+   * database and the HSM.
    */
   close(): Promise<void>;
 }
@@ -108,15 +119,26 @@ export async function startService(
     const store: Store = await openStore({ ...config, bounds: config.databaseBounds });
     closers.push(() => store.close());
     // The audit log: closed (last checkpoint, last entries) after everything pushed later, before the store and the HSM.
-    const audit = new AuditLog({ db: store.db, log, checkpoints: { hsm, intervalMs: config.audit.checkpointIntervalMs } });
+    const audit = new AuditLog({ db: store.db, log, checkpoints: { hsm } });
     closers.push(() => audit.stop());
     hsm.onKeyUse(keyUseRecorder(audit, hsm));
 
     // Metrics: a registry of this service's own; the state gauges are read when scraped.
     const metrics = createMetrics();
     closers.push(observeHsm(metrics, hsm));
-    let rotation: RotationSchedule | undefined;
-    const rotationPlan = { remaining: config.rotation.remaining, nextTick: () => rotation?.nextTick() };
+
+    // Background work: one scheduler; the leader jobs run on the one replica that holds the lease (docs/jobs.md).
+    const replica = `${os.hostname()}:${process.pid}`;
+    const lease: LeaderLease =
+      store.kind === "postgres" && config.databaseUrl
+        ? new PostgresLeaderLease(
+            replica,
+            () => openSessionLock(config.databaseUrl!, { lock: LOCKS.jobsLeader, name: replica, timeoutMs: 2 * config.databaseBounds.answerTimeoutMs }),
+            log,
+          )
+        : soleLeader(replica);
+    const jobs = new Scheduler({ lease, log, observer: jobsObserver(metrics) });
+    const rotationPlan = { remaining: config.rotation.remaining, nextTick: () => jobs.nextRun(ROTATION_SCHEDULE_JOB) };
     readStateOnScrape(metrics, { hsm, db: store.db, queueLimit: config.hsm.queueLimit, rotation: rotationPlan, now: () => new Date() });
 
     let issuer: ActiveIssuer | undefined;
@@ -193,37 +215,31 @@ export async function startService(
       issuer = await loadActiveIssuer(store.db, hsm).catch(() => undefined);
       await revocation?.ocsp.load();
     };
-    // Timers inherit the actor they are made under: the revocation services' signatures are system:revocation.
-    revocation = await withActor("system:revocation", () => startRevocationServices({ config, db: store.db, hsm, log, publishing, caRevoked: reloadHierarchy, metrics }));
+    revocation = await startRevocationServices({ config, db: store.db, hsm, log, publishing, caRevoked: reloadHierarchy, leading: () => jobs.leading, metrics });
     closers.push(() => revocation?.stop());
+    const { crls, ocsp, watcher } = revocation;
+    jobs.register(crlPublishingJob(crls));
+    jobs.register(ocspPresigningJob(ocsp));
+    jobs.register(ocspRespondersJob(ocsp));
+    jobs.register(revocationWatchJob(watcher));
+    jobs.onLeadership((leading) => {
+      if (leading) withActor("system:revocation", () => revocation?.tookLead());
+    });
 
-    // Rotation: scheduled here, or done by `hsm-ca rotate` or another replica; every replica
+    // Rotation: by the leader's schedule, by `hsm-ca rotate` or by an approval; every replica
     // notices a new active intermediate within seconds and switches to it without a restart.
-    const switchIfRotated = async () => {
-      const active = await activeCa(store.db, "intermediate");
-      if (active && active.id !== issuer?.row.id) {
-        await reloadHierarchy();
-        await revocation?.crls.publishDue();
-        log.info({ ca: active.id, subject: active.subject }, "issuing from a new intermediate");
-      }
-    };
-    rotation = withActor("system:rotation", () => scheduleRotation({ db: store.db, hsm, log, config, urls: () => publishing.urls, onRotated: switchIfRotated }));
-    closers.push(() => rotation?.stop());
-    const hierarchyWatch = withActor("system:rotation", () =>
-      setInterval(() => void switchIfRotated().catch((err: Error) => log.error({ err: err.message }, "cannot check the hierarchy")), HIERARCHY_POLL_MS),
-    );
-    hierarchyWatch.unref();
-    closers.push(() => clearInterval(hierarchyWatch));
-    const keyCleanup = cron.schedule("17 * * * *", () =>
-      withActor("system:key-cleanup", () =>
-        destroyRetiredKeys({ db: store.db, hsm, log, now: () => new Date(), approvals: { required: config.approvals.caChange, ttlMs: config.approvals.ttlMs } }),
-      ).catch((err: Error) => log.error({ err: err.message }, "retired key clean-up failed")),
-    );
-    closers.push(() => void keyCleanup.stop());
-    const approvalExpiry = cron.schedule("*/5 * * * *", () =>
-      expireApprovalRequestsNow({ db: store.db, now: () => new Date() }).catch((err: Error) => log.error({ err: err.message }, "approval request expiry failed")),
-    );
-    closers.push(() => void approvalExpiry.stop());
+    const hierarchyWatch = hierarchyWatchJob({
+      db: store.db,
+      log,
+      issuingCaId: () => issuer?.row.id,
+      reload: reloadHierarchy,
+      publishCrls: async () => void (await jobs.runNow(CRL_PUBLISHING_JOB)),
+    });
+    jobs.register(hierarchyWatch);
+    for (const job of rotationJobs({ db: store.db, hsm, log, config, urls: () => publishing.urls, onRotated: hierarchyWatch.switchIfRotated })) jobs.register(job);
+    jobs.register(keyCleanupJob({ db: store.db, hsm, log, approvals: { required: config.approvals.caChange, ttlMs: config.approvals.ttlMs } }));
+    jobs.register(approvalExpiryJob(store.db));
+    if (config.audit.checkpointIntervalMs > 0) jobs.register(auditCheckpointJob(audit, config.audit.checkpointIntervalMs));
 
     // EAB HMAC keys stored in clear by earlier versions are sealed under the HSM's wrapping key before anything reads them.
     const eabSealed = await withActor("system:eab-sealing", () => sealPlaintextEabKeys(store.db, hsm));
@@ -255,8 +271,7 @@ export async function startService(
       metrics,
     });
     closers.push(() => acme.runner.drain());
-    const cleanup = scheduleAcmeCleanup(store.db, log);
-    closers.push(() => cleanup.stop());
+    jobs.register(acmeCleanupJob(store.db, log));
 
     const commandEnv = (out: string[], err: string[]): CommandEnv => ({
       config,
@@ -280,7 +295,7 @@ export async function startService(
       closers.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
     }
 
-    let tls = await withActor("system:server-certificate", () => issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing));
+    const tls = await withActor("system:server-certificate", () => issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing));
     const httpsServer = await listen(
       guard(
         "https",
@@ -291,6 +306,7 @@ export async function startService(
             metricsToken,
             dashboard: {
               rotation: rotationPlan,
+              jobs: () => jobs.status(),
               queueLimit: config.hsm.queueLimit,
               auditPublicKey: async (label) => (hsm.hasKey(label) ? Buffer.from(await hsm.publicKeySpki(label, AUDIT_KEY_ALGORITHM)) : undefined),
             },
@@ -306,18 +322,17 @@ export async function startService(
     closers.push(() => closeServer(httpsServer));
     ownEndpoints.listeners.push(boundAddress(httpsServer));
 
-    const renewServerCertificate = async (now = new Date()) => {
-      if (!serverCertificateDue(tls, now)) return false;
-      tls = await withActor("system:server-certificate", () => issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing));
-      (httpsServer as https.Server).setSecureContext({ key: tls.keyPem, cert: tls.certPem });
-      log.info({ notAfter: tls.notAfter.toISOString() }, "renewed the HTTPS certificate");
-      return true;
-    };
-    const renewTimer = setInterval(() => {
-      renewServerCertificate().catch((err: Error) => log.error({ err: err.message }, "cannot renew the HTTPS certificate"));
-    }, 3_600_000);
-    renewTimer.unref();
-    closers.push(() => clearInterval(renewTimer));
+    const listenerCertificate = listenerCertificateJob({
+      server: httpsServer as https.Server,
+      current: tls,
+      issue: () => withActor("system:server-certificate", () => issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing)),
+      log,
+    });
+    jobs.register(listenerCertificate);
+
+    // The schedules start last, when everything they use is there; the first CRLs are published before this returns.
+    closers.push(() => jobs.stop());
+    await jobs.start();
 
     const httpsUrl = `https://${hostForUrl(config.https.host)}:${portOf(httpsServer)}`;
     log.info({ https: httpsUrl, http: httpUrl, database: store.kind, tokenLabel: hsm.tokenLabel }, "hsm-ca is serving");
@@ -336,7 +351,7 @@ export async function startService(
         );
         await closeAll();
       })());
-    return { ctx, httpsUrl, httpUrl, revocation: revocation!, renewServerCertificate, close };
+    return { ctx, httpsUrl, httpUrl, revocation: revocation!, jobs, renewServerCertificate: listenerCertificate.renew, close };
   } catch (err) {
     await closeAll();
     throw err;
