@@ -370,15 +370,20 @@ function JobRow({ job, leading, now }: { job: JobsView["jobs"][number]; leading:
       <td>{job.runsOn === "leader" ? "the leader" : "every replica"}</td>
       <td>
         {job.schedule}
-        {job.nextRun && !notHere ? <div class="muted">next {relative(job.nextRun, now)}</div> : null}
+        {job.nextRun && !notHere ? <div class="muted">next {aboutNow(job.nextRun, now)}</div> : null}
       </td>
-      <td>{r ? `${utc(r.at)} (${now.getTime() - r.at.getTime() < 1_000 ? "just now" : relative(r.at, now)}, ${r.ms} ms)` : notHere ? <span class="muted">runs on the leader</span> : "not yet"}</td>
+      <td>{r ? `${utc(r.at)} (${aboutNow(r.at, now)}, ${r.ms} ms)` : notHere ? <span class="muted">runs on the leader</span> : "not yet"}</td>
       <td>
         {job.running ? <span class="badge">running</span> : null}{" "}
         {r ? r.result === "ok" ? <span class="badge ok">ok</span> : <span class="badge bad" title={r.error}>error: {r.error}</span> : null}
       </td>
     </tr>
   );
+}
+
+/** relative(), for jobs that run every second or two: "now" rather than "in now" or "now ago". */
+function aboutNow(d: Date, now: Date): string {
+  return Math.abs(d.getTime() - now.getTime()) < 1_000 ? "now" : relative(d, now);
 }
 
 function Approvals({ o }: { o: Overview }) {
