@@ -1,5 +1,6 @@
 import type http from "node:http";
 import https from "node:https";
+import os from "node:os";
 import { serve, type ServerType } from "@hono/node-server";
 import type { Logger } from "pino";
 import { createApiApp, createPublicApp } from "./api/app.ts";
@@ -9,7 +10,6 @@ import { createRateLimits } from "./policy/rate-limit.ts";
 import { SERVER_LIMITS } from "./api/server-limits.ts";
 import { capConnections, connectionCap } from "./api/connection-cap.ts";
 import { trackConnections, type ConnectionDrain, type DrainResult } from "./api/connection-drain.ts";
-import { expireApprovalRequestsNow } from "./approvals/requests.ts";
 import { transcriptDetails } from "./ceremony/transcript-details.ts";
 import { withActor } from "./audit/actor.ts";
 import { AuditLog, keyUseRecorder } from "./audit/audit-log.ts";
@@ -21,39 +21,47 @@ import { startControlSocket, type CommandRunner } from "./control/control-socket
 import { Hsm } from "./hsm/hsm.ts";
 import { createPrivately, describeRepairs, makeDataDirPrivate } from "./private-data-dir.ts";
 import { loadActiveIssuer, type ActiveIssuer } from "./issuance/issuer.ts";
-import { issueServerCertificate, serverCertificateDue } from "./issuance/server-certificate.ts";
+import { issueServerCertificate } from "./issuance/server-certificate.ts";
 import { createLogger } from "./logger.ts";
 import { loadAcmeProfiles, loadProfiles } from "./policy/profiles.ts";
 import { directoryPaths } from "./acme/context.ts";
 import { acmeRoutes } from "./acme/router.ts";
 import { sealPlaintextEabKeys } from "./acme/eab-keys.ts";
 import type { OwnEndpoints } from "./acme/validation/types.ts";
-import { scheduleAcmeCleanup } from "./jobs/acme-cleanup.ts";
-import { executeApprovedRequests } from "./jobs/approved-requests.ts";
+import { acmeCleanupJob } from "./jobs/acme-cleanup.ts";
+import { approvalExpiryJob } from "./jobs/approval-expiry.ts";
+import { APPROVED_REQUESTS_JOB, approvedRequestsJob } from "./jobs/approved-requests.ts";
+import { auditCheckpointJob } from "./jobs/audit-checkpoint.ts";
+import { CRL_PUBLISHING_JOB, crlPublishingJob } from "./jobs/crl-publishing.ts";
+import { hierarchyWatchJob } from "./jobs/hierarchy-watch.ts";
+import { keyCleanupJob } from "./jobs/key-cleanup.ts";
+import { PostgresLeaderLease, soleLeader, type LeaderLease } from "./jobs/leader-lease.ts";
+import { listenerCertificateJob } from "./jobs/listener-certificate.ts";
+import { ocspPresigningJob } from "./jobs/ocsp-presigning.ts";
+import { ocspRespondersJob } from "./jobs/ocsp-responders.ts";
+import { revocationWatchJob } from "./jobs/revocation-watch.ts";
+import { ROTATION_SCHEDULE_JOB, rotationJobs } from "./jobs/rotation.ts";
+import { Scheduler } from "./jobs/scheduler.ts";
+import { LOCKS } from "./store/locks.ts";
+import { openSessionLock } from "./store/session-lock.ts";
 import { openStore, type Store } from "./store/database.ts";
 import { writeDatabaseMarker } from "./store/database-marker.ts";
 import { Rejection } from "./errors.ts";
 import { startRevocationServices, type RevocationServices } from "./revocation/revocation-services.ts";
 import { RevocationUrls } from "./revocation/urls.ts";
-import cron from "node-cron";
-import { destroyRetiredKeys } from "./ceremony/destroy-retired-keys.ts";
-import { scheduleRotation, type RotationSchedule } from "./jobs/rotation-schedule.ts";
-import { activeCa } from "./store/cas.ts";
 import { AUDIT_KEY_ALGORITHM } from "./audit/checkpoint.ts";
 import { createMetrics, type Metrics } from "./metrics/catalogue.ts";
 import { observeHsm } from "./metrics/hsm-observer.ts";
+import { jobsObserver } from "./metrics/jobs-observer.ts";
 import { readStateOnScrape } from "./metrics/scrape-state.ts";
-
-/** How often every replica checks whether another process rotated the intermediate. */
-const HIERARCHY_POLL_MS = 2_000;
-/** How often every replica looks for approved CA changes to carry out (and at once after an approval here). */
-const APPROVED_REQUESTS_POLL_MS = 2_000;
 
 export interface Service {
   ctx: AppContext;
   /** The HSM itself: the composition root's own (the HTTP layer gets only ctx.keyStatus). For tests and the CLI inside the service. */
   hsm: Hsm;
   revocation: RevocationServices;
+  /** Every timer of this process, and whether it leads the leader jobs. */
+  jobs: Scheduler;
   /** Re-issues the HTTPS listener's certificate when it is due (checked hourly; exposed for tests). */
   renewServerCertificate(now?: Date): Promise<boolean>;
   httpsUrl: string;
@@ -62,7 +70,8 @@ export interface Service {
    * Stops: /readyz answers 503 at once, the listeners take no new
    * connections, in-flight requests get config.listeners.shutdownDrainMs
    * to finish, every connection left is closed (one log line says what was
-   * closed), then the jobs, the audit log, the database and the HSM.
+   * closed), then the jobs (the lease is given up), the audit log, the
+   * database and the HSM.
    */
   close(): Promise<void>;
 }
@@ -143,15 +152,26 @@ export async function startService(
       log.warn({ dataDir: config.dataDir, err: (err as Error).message }, "cannot record which database this service uses in the data directory");
     }
     // The audit log: closed (last checkpoint, last entries) after everything pushed later, before the store and the HSM.
-    const audit = new AuditLog({ db: store.db, log, checkpoints: { hsm, intervalMs: config.audit.checkpointIntervalMs } });
+    const audit = new AuditLog({ db: store.db, log, checkpoints: { hsm } });
     closers.push(() => audit.stop());
     hsm.onKeyUse(keyUseRecorder(audit, hsm));
 
     // Metrics: a registry of this service's own; the state gauges are read when scraped.
     const metrics = createMetrics();
     closers.push(observeHsm(metrics, hsm));
-    let rotation: RotationSchedule | undefined;
-    const rotationPlan = { remaining: config.rotation.remaining, nextTick: () => rotation?.nextTick() };
+
+    // Background work: one scheduler; the leader jobs run on the one replica that holds the lease (docs/jobs.md).
+    const replica = `${os.hostname()}:${process.pid}`;
+    const lease: LeaderLease =
+      store.kind === "postgres" && config.databaseUrl
+        ? new PostgresLeaderLease(
+            replica,
+            () => openSessionLock(config.databaseUrl!, { lock: LOCKS.jobsLeader, name: replica, timeoutMs: 2 * config.databaseBounds.answerTimeoutMs }),
+            log,
+          )
+        : soleLeader(replica);
+    const jobs = new Scheduler({ lease, log, observer: jobsObserver(metrics) });
+    const rotationPlan = { remaining: config.rotation.remaining, nextTick: () => jobs.nextRun(ROTATION_SCHEDULE_JOB) };
     readStateOnScrape(metrics, { hsm: hsm.status, db: store.db, queueLimit: config.hsm.queueLimit, rotation: rotationPlan, now: () => new Date() });
 
     let issuer: ActiveIssuer | undefined;
@@ -231,77 +251,50 @@ export async function startService(
       issuer = await loadActiveIssuer(store.db, hsm).catch(() => undefined);
       await revocation?.ocsp.load();
     };
-    // Timers inherit the actor they are made under: the revocation services' signatures are system:revocation.
-    revocation = await withActor("system:revocation", () => startRevocationServices({ config, db: store.db, hsm, log, publishing, caRevoked: reloadHierarchy, metrics }));
+    revocation = await startRevocationServices({ config, db: store.db, hsm, log, publishing, caRevoked: reloadHierarchy, leading: () => jobs.leading, metrics });
     closers.push(() => revocation?.stop());
-
-    // Rotation: scheduled here, or done by `hsm-ca rotate` or another replica; every replica
-    // notices a new active intermediate within seconds and switches to it without a restart.
-    const switchIfRotated = async () => {
-      const active = await activeCa(store.db, "intermediate");
-      if (active && active.id !== issuer?.row.id) {
-        await reloadHierarchy();
-        await revocation?.crls.publishDue();
-        log.info({ ca: active.id, subject: active.subject }, "issuing from a new intermediate");
-      }
-    };
-    rotation = withActor("system:rotation", () => scheduleRotation({ db: store.db, hsm, log, config, urls: () => publishing.urls, onRotated: switchIfRotated }));
-    closers.push(() => rotation?.stop());
-    const hierarchyWatch = withActor("system:rotation", () =>
-      setInterval(() => void switchIfRotated().catch((err: Error) => log.error({ err: err.message }, "cannot check the hierarchy")), HIERARCHY_POLL_MS),
-    );
-    hierarchyWatch.unref();
-    closers.push(() => clearInterval(hierarchyWatch));
-    // Approved CA changes (rotate, destroy-key): decisions only record them; this carries them out.
-    const approvedRequests = {
-      db: store.db,
-      hsm,
-      profiles,
-      issuer: currentIssuer,
-      revocation: publishing,
-      log,
-      now: () => new Date(),
-      hierarchyChanged: switchIfRotated,
-      audit,
-      metrics,
-    };
-    let approvedRun: Promise<void> | undefined;
-    let runAgain = false;
-    carryOutApproved = () => {
-      if (approvedRun) {
-        runAgain = true;
-        return;
-      }
-      approvedRun = withActor("system:approvals", () => executeApprovedRequests(approvedRequests))
-        .then(
-          () => {},
-          (err: Error) => log.error({ err: err.message }, "cannot carry out approved requests"),
-        )
-        .finally(() => {
-          approvedRun = undefined;
-          if (runAgain) {
-            runAgain = false;
-            carryOutApproved();
-          }
-        });
-    };
-    const approvedWatch = setInterval(carryOutApproved, APPROVED_REQUESTS_POLL_MS);
-    approvedWatch.unref();
-    closers.push(async () => {
-      clearInterval(approvedWatch);
-      carryOutApproved = () => {};
-      await approvedRun;
+    const { crls, ocsp, watcher } = revocation;
+    jobs.register(crlPublishingJob(crls));
+    jobs.register(ocspPresigningJob(ocsp));
+    jobs.register(ocspRespondersJob(ocsp));
+    jobs.register(revocationWatchJob(watcher));
+    jobs.onLeadership((leading) => {
+      if (leading) withActor("system:revocation", () => revocation?.tookLead());
     });
-    const keyCleanup = cron.schedule("17 * * * *", () =>
-      withActor("system:key-cleanup", () =>
-        destroyRetiredKeys({ db: store.db, hsm, log, now: () => new Date(), approvals: { required: config.approvals.caChange, ttlMs: config.approvals.ttlMs } }),
-      ).catch((err: Error) => log.error({ err: err.message }, "retired key clean-up failed")),
+
+    // Rotation: by the leader's schedule, by `hsm-ca rotate` or by an approval; every replica
+    // notices a new active intermediate within seconds and switches to it without a restart.
+    const hierarchyWatch = hierarchyWatchJob({
+      db: store.db,
+      log,
+      issuingCaId: () => issuer?.row.id,
+      reload: reloadHierarchy,
+      publishCrls: async () => void (await jobs.runNow(CRL_PUBLISHING_JOB)),
+    });
+    jobs.register(hierarchyWatch);
+    for (const job of rotationJobs({ db: store.db, hsm, log, config, urls: () => publishing.urls, onRotated: hierarchyWatch.switchIfRotated })) jobs.register(job);
+    jobs.register(keyCleanupJob({ db: store.db, hsm, log, approvals: { required: config.approvals.caChange, ttlMs: config.approvals.ttlMs } }));
+    jobs.register(approvalExpiryJob(store.db));
+    if (config.audit.checkpointIntervalMs > 0) jobs.register(auditCheckpointJob(audit, config.audit.checkpointIntervalMs));
+    // Approved CA changes (rotate, destroy-key): decisions only record them; this job carries them out.
+    jobs.register(
+      approvedRequestsJob({
+        db: store.db,
+        hsm,
+        profiles,
+        issuer: currentIssuer,
+        revocation: publishing,
+        log,
+        now: () => new Date(),
+        hierarchyChanged: hierarchyWatch.switchIfRotated,
+        audit,
+        metrics,
+      }),
     );
-    closers.push(() => void keyCleanup.stop());
-    const approvalExpiry = cron.schedule("*/5 * * * *", () =>
-      expireApprovalRequestsNow({ db: store.db, now: () => new Date() }).catch((err: Error) => log.error({ err: err.message }, "approval request expiry failed")),
-    );
-    closers.push(() => void approvalExpiry.stop());
+    carryOutApproved = () => void jobs.runNow(APPROVED_REQUESTS_JOB);
+    closers.push(() => {
+      carryOutApproved = () => {};
+    });
 
     // EAB HMAC keys stored in clear by earlier versions are sealed under the HSM's wrapping key before anything reads them.
     const eabSealed = await withActor("system:eab-sealing", () => sealPlaintextEabKeys(store.db, hsm));
@@ -333,8 +326,7 @@ export async function startService(
       metrics,
     });
     closers.push(() => acme.runner.drain());
-    const cleanup = scheduleAcmeCleanup(store.db, log);
-    closers.push(() => cleanup.stop());
+    jobs.register(acmeCleanupJob(store.db, log));
 
     if (store.kind === "pglite" && options.controlCommands) {
       const run = options.controlCommands({
@@ -354,7 +346,7 @@ export async function startService(
       closers.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
     }
 
-    let tls = await withActor("system:server-certificate", () => issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing));
+    const tls = await withActor("system:server-certificate", () => issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing));
     const httpsServer = await listen(
       guard(
         "https",
@@ -365,6 +357,7 @@ export async function startService(
             metricsToken,
             dashboard: {
               rotation: rotationPlan,
+              jobs: () => jobs.status(),
               queueLimit: config.hsm.queueLimit,
               auditPublicKey: async (label) => (hsm.hasKey(label) ? Buffer.from(await hsm.publicKeySpki(label, AUDIT_KEY_ALGORITHM)) : undefined),
             },
@@ -380,18 +373,17 @@ export async function startService(
     closers.push(() => closeServer(httpsServer));
     ownEndpoints.listeners.push(boundAddress(httpsServer));
 
-    const renewServerCertificate = async (now = new Date()) => {
-      if (!serverCertificateDue(tls, now)) return false;
-      tls = await withActor("system:server-certificate", () => issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing));
-      (httpsServer as https.Server).setSecureContext({ key: tls.keyPem, cert: tls.certPem });
-      log.info({ notAfter: tls.notAfter.toISOString() }, "renewed the HTTPS certificate");
-      return true;
-    };
-    const renewTimer = setInterval(() => {
-      renewServerCertificate().catch((err: Error) => log.error({ err: err.message }, "cannot renew the HTTPS certificate"));
-    }, 3_600_000);
-    renewTimer.unref();
-    closers.push(() => clearInterval(renewTimer));
+    const listenerCertificate = listenerCertificateJob({
+      server: httpsServer as https.Server,
+      current: tls,
+      issue: () => withActor("system:server-certificate", () => issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing)),
+      log,
+    });
+    jobs.register(listenerCertificate);
+
+    // The schedules start last, when everything they use is there; the first CRLs are published before this returns.
+    closers.push(() => jobs.stop());
+    await jobs.start();
 
     const httpsUrl = `https://${hostForUrl(config.https.host)}:${portOf(httpsServer)}`;
     log.info({ https: httpsUrl, http: httpUrl, database: store.kind, tokenLabel: hsm.status.tokenLabel }, "hsm-ca is serving");
@@ -410,7 +402,7 @@ export async function startService(
         );
         await closeAll();
       })());
-    return { ctx, hsm, httpsUrl, httpUrl, revocation: revocation!, renewServerCertificate, close };
+    return { ctx, hsm, httpsUrl, httpUrl, revocation: revocation!, jobs, renewServerCertificate: listenerCertificate.renew, close };
   } catch (err) {
     await closeAll();
     throw err;

@@ -93,6 +93,13 @@ describe("dashboard", () => {
     expect(await page.textContent("#rotation")).toMatch(/when less than 33% of its life remains: due/);
     expect(await page.textContent("#audit")).toContain("intact");
     expect(await page.textContent("#approvals")).toContain("Nothing waits for approval");
+    // One replica: it leads, and has published the first CRLs and polled for revocations.
+    const jobs = await page.textContent("#jobs");
+    expect(jobs).toMatch(/This replica\s*\S+:\d+\s*leader/);
+    expect(await page.locator("#jobs [data-leader]").count()).toBe(1);
+    expect(await page.textContent('#jobs tr[data-job="crl-publishing"]')).toMatch(/the leader.*UTC.*ok/);
+    expect(await page.textContent('#jobs tr[data-job="revocation-watch"]')).toMatch(/every replica.*UTC.*ok/);
+    expect(await page.locator("#jobs .badge.bad").count()).toBe(0);
     expect(await page.locator("script").count()).toBe(0);
 
     fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });

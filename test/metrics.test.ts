@@ -66,6 +66,9 @@ describe("GET /metrics", () => {
       ["hsmca_hsm_up", "gauge"],
       ["hsmca_ca_expiry_seconds", "gauge"],
       ["hsmca_crl_age_seconds", "gauge"],
+      ["hsmca_jobs_leader", "gauge"],
+      ["hsmca_job_runs_total", "counter"],
+      ["hsmca_job_last_run_timestamp_seconds", "gauge"],
       ["process_cpu_seconds_total", "counter"],
       ["nodejs_heap_size_used_bytes", "gauge"],
     ];
@@ -178,6 +181,11 @@ describe("GET /metrics", () => {
     }
     expect(metrics.value("hsmca_crl_next_update_seconds", { kind: "full" })).toBeGreaterThan(0);
     expect(metrics.value("hsmca_audit_entries_since_checkpoint")).toBeGreaterThan(0);
+    // One replica: it leads, and its first CRL publication (at start) succeeded.
+    expect(metrics.samples.filter((s) => s.name === "hsmca_jobs_leader").map((s) => s.value)).toEqual([1]);
+    expect(metrics.value("hsmca_job_runs_total", { job: "crl-publishing", result: "ok" })).toBeGreaterThanOrEqual(1);
+    expect(metrics.value("hsmca_job_runs_total", { job: "crl-publishing", result: "error" })).toBe(0);
+    expect(metrics.value("hsmca_job_last_run_timestamp_seconds", { job: "crl-publishing", result: "ok" })).toBeGreaterThan(Date.now() / 1000 - 600);
   });
 
   it("never shows the metrics token or an API token in the scrape or the logs", async () => {

@@ -151,7 +151,8 @@ share the machine's cores.`,
       await load(CEILING, "GET", ceilingUrl, gets);
       await load("hsm-ca", "GET", base, gets, CEILING);
       if (stillDue > 0) {
-        bench.service.revocation.ocsp.start();
+        bench.service.revocation.ocsp.resume();
+        void bench.service.revocation.ocsp.refreshDue();
         await load("hsm-ca, refresher running", "GET", base, gets, CEILING);
         await bench.service.revocation.ocsp.stop(); // resolves once a batch in flight has stopped
       }

@@ -34,8 +34,8 @@ export interface AuditLogOptions {
   log?: AuditLogger;
   /** How long an entry waits in memory before it is written with the others. Default 100 ms. */
   flushDelayMs?: number;
-  /** Signed checkpoints of the chain head with the audit key on this HSM: every intervalMs (0: none) and at stop(). */
-  checkpoints?: { hsm: KeyManager & TokenDataObjects; intervalMs?: number };
+  /** Signed checkpoints of the chain head with the audit key on this HSM: at checkpoint() (a leader job, src/jobs/audit-checkpoint.ts) and at stop(). */
+  checkpoints?: { hsm: KeyManager & TokenDataObjects };
   /** Entries kept in memory while the database cannot be written; beyond, the oldest are dropped (and an audit.gap entry says so). Default 100 000. */
   maxPending?: number;
 }
@@ -59,7 +59,6 @@ export class AuditLog {
   private pending: Pending[] = [];
   private dropped = 0;
   private timer?: NodeJS.Timeout;
-  private checkpointTimer?: NodeJS.Timeout;
   /** Writes and checkpoints run one at a time, in order. */
   private queue: Promise<void> = Promise.resolve();
   private failures = 0;
@@ -75,11 +74,6 @@ export class AuditLog {
         this.log.error({ seq: anchor.seq }, "AUDIT LOG: the database had lost the checkpoint that the HSM's audit anchor holds; it was put back");
         this.record({ kind: "audit.checkpoint.restored", actor: AUDIT_ACTOR, result: "error", details: { seq: anchor.seq, head_hash: anchor.headHash } });
       });
-      const every = options.checkpoints.intervalMs ?? 0;
-      if (every > 0) {
-        this.checkpointTimer = setInterval(() => void this.checkpoint(), every);
-        this.checkpointTimer.unref();
-      }
     }
   }
 
@@ -120,11 +114,14 @@ export class AuditLog {
    * Writes what is pending, then signs the chain head with the audit key
    * (when configured with an HSM and something new was written since the
    * last checkpoint). Resolves with the new checkpoint, if one was made.
+   * A failure is logged; with throwOnFailure it also rejects (for the job's
+   * record of its runs).
    */
-  async checkpoint(): Promise<AuditCheckpointRow | undefined> {
+  async checkpoint(options: { throwOnFailure?: boolean } = {}): Promise<AuditCheckpointRow | undefined> {
     const signer = this.signer;
     if (!signer) return undefined;
     let made: AuditCheckpointRow | undefined;
+    let failure: unknown;
     await this.enqueue(async () => {
       await this.writeAll();
       try {
@@ -135,17 +132,18 @@ export class AuditLog {
           this.log.info?.({ auditCheckpoint: { seq, headHash, at: at.toISOString(), keyLabel, signature } }, "audit checkpoint signed");
         }
       } catch (err) {
+        failure = err;
         this.log.error({ err: (err as Error).message }, "AUDIT LOG: cannot sign a checkpoint");
       }
     });
+    if (failure !== undefined && options.throwOnFailure) throw failure;
     return made;
   }
 
-  /** Stops the timers, writes what is pending and signs a last checkpoint. */
+  /** Stops the flush timer, writes what is pending and signs a last checkpoint. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     clearTimeout(this.timer);
-    clearInterval(this.checkpointTimer);
     await this.checkpoint();
     // The checkpoint's own key use.
     await this.flush();

@@ -31,6 +31,22 @@ export interface CaView {
   rotationMark?: number;
 }
 
+/** The background jobs as this replica sees them (src/jobs/scheduler.ts JobsStatus, matched by shape). */
+export interface JobsView {
+  replica: string;
+  leading: boolean;
+  /** The replica that leads, as far as the database can tell. */
+  leader?: string;
+  jobs: Array<{
+    name: string;
+    runsOn: "leader" | "every-replica";
+    schedule: string;
+    running: boolean;
+    nextRun?: Date;
+    lastRun?: { at: Date; result: "ok" | "error"; ms: number; error?: string };
+  }>;
+}
+
 export interface Overview {
   now: Date;
   cas: CaView[];
@@ -42,6 +58,7 @@ export interface Overview {
   issued: CertificateSummary[];
   revoked: Array<CertificateSummary & { reason: string }>;
   audit: RecentAuditStatus | { error: string };
+  jobs: JobsView | { error: string };
 }
 
 export interface OverviewSources {
@@ -51,17 +68,20 @@ export interface OverviewSources {
   rotation: { remaining?: Config["rotation"]["remaining"]; nextTick(): Date | undefined };
   /** The audit chain's state (cached by the caller: checking it reads the entries since the last checkpoint). */
   auditStatus(): Promise<RecentAuditStatus>;
+  /** This replica's jobs and who leads them. */
+  jobs(): Promise<JobsView>;
   now(): Date;
 }
 
 /** Everything the dashboard shows, read at once. Reads only: nothing here changes state. */
 export async function readOverview(s: OverviewSources): Promise<Overview> {
   const now = s.now();
-  const [cas, issued, pendingRows, audit] = await Promise.all([
+  const [cas, issued, pendingRows, audit, jobs] = await Promise.all([
     listCas(s.db),
     recentlyIssued(s.db, RECENT_ROWS),
     listApprovalRequests(s.db, { status: "pending", limit: 100 }),
     s.auditStatus().catch((err: Error) => ({ error: err.message })),
+    s.jobs().catch((err: Error) => ({ error: err.message })),
   ]);
   const [revoked, decisions, responders] = await Promise.all([
     recentlyRevoked(
@@ -124,6 +144,7 @@ export async function readOverview(s: OverviewSources): Promise<Overview> {
     issued,
     revoked: revoked.map((r) => ({ ...r, reason: reasonName(r.revocationReason ?? 0) })),
     audit,
+    jobs,
   };
 }
 

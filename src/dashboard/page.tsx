@@ -4,7 +4,7 @@ import type { Principal } from "../auth/api-tokens.ts";
 import type { KeyProvenance } from "../hsm/key-manager.ts";
 import type { CertificateSummary } from "../store/recent-certificates.ts";
 import { day, relative, utc } from "./format.ts";
-import type { CaView, KeyView, Overview } from "./overview.ts";
+import type { CaView, JobsView, KeyView, Overview } from "./overview.ts";
 
 /**
  * The dashboard's HTML, server-rendered with hono/jsx, which escapes every
@@ -115,6 +115,7 @@ export function OverviewPage(props: { nonce: string; principal: Principal; overv
         <Rotation o={o} />
         <HsmHealth o={o} />
         <AuditChain o={o} />
+        <Jobs o={o} />
         <Approvals o={o} />
         <Issued rows={o.issued} now={o.now} />
         <Revoked rows={o.revoked} />
@@ -316,6 +317,73 @@ function AuditChain({ o }: { o: Overview }) {
       <p class="muted">Entries before the last checkpoint are vouched for by its signature; `hsm-ca audit verify` checks the whole chain.</p>
     </section>
   );
+}
+
+function Jobs({ o }: { o: Overview }) {
+  const j = o.jobs;
+  return (
+    <section id="jobs" class="wide">
+      <h2>Background jobs</h2>
+      {"error" in j ? (
+        <p class="bad">cannot read the jobs: {j.error}</p>
+      ) : (
+        <>
+          <dl>
+            <dt>This replica</dt>
+            <dd>
+              <code>{j.replica}</code> {j.leading ? <span class="badge ok">leader</span> : <span class="badge">follower</span>}
+            </dd>
+            <dt>Leader</dt>
+            <dd>{j.leader ? <code data-leader={j.leader}>{j.leader}</code> : <span class="warn">none right now (another replica takes over within seconds)</span>}</dd>
+          </dl>
+          <table>
+            <thead>
+              <tr>
+                <th>Job</th>
+                <th>Runs on</th>
+                <th>Schedule</th>
+                <th>Last run here</th>
+                <th>Result</th>
+              </tr>
+            </thead>
+            <tbody>
+              {j.jobs.map((job) => (
+                <JobRow job={job} leading={j.leading} now={o.now} />
+              ))}
+            </tbody>
+          </table>
+          <p class="muted">Each replica shows its own runs: the leader jobs run on the leader only.</p>
+        </>
+      )}
+    </section>
+  );
+}
+
+function JobRow({ job, leading, now }: { job: JobsView["jobs"][number]; leading: boolean; now: Date }) {
+  const r = job.lastRun;
+  const notHere = job.runsOn === "leader" && !leading;
+  return (
+    <tr data-job={job.name}>
+      <td>
+        <code>{job.name}</code>
+      </td>
+      <td>{job.runsOn === "leader" ? "the leader" : "every replica"}</td>
+      <td>
+        {job.schedule}
+        {job.nextRun && !notHere ? <div class="muted">next {aboutNow(job.nextRun, now)}</div> : null}
+      </td>
+      <td>{r ? `${utc(r.at)} (${aboutNow(r.at, now)}, ${r.ms} ms)` : notHere ? <span class="muted">runs on the leader</span> : "not yet"}</td>
+      <td>
+        {job.running ? <span class="badge">running</span> : null}{" "}
+        {r ? r.result === "ok" ? <span class="badge ok">ok</span> : <span class="badge bad" title={r.error}>error: {r.error}</span> : null}
+      </td>
+    </tr>
+  );
+}
+
+/** relative(), for jobs that run every second or two: "now" rather than "in now" or "now ago". */
+function aboutNow(d: Date, now: Date): string {
+  return Math.abs(d.getTime() - now.getTime()) < 1_000 ? "now" : relative(d, now);
 }
 
 function Approvals({ o }: { o: Overview }) {

@@ -16,6 +16,7 @@ import { DashboardSessions, SESSION_TTL_MS } from "./sessions.ts";
 /** What the dashboard reads besides the AppContext. */
 export interface DashboardSources {
   rotation: OverviewSources["rotation"];
+  jobs: OverviewSources["jobs"];
   queueLimit: number;
   /** The audit key's public key as the HSM has it (SPKI DER), to check the last checkpoint against. */
   auditPublicKey(label: string): Promise<Buffer | undefined>;
@@ -74,6 +75,7 @@ export function dashboardRoutes(ctx: AppContext, sources: DashboardSources) {
       hsm: ctx.keyStatus,
       queueLimit: sources.queueLimit,
       rotation: sources.rotation,
+      jobs: sources.jobs,
       auditStatus,
       now: () => new Date(),
     });

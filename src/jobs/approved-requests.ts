@@ -1,6 +1,7 @@
 import { executeApprovedCaChange, isCaChange, type CaChangeDeps } from "../approvals/ca-changes.ts";
 import type { Execution } from "../approvals/execute.ts";
 import { listApprovalRequests } from "../store/approvals.ts";
+import type { Job } from "./job.ts";
 
 /** How many approved requests one pass looks at; more wait for the next. */
 const BATCH = 100;
@@ -21,4 +22,24 @@ export async function executeApprovedRequests(deps: CaChangeDeps): Promise<Execu
     if (execution) executed.push(execution);
   }
   return executed;
+}
+
+export const APPROVED_REQUESTS_JOB = "approved-requests";
+
+/**
+ * Every 2 s on every replica (and at once after an approval here): any
+ * replica may carry out an approved change, each exactly once, so the
+ * approving replica need not wait for the leader.
+ */
+export function approvedRequestsJob(deps: CaChangeDeps): Job {
+  return {
+    name: APPROVED_REQUESTS_JOB,
+    runsOn: "every-replica",
+    schedule: { everyMs: 2_000 },
+    actor: "system:approvals",
+    failure: "cannot carry out approved requests",
+    run: async () => {
+      await executeApprovedRequests(deps);
+    },
+  };
 }

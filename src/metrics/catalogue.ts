@@ -99,6 +99,26 @@ export function createMetrics() {
       registers,
     }),
 
+    // ---- background jobs (src/jobs; fed by src/metrics/jobs-observer.ts) ----
+    jobsLeader: new Gauge({
+      name: "hsmca_jobs_leader",
+      help: "1 while this replica (hostname:pid) holds the jobs lease and runs the leader jobs, else 0. Summed over the replicas: 1.",
+      labelNames: ["replica"] as const,
+      registers,
+    }),
+    jobLastRun: new Gauge({
+      name: "hsmca_job_last_run_timestamp_seconds",
+      help: "When this process last started a run of each job (Unix time), by job and result (ok, error).",
+      labelNames: ["job", "result"] as const,
+      registers,
+    }),
+    jobRuns: new Counter({
+      name: "hsmca_job_runs_total",
+      help: "Runs of each job in this process, by job and result (ok, error); a follower does not run the leader jobs.",
+      labelNames: ["job", "result"] as const,
+      registers,
+    }),
+
     // ---- state, read when scraped (src/metrics/scrape-state.ts, src/metrics/hsm-observer.ts) ----
     hsmUp: new Gauge({ name: "hsmca_hsm_up", help: "1 when the HSM answers and its sessions are logged in, else 0.", registers, collect }),
     hsmSessions: new Gauge({ name: "hsmca_hsm_sessions", help: "PKCS#11 sessions in the pool (HSM_CA_HSM_SESSIONS).", registers, collect }),

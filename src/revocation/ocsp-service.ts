@@ -72,8 +72,8 @@ export class OcspService {
   private readonly unknown = new Map<string, Map<string, Cached>>();
   private refreshing = false;
   private refreshRun?: Promise<void>;
+  private renewing?: Promise<void>;
   private stopping = false;
-  private timer?: NodeJS.Timeout;
   private readonly revocationCheck: RevocationCheck;
 
   constructor(
@@ -95,18 +95,28 @@ export class OcspService {
     this.issuers = issuers;
   }
 
-  start(intervalMs = 10_000): void {
-    this.stopping = false;
-    this.timer = setInterval(() => void this.refreshDue(), intervalMs);
-    this.timer.unref();
-    void this.refreshDue();
+  /**
+   * Replaces a delegated responder certificate with a third of its life
+   * left (or loads the newer one another replica made). Every replica runs
+   * it (src/jobs/ocsp-responders.ts), and the pre-signing before each batch;
+   * one renewal at a time in this process.
+   */
+  renewRespondersIfDue(): Promise<void> {
+    const now = this.deps.now().getTime();
+    if (!this.issuers.some((i) => i.responderNotAfter.getTime() - now < this.settings.responderLifetimeMs / 3)) return Promise.resolve();
+    this.renewing ??= this.load().finally(() => (this.renewing = undefined));
+    return this.renewing;
   }
 
-  /** Stops the background pre-signing; resolves once a batch in progress has stopped (after its current response). */
+  /** Stops the background pre-signing (until resume()); resolves once a batch in progress has stopped (after its current response). */
   stop(): Promise<void> {
-    clearInterval(this.timer);
     this.stopping = true;
-    return this.refreshRun ?? Promise.resolve();
+    return this.refreshRun?.catch(() => {}) ?? Promise.resolve();
+  }
+
+  /** Pre-signing runs again at the job's next tick (benchmarks pause it). */
+  resume(): void {
+    this.stopping = false;
   }
 
   /** Revoked elsewhere: forget what we had, so the next request reads or signs the new status. */
@@ -187,42 +197,44 @@ export class OcspService {
   }
 
   /**
-   * Background pre-signing: certificates without a stored response, with one
-   * past half its life, or whose stored status is stale. Paced at signRate.
+   * Background pre-signing (the leader's, src/jobs/ocsp-presigning.ts):
+   * certificates without a stored response, with one past half its life, or
+   * whose stored status is stale. Paced at signRate. Rejects when the batch
+   * failed, unless stop() was called meanwhile.
    */
   refreshDue(): Promise<void> {
-    if (this.refreshing) return Promise.resolve();
+    if (this.refreshing || this.stopping) return Promise.resolve();
     this.refreshing = true;
-    this.refreshRun = this.refreshBatch().finally(() => {
-      this.refreshing = false;
-      this.refreshRun = undefined;
-    });
+    this.refreshRun = this.refreshBatch()
+      .catch((err: unknown) => {
+        if (!this.stopping) throw err;
+      })
+      .finally(() => {
+        this.refreshing = false;
+        this.refreshRun = undefined;
+      });
     return this.refreshRun;
   }
 
   private async refreshBatch(): Promise<void> {
-    try {
-      const now = this.deps.now();
-      if (this.issuers.some((i) => i.responderNotAfter.getTime() - now.getTime() < this.settings.responderLifetimeMs / 3)) await this.load();
-      const batch = await certificatesNeedingOcsp(this.deps.db, now, new Date(now.getTime() + this.settings.responseLifetimeMs / 2), this.settings.signRate * 10);
-      const gap = 1000 / this.settings.signRate;
-      let next = Date.now();
-      for (const { serial, issuerId } of batch) {
-        if (this.stopping) return;
-        const issuer = this.issuers.find((i) => i.row.id === issuerId);
-        if (!issuer) continue;
-        const wait = next - Date.now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-        next = Math.max(next, Date.now()) + gap;
-        const status = await this.statusOf(issuer, serial);
-        if (status.status === "unknown") continue;
-        const certId = buildCertId(issuer.hashes, "sha1", serial);
-        const signed = await this.sign(issuer, certId, status);
-        await this.store(issuer, serial, status.status, signed);
-        this.remember(this.cache, serial, `${issuer.row.id}:sha1`, signed);
-      }
-    } catch (err) {
-      if (!this.stopping) this.deps.log.error({ err: (err as Error).message }, "OCSP pre-signing failed");
+    await this.renewRespondersIfDue();
+    const now = this.deps.now();
+    const batch = await certificatesNeedingOcsp(this.deps.db, now, new Date(now.getTime() + this.settings.responseLifetimeMs / 2), this.settings.signRate * 10);
+    const gap = 1000 / this.settings.signRate;
+    let next = Date.now();
+    for (const { serial, issuerId } of batch) {
+      if (this.stopping) return;
+      const issuer = this.issuers.find((i) => i.row.id === issuerId);
+      if (!issuer) continue;
+      const wait = next - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      next = Math.max(next, Date.now()) + gap;
+      const status = await this.statusOf(issuer, serial);
+      if (status.status === "unknown") continue;
+      const certId = buildCertId(issuer.hashes, "sha1", serial);
+      const signed = await this.sign(issuer, certId, status);
+      await this.store(issuer, serial, status.status, signed);
+      this.remember(this.cache, serial, `${issuer.row.id}:sha1`, signed);
     }
   }
 

@@ -1,4 +1,3 @@
-import cron from "node-cron";
 import type { Logger } from "pino";
 import type { Config } from "../config.ts";
 import type { KeyManager } from "../hsm/key-manager.ts";
@@ -7,23 +6,33 @@ import type { Database } from "../store/database.ts";
 import { CrlPublisher } from "./crl-publisher.ts";
 import { OcspService } from "./ocsp-service.ts";
 import type { RevocationPublishing } from "./pointers.ts";
-import { RevocationWatcher } from "./revocation-watcher.ts";
+import { RevocationWatcher, type RevocationEvent } from "./revocation-watcher.ts";
 
 export interface RevocationServices {
   publishing: RevocationPublishing;
   crls: CrlPublisher;
   ocsp: OcspService;
   watcher: RevocationWatcher;
+  /** This replica became the leader: it republishes the CRLs of revocations it saw while it was not. */
+  tookLead(): void;
   stop(): Promise<void>;
 }
 
 /** OCSP responses kept in memory (about 1 KiB each with a delegated responder's certificate). */
 const OCSP_CACHE_ENTRIES = 200_000;
+/**
+ * A follower remembers the issuers of revocations it saw this long: if it
+ * becomes the leader meanwhile, the old leader may have died before it
+ * republished their CRLs.
+ */
+const FOLLOWER_MEMORY_MS = 120_000;
 
 /**
- * CRLs and OCSP, started together: published once at start, then on a
- * schedule (node-cron, every minute: whatever is past half its life), and
- * within seconds of any revocation, which the watcher sees in the database.
+ * CRLs and OCSP, made together; their schedules are jobs (src/jobs:
+ * crl-publishing, ocsp-presigning, ocsp-responders, revocation-watch).
+ * A revocation, which the watcher sees in the database within a second,
+ * evicts this process's cached OCSP answers, reloads the hierarchy when a
+ * CA was revoked, and has the leader republish the CRLs concerned.
  */
 export async function startRevocationServices(deps: {
   config: Config;
@@ -33,6 +42,8 @@ export async function startRevocationServices(deps: {
   publishing: RevocationPublishing;
   /** A CA was revoked (possibly by another process): the issuer must be reloaded. */
   caRevoked(): Promise<void>;
+  /** Whether this replica leads the background jobs (CRLs are published by the leader). */
+  leading(): boolean;
   /** Counts OCSP answers and cache hits; unset: nothing counted. */
   metrics?: Metrics;
 }): Promise<RevocationServices> {
@@ -61,30 +72,36 @@ export async function startRevocationServices(deps: {
     },
   );
   await ocsp.load();
-  await crls.publishDue();
+  const seenAsFollower = new Map<number, number>();
+  const republish = (events: RevocationEvent[]) => {
+    const issuers = new Set(events.map((e) => e.crlIssuerId));
+    if (deps.leading()) return issuers.forEach((id) => crls.revoked(id));
+    const t = Date.now();
+    for (const id of issuers) seenAsFollower.set(id, t);
+    for (const [id, at] of seenAsFollower) if (t - at > FOLLOWER_MEMORY_MS) seenAsFollower.delete(id);
+  };
   const watcher = new RevocationWatcher({
     db,
-    log,
     now,
     onRevoked: [
       (events) => ocsp.evict(events.map((e) => e.serial)),
-      (events) => new Set(events.map((e) => e.crlIssuerId)).forEach((id) => crls.revoked(id)),
+      republish,
       (events) => {
         if (events.some((e) => e.ca)) deps.caRevoked().catch((err: Error) => log.error({ err: err.message }, "cannot reload the CA hierarchy"));
       },
     ],
   });
-  watcher.start();
-  ocsp.start();
-  const schedule = cron.schedule("* * * * *", () => crls.publishDue().catch((err: Error) => log.error({ err: err.message }, "scheduled CRL publication failed")));
   return {
     publishing,
     crls,
     ocsp,
     watcher,
+    tookLead: () => {
+      const since = Date.now() - FOLLOWER_MEMORY_MS;
+      for (const [id, at] of seenAsFollower) if (at >= since) crls.revoked(id);
+      seenAsFollower.clear();
+    },
     stop: async () => {
-      void schedule.stop();
-      watcher.stop();
       await ocsp.stop();
       await crls.drain();
     },

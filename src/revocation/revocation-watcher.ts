@@ -1,4 +1,3 @@
-import type { Logger } from "pino";
 import { casRevokedSince } from "../store/cas.ts";
 import { revokedSince } from "../store/certificates.ts";
 import type { Database } from "../store/database.ts";
@@ -15,37 +14,27 @@ export interface RevocationEvent {
 const OVERLAP_MS = 10_000;
 
 /**
- * Polls the database for new revocations, whoever made them (REST, ACME,
+ * Reads new revocations from the database, whoever made them (REST, ACME,
  * the CLI, another replica), and tells the CRL publisher and the OCSP
- * cache. One path for all: a revocation shows within a poll interval.
+ * cache. One path for all: a revocation shows within a poll interval
+ * (every replica polls: src/jobs/revocation-watch.ts).
  */
 export class RevocationWatcher {
   private watermark: Date;
   private readonly seen = new Map<string, number>();
-  private timer?: NodeJS.Timeout;
   private busy = false;
 
   constructor(
     private readonly deps: {
       db: Database;
-      log: Logger;
       now(): Date;
       onRevoked: Array<(events: RevocationEvent[]) => void>;
     },
-    private readonly intervalMs = 1_000,
   ) {
     this.watermark = deps.now();
   }
 
-  start(): void {
-    this.timer = setInterval(() => void this.poll(), this.intervalMs);
-    this.timer.unref();
-  }
-
-  stop(): void {
-    clearInterval(this.timer);
-  }
-
+  /** One look at the database; rejects when it cannot be read (the next poll looks again from the same watermark). */
   async poll(): Promise<void> {
     if (this.busy) return;
     this.busy = true;
@@ -66,8 +55,6 @@ export class RevocationWatcher {
       // Forget what is older than the look-back window.
       for (const [serial, at] of this.seen) if (at < since.getTime()) this.seen.delete(serial);
       if (events.length) for (const listener of this.deps.onRevoked) listener(events);
-    } catch (err) {
-      this.deps.log.error({ err: (err as Error).message }, "cannot poll for revocations");
     } finally {
       this.busy = false;
     }

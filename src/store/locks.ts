@@ -8,6 +8,8 @@ export const LOCKS = {
   audit: 0x68736d61,
   /** Sealing EAB HMAC keys: the first seal makes the HSM's wrapping key, and only one replica may. */
   eabSealing: 0x68736d65,
+  /** The background jobs' leader: held for as long as the leading replica's lease connection lives (session-lock.ts). */
+  jobsLeader: 0x68736d6c,
 } as const;
 // Rotation takes the hierarchy lock too: it changes the hierarchy.
 

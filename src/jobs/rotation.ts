@@ -1,4 +1,3 @@
-import cron, { type ScheduledTask } from "node-cron";
 import type { Logger } from "pino";
 import { rotateIntermediate, RotationError } from "../ceremony/rotate.ts";
 import { rotationDueAt } from "../policy/rotation-rule.ts";
@@ -7,29 +6,29 @@ import type { KeyManager } from "../hsm/key-manager.ts";
 import type { RevocationUrls } from "../revocation/urls.ts";
 import type { Database } from "../store/database.ts";
 import { claimTick } from "../store/rotation-ticks.ts";
+import type { Job } from "./job.ts";
 
-export interface RotationSchedule {
-  /** The next scheduled tick, if a cron schedule is set. */
-  nextTick(): Date | undefined;
-  stop(): void;
-}
+/** The job of HSM_CA_ROTATION_SCHEDULE's ticks. */
+export const ROTATION_SCHEDULE_JOB = "rotation-schedule";
 
 /**
  * Rotates the intermediate without anyone having to remember: at each tick
  * of HSM_CA_ROTATION_SCHEDULE, and whenever less than
- * HSM_CA_ROTATION_REMAINING of its life is left (checked every minute). Every
- * replica runs the schedule; the database decides which one acts: a tick is
- * claimed once (rotation_ticks), and the rule is checked again under the
- * hierarchy lock, so a tick or a due date leads to exactly one rotation.
+ * HSM_CA_ROTATION_REMAINING of its life is left (checked every minute).
+ * The leader runs them; the database still decides, should two replicas
+ * act during a change of leader: a tick is claimed once (rotation_ticks),
+ * and the rule is checked again under the hierarchy lock, so a tick or a
+ * due date leads to exactly one rotation.
  */
-export function scheduleRotation(deps: {
+export function rotationJobs(deps: {
   db: Database;
   hsm: KeyManager;
   log: Logger;
   config: Config;
   urls: () => RevocationUrls;
+  /** After a rotation here: switch this process to the new intermediate at once. */
   onRotated: () => Promise<void>;
-}): RotationSchedule {
+}): Job[] {
   const { db, hsm, log, config } = deps;
   const rotate = async (why: string, proceed: Parameters<typeof rotateIntermediate>[5]) => {
     try {
@@ -40,28 +39,29 @@ export function scheduleRotation(deps: {
     } catch (err) {
       const level = err instanceof RotationError ? "warn" : "error";
       log[level]({ err: (err as Error).message, why }, "intermediate rotation failed");
+      throw err;
     }
   };
-  const tasks: ScheduledTask[] = [];
+  const jobs: Job[] = [];
   if (config.rotation.schedule) {
-    tasks.push(
-      cron.schedule(config.rotation.schedule, (ctx) => {
-        const tick = new Date(Math.floor(ctx.date.getTime() / 1000) * 1000);
-        // Claimed in the rotation's own transaction: another replica's claim of this tick means skip.
-        return rotate(`scheduled tick ${tick.toISOString()}`, (tx) => claimTick(tx, tick));
-      }),
-    );
+    jobs.push({
+      name: ROTATION_SCHEDULE_JOB,
+      runsOn: "leader",
+      schedule: { cron: config.rotation.schedule },
+      actor: "system:rotation",
+      // Claimed in the rotation's own transaction: another replica's claim of this tick means skip.
+      run: (tick) => rotate(`scheduled tick ${tick.toISOString()}`, (tx) => claimTick(tx, tick)),
+    });
   }
   const remaining = config.rotation.remaining;
   if (remaining) {
-    tasks.push(
-      cron.schedule("* * * * *", () =>
-        rotate("less than the configured share of its lifetime remains", async (_tx, plan) => Date.now() >= rotationDueAt(plan.current, remaining).getTime()),
-      ),
-    );
+    jobs.push({
+      name: "rotation-by-remaining-life",
+      runsOn: "leader",
+      schedule: { cron: "* * * * *" },
+      actor: "system:rotation",
+      run: () => rotate("less than the configured share of its lifetime remains", async (_tx, plan) => Date.now() >= rotationDueAt(plan.current, remaining).getTime()),
+    });
   }
-  return {
-    nextTick: () => (config.rotation.schedule ? (tasks[0]?.getNextRun() ?? undefined) : undefined),
-    stop: () => tasks.forEach((t) => void t.stop()),
-  };
+  return jobs;
 }
