@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../src/api/problem.ts";
 import { createApprovalRequest } from "../src/approvals/requests.ts";
 import { createApiToken } from "../src/auth/api-tokens.ts";
-import { destroyRetiredKeys } from "../src/ceremony/destroy-retired-keys.ts";
+import { destroyRetiredKeys } from "../src/jobs/key-cleanup.ts";
 import { loadConfig } from "../src/config.ts";
 import { loadAcmeProfiles } from "../src/policy/profiles.ts";
 import { createLogger } from "../src/logger.ts";

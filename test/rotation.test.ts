@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { destroyRetiredKeys } from "../src/ceremony/destroy-retired-keys.ts";
+import { destroyRetiredKeys } from "../src/jobs/key-cleanup.ts";
 import { loadConfig } from "../src/config.ts";
 import { createLogger } from "../src/logger.ts";
 import { startService, type Service } from "../src/service.ts";

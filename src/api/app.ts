@@ -18,7 +18,7 @@ import { healthRoutes } from "./routes/health.ts";
 import { publicCaRoutes } from "./routes/public-ca.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { requestLog } from "./request-log.ts";
-import { dashboardRoutes, type DashboardSources } from "../dashboard/routes.tsx";
+import { dashboardRoutes, type DashboardSources } from "./dashboard/routes.tsx";
 
 /** What both listeners share besides the context. */
 export interface ListenerOptions {

@@ -1,4 +1,4 @@
-import { destroyApprovedKey } from "../ceremony/destroy-retired-keys.ts";
+import { destroyApprovedKey, KeyMustStayError } from "../ceremony/destroy-retired-keys.ts";
 import { formatTranscript } from "../ceremony/init-hierarchy.ts";
 import { rotateIntermediate, type RotationPlan } from "../ceremony/rotate.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
@@ -13,7 +13,7 @@ import { createApprovalRequest, type RequestState } from "./requests.ts";
  * Changes to the CA hierarchy outside the schedule, gated by
  * HSM_CA_CA_CHANGE_APPROVALS: a manual rotation ("rotate") and the
  * destruction of a retired key ("destroy-key", requested by the clean-up
- * job in src/ceremony/destroy-retired-keys.ts).
+ * job in src/jobs/key-cleanup.ts).
  *
  * A decision only records that such a request is approved; it is carried
  * out with the key manager by executeApprovedCaChange, called by the
@@ -98,7 +98,9 @@ async function executeRotation(deps: CaChangeDeps, r: ApprovalRequestRow): Promi
 
 async function executeDestroyKey(deps: CaChangeDeps, r: ApprovalRequestRow): Promise<Executed> {
   const caId = Number(r.payload.caId);
-  const { ca, keys } = await destroyApprovedKey(deps, caId, r.id);
+  const { ca, keys } = await destroyApprovedKey(deps, caId, r.id).catch((err: Error) => {
+    throw err instanceof KeyMustStayError ? new ApprovalExecutionError(err.message) : err;
+  });
   return {
     result: { caId: ca.id, destroyedKeys: keys },
     text: `Destroyed the keys of ${ca.subject} on the HSM: ${keys.join(", ") || "(none were left)"}.`,

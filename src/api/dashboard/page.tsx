@@ -1,8 +1,8 @@
 import type { Child } from "hono/jsx";
 import { raw } from "hono/html";
-import type { Principal } from "../auth/api-tokens.ts";
-import type { KeyProvenance } from "../hsm/key-manager.ts";
-import type { CertificateSummary } from "../store/recent-certificates.ts";
+import type { Principal } from "../../auth/api-tokens.ts";
+import type { KeyProvenance } from "../../hsm/key-manager.ts";
+import type { CertificateSummary } from "../../store/recent-certificates.ts";
 import { day, relative, utc } from "./format.ts";
 import type { CaView, JobsView, KeyView, Overview } from "./overview.ts";
 

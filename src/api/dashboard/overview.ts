@@ -1,15 +1,15 @@
-import { summaryOf } from "../approvals/requests.ts";
-import type { RecentAuditStatus } from "../audit/verify-since-checkpoint.ts";
-import { rotationDueAt } from "../policy/rotation-rule.ts";
-import type { Config } from "../config.ts";
-import type { KeyManagerStatus, KeyProvenance } from "../hsm/key-manager.ts";
-import { reasonName } from "../revocation/reasons.ts";
-import { approvalsOfMany, listApprovalRequests } from "../store/approvals.ts";
-import { listCas, type CaRow } from "../store/cas.ts";
-import type { Database } from "../store/database.ts";
+import { summaryOf } from "../../approvals/requests.ts";
+import type { RecentAuditStatus } from "../../audit/verify-since-checkpoint.ts";
+import { rotationDueAt } from "../../policy/rotation-rule.ts";
+import type { Config } from "../../config.ts";
+import type { KeyManagerStatus, KeyProvenance } from "../../hsm/key-manager.ts";
+import { reasonName } from "../../revocation/reasons.ts";
+import { approvalsOfMany, listApprovalRequests } from "../../store/approvals.ts";
+import { listCas, type CaRow } from "../../store/cas.ts";
+import type { Database } from "../../store/database.ts";
 import { duration } from "./format.ts";
-import { activeResponder } from "../store/ocsp.ts";
-import { recentlyIssued, recentlyRevoked, type CertificateSummary } from "../store/recent-certificates.ts";
+import { activeResponder } from "../../store/ocsp.ts";
+import { recentlyIssued, recentlyRevoked, type CertificateSummary } from "../../store/recent-certificates.ts";
 
 /** Rows in each of the recent issuance and revocation lists. */
 export const RECENT_ROWS = 20;
