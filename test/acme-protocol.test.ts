@@ -19,7 +19,7 @@ import { certificateBySerial } from "../src/store/certificates.ts";
 import { acmeEabKeys } from "../src/store/schema.ts";
 import { AcmeClient, type Account, type AcmeResponse } from "./helpers/acme-client.ts";
 import { b64url, keyAuthorization, newAccountKey, signEab, signJws, type AccountKey } from "./helpers/acme-jws.ts";
-import { REPO, runCli } from "./helpers/cli.ts";
+import { REPO, runCliInProcess } from "./helpers/cli.ts";
 import { makeCsr, tempDir, verify } from "./helpers/openssl.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
 
@@ -137,7 +137,7 @@ async function createAccount(c: AcmeClient, payload: Record<string, unknown> = {
 
 /** An EAB key made by an admin with the real CLI. */
 async function cliEabKey(directory = "eab"): Promise<{ kid: string; hmac: string }> {
-  const r = await runCli(["acme", "eab", "create", "--directory", directory], t.env);
+  const r = await runCliInProcess(["acme", "eab", "create", "--directory", directory], t.env);
   expect(r.code, r.stderr).toBe(0);
   const kid = /^kid: (\S+)$/m.exec(r.stdout)?.[1];
   const hmac = /^hmac: (\S+)$/m.exec(r.stdout)?.[1];

@@ -1,7 +1,7 @@
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listCas } from "../src/store/cas.ts";
-import { runCli } from "./helpers/cli.ts";
+import { runCliInProcess } from "./helpers/cli.ts";
 import { makeCsr, verify } from "./helpers/openssl.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
 
@@ -25,7 +25,7 @@ afterAll(async () => {
 
 describe("hsm-ca rotate", () => {
   it("--dry-run says what would happen and changes nothing", async () => {
-    const r = await runCli(["rotate", "--dry-run"], t.env);
+    const r = await runCliInProcess(["rotate", "--dry-run"], t.env);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/retire\s+CN=hsm-ca Issuing CA 1/);
     expect(r.stdout).toMatch(/create\s+CN=hsm-ca Issuing CA 2/);
@@ -34,7 +34,7 @@ describe("hsm-ca rotate", () => {
   });
 
   it("status shows when the next rotation is due", async () => {
-    const r = await runCli(["status"], t.env);
+    const r = await runCliInProcess(["status"], t.env);
     expect(r.stdout).toMatch(/next rotation \d{4}-\d\d-\d\dT[\d:.]+Z \(when 10% of its life remains\)/);
   });
 
@@ -50,7 +50,7 @@ describe("hsm-ca rotate", () => {
     };
     const workers = Array.from({ length: 6 }, (_, i) => worker(i));
     await new Promise((r) => setTimeout(r, 500));
-    const rotated = await runCli(["rotate"], t.env);
+    const rotated = await runCliInProcess(["rotate"], t.env);
     await new Promise((r) => setTimeout(r, 1_000));
     stop = true;
     await Promise.all(workers);

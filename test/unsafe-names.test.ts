@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../src/api/problem.ts";
 import { auditEntriesPage } from "../src/store/audit.ts";
 import { certificateBySerial, countCertificates } from "../src/store/certificates.ts";
-import { runCli } from "./helpers/cli.ts";
+import { runCliInProcess } from "./helpers/cli.ts";
 import { makeCsr, tempDir } from "./helpers/openssl.ts";
 import { parsePrometheusText } from "./helpers/prometheus.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
@@ -121,7 +121,7 @@ describe("names with a NUL, control or bidi character: 400 before the HSM signs"
     const file = path.join(work, "nul-cn.csr");
     fs.writeFileSync(file, await x509Csr([{ CN: ["alice\u0000.example.com"] }]));
     const before = await snapshot(issuer);
-    const r = await runCli(["issue", "--profile", "tls-client", "--csr", file], { ...t.env, HSM_CA_TOKEN: issuer });
+    const r = await runCliInProcess(["issue", "--profile", "tls-client", "--csr", file], { ...t.env, HSM_CA_TOKEN: issuer });
     expect(r.code).not.toBe(0);
     expect(r.stdout).toBe("");
     expect(r.stderr.trim().split("\n")).toHaveLength(1);

@@ -16,17 +16,43 @@ import type { CommandEnv } from "./command-env.ts";
 import { localizeArgs, type LocalizedArgs } from "./local-inputs.ts";
 import { oneLine, runCommand } from "./run-command.ts";
 
+/** What a run of hsm-ca reads and writes besides its arguments: the process's own, or a test's. */
+export interface CliIo {
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+const processIo: CliIo = {
+  env: process.env,
+  cwd: process.cwd(),
+  stdout: (text) => void process.stdout.write(text),
+  stderr: (text) => void process.stderr.write(text),
+};
+
 /**
- * The hsm-ca executable. `serve` runs the service; every other command runs
- * here, or, on the embedded database while the service is up, inside the
- * service through its control socket (PGlite is single-process).
+ * The hsm-ca executable (scripts/hsm-ca.mjs runs it and exits with its
+ * code). `serve` runs the service; every other command runs here, or, on
+ * the embedded database while the service is up, inside the service
+ * through its control socket (PGlite is single-process). Tests call it
+ * with their own io to run a command without starting a process.
  */
-async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
+  try {
+    return await runMain(argv, io);
+  } catch (err) {
+    io.stderr(`hsm-ca: ${oneLine(err)}\n`);
+    return 1;
+  }
+}
+
+async function runMain(argv: string[], io: CliIo): Promise<number> {
   let config: Config;
   try {
-    config = loadConfig();
+    config = loadConfig(io.env);
   } catch (err) {
-    process.stderr.write(`hsm-ca: ${oneLine(err)}\n`);
+    io.stderr(`hsm-ca: ${oneLine(err)}\n`);
     return 2;
   }
   if (argv[0] === "serve") return serveCommand(config);
@@ -34,9 +60,9 @@ async function main(argv: string[]): Promise<number> {
   // The API token, --csr FILE and --out FILE belong to this process, wherever the command runs.
   let inputs: LocalizedArgs;
   try {
-    inputs = localizeArgs(argv, process.env, process.cwd());
+    inputs = localizeArgs(argv, io.env, io.cwd);
   } catch (err) {
-    process.stderr.write(`hsm-ca ${argv[0]}: ${oneLine(err)}\n`);
+    io.stderr(`hsm-ca ${argv[0]}: ${oneLine(err)}\n`);
     return 2;
   }
   argv = inputs.argv;
@@ -44,12 +70,12 @@ async function main(argv: string[]): Promise<number> {
   // backup and restore use this process's passphrase and files (a drill, its own SoftHSM2 child): never forwarded.
   if (!config.databaseUrl && argv[0] && !["help", "backup", "restore"].includes(argv[0])) {
     const remote = await sendToRunningService(config.dataDir, argv).catch((err: Error) => {
-      process.stderr.write(`hsm-ca: ${err.message}\n`);
+      io.stderr(`hsm-ca: ${err.message}\n`);
       return { code: 1, stdout: "", stderr: "" };
     });
-    if (remote) return emit(remote, inputs.outFile);
+    if (remote) return emit(remote, inputs.outFile, io);
   }
-  const local = localEnv(config);
+  const local = localEnv(config, io);
   const captured: string[] = [];
   if (inputs.outFile) local.env.out = (t) => captured.push(t);
   let code: number;
@@ -59,27 +85,27 @@ async function main(argv: string[]): Promise<number> {
     await local.close();
   }
   if (!inputs.outFile) return code;
-  return emit({ code, stdout: captured.length ? captured.join("\n") + "\n" : "", stderr: "" }, inputs.outFile);
+  return emit({ code, stdout: captured.length ? captured.join("\n") + "\n" : "", stderr: "" }, inputs.outFile, io);
 }
 
 /** A command's output; with --out FILE, the stdout of a command that succeeded goes to that file instead. */
-function emit(r: CommandResult, outFile: string | undefined): number {
+function emit(r: CommandResult, outFile: string | undefined, io: CliIo): number {
   if (outFile && r.code === 0 && r.stdout) {
     try {
       fs.writeFileSync(outFile, r.stdout, { mode: 0o644 });
     } catch (err) {
-      process.stderr.write(r.stderr + `hsm-ca: cannot write ${outFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
+      io.stderr(r.stderr + `hsm-ca: cannot write ${outFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
       return 1;
     }
-    process.stderr.write(r.stderr + `Wrote ${outFile}\n`);
+    io.stderr(r.stderr + `Wrote ${outFile}\n`);
     return 0;
   }
-  process.stdout.write(r.stdout);
-  process.stderr.write(r.stderr);
+  io.stdout(r.stdout);
+  io.stderr(r.stderr);
   return r.code;
 }
 
-function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
+function localEnv(config: Config, io: CliIo): { env: CommandEnv; close(): Promise<void> } {
   let store: Promise<Store> | undefined;
   let hsm: Hsm | undefined;
   // Whatever this command creates under the data directory (PGlite's WAL, a restored token) is private;
@@ -90,7 +116,7 @@ function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
     if (checked) return;
     checked = true;
     const repairs = makeDataDirPrivate(config.dataDir);
-    if (repairs.length) process.stderr.write(`hsm-ca: removed other users' permissions under the data directory: ${describeRepairs(repairs)}\n`);
+    if (repairs.length) io.stderr(`hsm-ca: removed other users' permissions under the data directory: ${describeRepairs(repairs)}\n`);
   };
   const openStoreOnce = () =>
     (store ??= Promise.resolve().then(() => {
@@ -111,8 +137,8 @@ function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
         }
         return hsm;
       },
-      out: (t) => process.stdout.write(t + "\n"),
-      err: (t) => process.stderr.write(t + "\n"),
+      out: (t) => io.stdout(t + "\n"),
+      err: (t) => io.stderr(t + "\n"),
       revocationUrls: () => new RevocationUrls(config.publicHttpUrl ?? `http://${config.http.host}:${config.http.port}`),
       hierarchyChanged: async () => {},
       audit,
@@ -150,11 +176,3 @@ async function serveCommand(config: Config): Promise<number> {
   await service.close();
   return 0;
 }
-
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err) => {
-    process.stderr.write(`hsm-ca: ${oneLine(err)}\n`);
-    process.exit(1);
-  },
-);
