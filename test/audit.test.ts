@@ -12,6 +12,7 @@ import { openStore, type Database, type Store } from "../src/store/database.ts";
 import { auditAnchorSuite } from "./audit-anchor-suite.ts";
 import { runCliInProcess } from "./helpers/cli.ts";
 import { makeCsr, tempDir } from "./helpers/openssl.ts";
+import { copyMigratedPglite } from "./helpers/pglite-template.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
 
 /**
@@ -408,6 +409,7 @@ describe("the CLI", () => {
 describe("failures never reach the caller", () => {
   it("an unwritable database: entries kept, logged loudly, written later", async () => {
     const dir = tempDir("hsmca-audit-");
+    await copyMigratedPglite(dir);
     const store = await openStore({ dataDir: dir });
     let broken = true;
     const flaky = new Proxy(store.db, {

@@ -78,7 +78,7 @@ scenario("on PGlite, no service running", () => {
 
   it("refuses to back up without a passphrase, writing nothing", async () => {
     const r = await cli(["backup", archive], envA);
-    expect(r.code).not.toBe(0);
+    expect(r.code).toBe(1);
     expect(r.stderr.trim()).toMatch(/^hsm-ca backup: no backup passphrase: set HSM_CA_BACKUP_PASSPHRASE_FILE/);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(fs.existsSync(archive)).toBe(false);
@@ -128,7 +128,7 @@ scenario("on PGlite, no service running", () => {
       cli(["restore", "--verify", archive], { ...elsewhere, HSM_CA_BACKUP_PASSPHRASE: wrong }),
     ];
     for (const r of await Promise.all(runs)) {
-      expect(r.code).not.toBe(0);
+      expect(r.code).toBe(1);
       expect(r.stderr.trim()).toBe(UNDECRYPTABLE);
       expect(r.stdout).toBe("");
       expect(r.stderr).not.toContain(wrong);
@@ -138,7 +138,7 @@ scenario("on PGlite, no service running", () => {
   it("refuses to restore over an existing CA without --force", async () => {
     const tokenFiles = listFiles(path.join(dataA, "hsm"));
     const r = await cli(["restore", archive], withPassphrase(envA));
-    expect(r.code).not.toBe(0);
+    expect(r.code).toBe(1);
     expect(r.stderr.trim()).toMatch(/^hsm-ca restore: a CA exists already in the embedded database in .*: --force replaces it$/);
     expect(listFiles(path.join(dataA, "hsm"))).toEqual(tokenFiles);
   });
@@ -240,7 +240,7 @@ scenario("while the service runs on PGlite", () => {
 
   it("refuses a real restore into the running service's data directory", async () => {
     const r = await cli(["restore", archive, "--force"], withPassphrase(t.env));
-    expect(r.code).not.toBe(0);
+    expect(r.code).toBe(1);
     expect(r.stderr.trim()).toMatch(/^hsm-ca restore: the embedded database in .* is in use by process \d+: stop the service before restoring$/);
     expect((await fetch(`${t.service.httpUrl}/healthz`)).status).toBe(200);
   });
