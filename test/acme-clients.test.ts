@@ -3,7 +3,7 @@ import path from "node:path";
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDnsServer, type DnsServer } from "./helpers/challtestsrv.ts";
-import { REPO, runCli } from "./helpers/cli.ts";
+import { REPO, runCliInProcess } from "./helpers/cli.ts";
 import { tempDir, verify } from "./helpers/openssl.ts";
 import { freePort } from "./helpers/ports.ts";
 import { run } from "./helpers/run.ts";
@@ -59,7 +59,7 @@ afterAll(async () => {
 });
 
 async function eabKey(): Promise<{ kid: string; hmac: string }> {
-  const r = await runCli(["acme", "eab", "create", "--directory", "partners"], t.env);
+  const r = await runCliInProcess(["acme", "eab", "create", "--directory", "partners"], t.env);
   expect(r.code).toBe(0);
   return { kid: /^kid: (\S+)$/m.exec(r.stdout)![1]!, hmac: /^hmac: (\S+)$/m.exec(r.stdout)![1]! };
 }

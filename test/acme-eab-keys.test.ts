@@ -16,7 +16,7 @@ import { startService, type Service } from "../src/service.ts";
 import { acmeEabKeys } from "../src/store/schema.ts";
 import { AcmeClient } from "./helpers/acme-client.ts";
 import { newAccountKey, signEab } from "./helpers/acme-jws.ts";
-import { REPO, runCli } from "./helpers/cli.ts";
+import { REPO, runCliInProcess } from "./helpers/cli.ts";
 import { tempDir } from "./helpers/openssl.ts";
 import { createTestDatabase } from "./helpers/postgres.ts";
 
@@ -59,7 +59,7 @@ async function stopCa(ca: Ca | undefined): Promise<void> {
 
 /** `hsm-ca acme eab create` against this CA, as an admin runs it (its own process: PostgreSQL needs no running service). */
 async function eabCreate(ca: Ca): Promise<{ kid: string; hmac: string }> {
-  const r = await runCli(["acme", "eab", "create"], ca.env);
+  const r = await runCliInProcess(["acme", "eab", "create"], ca.env);
   expect(r.code, r.stderr).toBe(0);
   const kid = /^kid: (\S+)$/m.exec(r.stdout)?.[1];
   const hmac = /^hmac: (\S+)$/m.exec(r.stdout)?.[1];

@@ -19,9 +19,11 @@ import { certificateBySerial } from "../src/store/certificates.ts";
 import { acmeEabKeys } from "../src/store/schema.ts";
 import { AcmeClient, type Account, type AcmeResponse } from "./helpers/acme-client.ts";
 import { b64url, keyAuthorization, newAccountKey, signEab, signJws, type AccountKey } from "./helpers/acme-jws.ts";
-import { REPO, runCli } from "./helpers/cli.ts";
+import { REPO, runCliInProcess } from "./helpers/cli.ts";
 import { makeCsr, tempDir, verify } from "./helpers/openssl.ts";
+import { RelyingParty } from "./helpers/relying-party.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 const ERR = "urn:ietf:params:acme:error:";
 const NONCE = /^[A-Za-z0-9_-]{16,}$/;
@@ -137,7 +139,7 @@ async function createAccount(c: AcmeClient, payload: Record<string, unknown> = {
 
 /** An EAB key made by an admin with the real CLI. */
 async function cliEabKey(directory = "eab"): Promise<{ kid: string; hmac: string }> {
-  const r = await runCli(["acme", "eab", "create", "--directory", directory], t.env);
+  const r = await runCliInProcess(["acme", "eab", "create", "--directory", directory], t.env);
   expect(r.code, r.stderr).toBe(0);
   const kid = /^kid: (\S+)$/m.exec(r.stdout)?.[1];
   const hmac = /^hmac: (\S+)$/m.exec(r.stdout)?.[1];
@@ -826,16 +828,45 @@ describe("revocation", () => {
     const payload = { certificate: pemToB64url(certPem), ...(reason === undefined ? {} : { reason }) };
     return "url" in account ? acme.postAs(account, acme.directory.revokeCert, payload) : acme.post(acme.directory.revokeCert, account, payload);
   };
+  const rp = new RelyingParty();
+  afterAll(() => rp.cleanup());
+  const REASON_NAMES: Record<number, string> = { 1: "keyCompromise", 4: "superseded", 5: "cessationOfOperation" };
+  const stored = async (leafPem: string) => (await certificateBySerial(t.service.ctx.store.db, new x509.X509Certificate(leafPem).serialNumber.toLowerCase()))!;
+  /** What openssl ocsp, as a relying party, says about the certificate: good or revoked, and why. */
+  const ocsp = async (issued: Issued) => (await rp.ocsp(`${t.service.httpUrl}/ocsp`, pemBlocks(issued.chainText)[1]!, t.rootPem, { certPem: issued.leafPem })).out;
+
+  /** The CA holds the certificate as revoked for that reason, and OCSP says so (within 5 s: its answers are cached briefly). */
+  async function expectRevoked(issued: Issued, reason: number): Promise<void> {
+    const row = await stored(issued.leafPem);
+    expect(row.status).toBe("revoked");
+    expect(row.revocationReason).toBe(reason);
+    expect(row.revokedAt).toBeInstanceOf(Date);
+    const out = await waitFor("OCSP says revoked", async () => ((await ocsp(issued)).match(/cert\.pem: revoked[\s\S]*/)?.[0]), { timeoutMs: 5_000, intervalMs: 200 });
+    expect(out).toMatch(new RegExp(`Reason: ${REASON_NAMES[reason]}`));
+    expect(await ocsp(issued)).toMatch(/Response verify OK/);
+  }
+
+  /** A refused revocation changed nothing (when the certificate was still good before it). */
+  async function expectStillGood(issued: Issued): Promise<void> {
+    const row = await stored(issued.leafPem);
+    expect(row.status).toBe("valid");
+    expect(row.revokedAt).toBeNull();
+    const out = await ocsp(issued);
+    expect(out).toMatch(/Response verify OK/);
+    expect(out).toMatch(/cert\.pem: good/);
+  }
 
   it("another account, without authorizations for its names, cannot revoke a certificate", async () => {
-    const { leafPem } = await certA();
-    expectProblem(await revoke(await accountB(), leafPem, 4), 403, "unauthorized");
+    const issued = await certD();
+    expectProblem(await revoke(await accountB(), issued.leafPem, 4), 403, "unauthorized");
+    await expectStillGood(issued);
   });
 
   it("a reason ACME clients may not give (7, unused) is badRevocationReason", async () => {
-    const { leafPem } = await certA();
-    expectProblem(await revoke(await accountA(), leafPem, 7), 400, "badRevocationReason");
-    expectProblem(await revoke(await accountA(), leafPem, 2), 400, "badRevocationReason"); // cACompromise
+    const issued = await certD();
+    expectProblem(await revoke(await accountA(), issued.leafPem, 7), 400, "badRevocationReason");
+    expectProblem(await revoke(await accountA(), issued.leafPem, 2), 400, "badRevocationReason"); // cACompromise
+    await expectStillGood(issued);
   });
 
   it("a certificate this CA did not issue is refused", async () => {
@@ -845,29 +876,34 @@ describe("revocation", () => {
   });
 
   it("an account holding valid authorizations for all the certificate's names may revoke it", async () => {
-    const { leafPem } = await certD();
+    const issued = await certD();
     const holder = await createAccount(acme);
     const created = await newOrder(acme, holder, [ip("127.0.0.1")]);
     const [authz] = await answerHttp01(acme, holder, expectOk(created, 201));
     expect(authz.status).toBe("valid");
-    expectOk(await revoke(holder, leafPem, 5), 200);
+    expectOk(await revoke(holder, issued.leafPem, 5), 200);
+    await expectRevoked(issued, 5);
   });
 
   it("the ordering account revokes (reason 4); again is alreadyRevoked", async () => {
-    const { leafPem } = await certA();
+    const issued = await certA();
     const account = await accountA();
-    const res = await revoke(account, leafPem, 4);
+    const res = await revoke(account, issued.leafPem, 4);
     expectOk(res, 200);
-    expectProblem(await revoke(account, leafPem, 4), 400, "alreadyRevoked");
+    await expectRevoked(issued, 4);
+    expectProblem(await revoke(account, issued.leafPem, 4), 400, "alreadyRevoked");
+    await expectRevoked(issued, 4);
   });
 
   it("the certificate's own key revokes it (jwk = certificate key)", async () => {
-    const { leafPem, keyPem } = await certB();
-    const certKey = keyFromPem(keyPem);
+    const issued = await certB();
+    const certKey = keyFromPem(issued.keyPem);
     // another key is refused
-    expectProblem(await revoke(newAccountKey("ES256"), leafPem, 1), 403, "unauthorized");
-    expectOk(await revoke(certKey, leafPem, 1), 200);
-    expectProblem(await revoke(certKey, leafPem, 1), 400, "alreadyRevoked");
+    expectProblem(await revoke(newAccountKey("ES256"), issued.leafPem, 1), 403, "unauthorized");
+    await expectStillGood(issued);
+    expectOk(await revoke(certKey, issued.leafPem, 1), 200);
+    await expectRevoked(issued, 1);
+    expectProblem(await revoke(certKey, issued.leafPem, 1), 400, "alreadyRevoked");
   });
 });
 
@@ -891,7 +927,8 @@ describe("renewal information (RFC 9773)", () => {
   it("a revoked certificate's window is in the past", async () => {
     const { certId, leafPem } = await certA();
     // revoked in the revocation tests; make sure when run alone
-    await acme.postAs(await accountA(), acme.directory.revokeCert, { certificate: pemToB64url(leafPem), reason: 4 });
+    const revoked = await acme.postAs(await accountA(), acme.directory.revokeCert, { certificate: pemToB64url(leafPem), reason: 4 });
+    if (revoked.status !== 200) expectProblem(revoked, 400, "alreadyRevoked");
     const res = await acme.request("GET", `${acme.directory.renewalInfo}/${certId}`);
     const body = expectOk(res);
     expect(Date.parse(body.suggestedWindow.end)).toBeLessThanOrEqual(Date.now());
@@ -919,9 +956,7 @@ describe("renewal information (RFC 9773)", () => {
   it('"replaces" a certificate that shares no identifier with the order is refused (RFC 9773 §5 SHOULD)', async () => {
     const { certId } = await certB(); // for 127.0.0.1
     const res = await newOrder(acme, await accountA(), [ip("127.0.0.77")], { replaces: certId });
-    expect(res.status, res.text).toBeGreaterThanOrEqual(400);
-    expect(res.body?.type).toMatch(new RegExp(`^${ERR}`));
-    expectFreshNonce(res);
+    expectProblem(res, 400, "malformed", /shares no identifier/);
   });
 });
 

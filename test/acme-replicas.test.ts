@@ -42,7 +42,9 @@ describe("two replicas on one database", () => {
     const replay = await atA.post(atA.directory.newAccount, key, { termsOfServiceAgreed: true }, { nonce: nonceFromA });
     expect(replay.status).toBe(400);
     expect(replay.body.type).toBe("urn:ietf:params:acme:error:badNonce");
-    expect(replay.nonce).toBeDefined();
+    // A fresh nonce to retry with (RFC 8555 §6.5), not the used one.
+    expect(replay.nonce).toMatch(/^[A-Za-z0-9_-]{16,}$/);
+    expect(replay.nonce).not.toBe(nonceFromA);
 
     // The account made at B orders at A, and B serves the order.
     const accountPath = new URL(created.location!).pathname;

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import * as x509 from "@peculiar/x509";
@@ -16,9 +15,10 @@ import { listCas } from "../src/store/cas.ts";
 import { certificateBySerial, countCertificates } from "../src/store/certificates.ts";
 import { auditLog } from "../src/store/schema.ts";
 import { and, eq } from "drizzle-orm";
-import { BIN, runCli, type CliResult } from "./helpers/cli.ts";
+import { runCliInProcess, type CliResult } from "./helpers/cli.ts";
 import { makeCsr, openssl, tempDir, verify, x509Text } from "./helpers/openssl.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
+import { waitFor } from "./helpers/wait.ts";
 import { apiClient } from "./helpers/https.ts";
 import { createTestDatabase } from "./helpers/postgres.ts";
 
@@ -26,9 +26,9 @@ import { createTestDatabase } from "./helpers/postgres.ts";
  * M-of-N approval: code-signing certificates and CA changes (a manual
  * rotation, a key destruction) wait until two admins other than the
  * requester approve. The real service on PGlite (so the CLI goes through
- * the control socket), the real CLI with tokens from HSM_CA_TOKEN or
+ * the control socket), the CLI's main() with tokens from HSM_CA_TOKEN or
  * --token-file, openssl on what comes out; expiry on a second service on
- * PostgreSQL, where the CLI runs in its own process.
+ * PostgreSQL, where the CLI opens the database and the HSM itself.
  */
 let t: TestService;
 const tok: Record<"requester" | "b" | "c" | "d" | "auditor" | "signer" | "tls", string> = {} as never;
@@ -72,20 +72,9 @@ async function outcomeOf(id: string): Promise<Awaited<ReturnType<typeof get>>> {
   }
 }
 
-/** The CLI as a user runs it, from a directory of their own, as a token's holder. */
+/** The CLI as a user runs it, from a directory of their own, as a token's holder (its main() in this process). */
 async function cli(args: string[], token?: string, cwd = work, extraEnv: Record<string, string> = {}, env = t.env): Promise<CliResult> {
-  const result = await new Promise<CliResult>((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd,
-      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", HSM_CA_LOG_LEVEL: "silent", ...env, ...(token ? { HSM_CA_TOKEN: token } : {}), ...extraEnv },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+  const result = await runCliInProcess(args, { ...env, ...(token ? { HSM_CA_TOKEN: token } : {}), ...extraEnv }, cwd);
   cliOutput.push(result.stdout, result.stderr);
   return result;
 }
@@ -155,6 +144,7 @@ describe("code signing over REST", () => {
 
   it("refuses a bad request at once and stores nothing", async () => {
     const requests = (await listApprovalRequests(db(), { limit: 500 })).length;
+    const certificates = await countCertificates(db());
     const withName = makeCsr({ key: "ec-p384", subject: "/CN=Signer", san: "DNS:app.example.test" }).csr;
     const bad = await submit(withName);
     expect(bad.status).toBe(400);
@@ -163,9 +153,11 @@ describe("code signing over REST", () => {
     expect(tooLong.status).toBe(400);
     expect((await submit(codeSigningCsr().csr, tok.tls)).status).toBe(403); // an issuer for other profiles
     expect((await listApprovalRequests(db(), { limit: 500 })).length).toBe(requests);
+    expect(await countCertificates(db())).toBe(certificates);
   });
 
   it("ends with one rejection", async () => {
+    const before = await countCertificates(db());
     const res = await submit(codeSigningCsr().csr, tok.signer);
     expect(res.status).toBe(202);
     const rejected = await reject(res.body.id, tok.b);
@@ -174,7 +166,8 @@ describe("code signing over REST", () => {
     const late = await approve(res.body.id, tok.c);
     expect(late.status).toBe(409);
     expect(late.body.type).toBe(PROBLEM_TYPE_PREFIX + "not-pending");
-    expect((await get(res.body.id, tok.signer)).body.status).toBe("rejected");
+    expect((await get(res.body.id, tok.signer)).body).toMatchObject({ status: "rejected", approvals: [{ approver: idOf(tok.b), decision: "reject" }] });
+    expect(await countCertificates(db())).toBe(before);
   });
 
   it("issues once when approvals race", async () => {
@@ -250,22 +243,25 @@ describe("code signing with the CLI", () => {
   it("refuses the requester approving its own request, a missing token, a token on the command line; tls-server issues at once", async () => {
     const id = (await submit(codeSigningCsr("Own").csr)).body.id as string;
     fs.writeFileSync(path.join(work, "tls.csr"), makeCsr({ san: "DNS:cli.example.test" }).csr);
+    const before = await countCertificates(db());
     const [own, none, given, tls] = await Promise.all([
       cli(["approve", id], tok.requester),
       cli(["approve", id]),
-      runCli(["approve", id, "--token-value", tok.b], t.env),
+      cli(["approve", id, "--token-value", tok.b]),
       cli(["issue", "--profile", "tls-server", "--csr", "tls.csr", "--validity", "1h"], tok.tls), // no approval: at once
     ]);
     expect(tls.code, tls.stderr).toBe(0);
     const [leaf, chain] = tls.stdout.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g)!;
     expect(verify(t.rootPem, chain!, leaf!).ok).toBe(true);
-    expect(own.code).not.toBe(0);
+    expect(own.code).toBe(1);
     expect(own.stderr).toMatch(/another admin must approve/);
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/set HSM_CA_TOKEN or pass --token-file/);
     expect(given.code).toBe(2);
     expect(given.stderr).toMatch(/--token-value is not an option/);
     expect((await get(id)).body).toMatchObject({ status: "pending", approvals: [] });
+    // Only the tls-server certificate was issued.
+    expect(await countCertificates(db())).toBe(before + 1);
   });
 
   it("never prints a token", () => {
@@ -288,7 +284,9 @@ describe("CA changes", () => {
     expect((await get(id)).body).toMatchObject({ kind: "rotate", status: "pending", required: 2, requestedBy: idOf(tok.requester) });
 
     const [own, byB] = await Promise.all([cli(["approve", id], tok.requester), cli(["approve", id], tok.b)]);
+    expect(own.code).toBe(1);
     expect(own.stderr).toMatch(/another admin must approve/);
+    expect(byB.code, byB.stderr).toBe(0);
     expect(byB.stdout).toMatch(/1 of 2 approvals/);
     expect(await intermediates()).toHaveLength(1);
     const byC = await approve(id, tok.c);
@@ -302,14 +300,7 @@ describe("CA changes", () => {
       ["CN=hsm-ca Issuing CA 2, O=hsm-ca", "active"],
     ]);
     // The service notices the rotation done through REST and issues from the new intermediate.
-    const deadline = Date.now() + 10_000;
-    let chain = "";
-    while (Date.now() < deadline) {
-      chain = await (await fetch(`${t.service.httpUrl}/ca/chain.pem`)).text();
-      if (chain === cas[1]!.certificatePem) break;
-      await new Promise((res) => setTimeout(res, 200));
-    }
-    expect(chain).toBe(cas[1]!.certificatePem);
+    await waitFor("/ca/chain.pem serves the new intermediate", async () => (await (await fetch(`${t.service.httpUrl}/ca/chain.pem`)).text()) === cas[1]!.certificatePem);
   });
 
   it("asks once per CA to destroy a retired key, and destroys nothing still needed", async () => {
@@ -336,7 +327,7 @@ describe("CA changes", () => {
 
 describe("a second service on PostgreSQL, HSM_CA_APPROVAL_TTL=2s", () => {
   // A second service on PostgreSQL, sharing the first one's HSM token (one SoftHSM2 configuration per
-  // process), whose CLI runs in its own process with its own environment: the TTL comes from there.
+  // process), whose CLI opens that database itself with its own environment: the TTL comes from there.
   let p: Service | undefined;
   let pg: Awaited<ReturnType<typeof createTestDatabase>> | undefined;
   let env: Record<string, string>;
@@ -358,11 +349,14 @@ describe("a second service on PostgreSQL, HSM_CA_APPROVAL_TTL=2s", () => {
     expect(submitted.code, submitted.stderr).toBe(3);
     const [, id, expires] = /^request ([0-9a-f]{16}) pending: 0 of 2 approvals, expires (\S+)/.exec(submitted.stdout)!;
     expect(Date.parse(expires!) - Date.now()).toBeLessThan(2_000);
+    const before = await countCertificates(p.ctx.store.db);
+    // Waits for the clock, not for the service: the request's own expiry time.
     await new Promise((res) => setTimeout(res, Math.max(0, Date.parse(expires!) - Date.now() + 100)));
     const late = await api("POST", `/api/v1/requests/${id}/approve`, { token: admin });
     expect(late.status).toBe(409);
     expect(late.body.detail).toMatch(/expired at/);
-    expect((await api("GET", `/api/v1/requests/${id}`, { token: signer })).body.status).toBe("expired");
+    expect((await api("GET", `/api/v1/requests/${id}`, { token: signer })).body).toMatchObject({ status: "expired", approvals: [] });
+    expect(await countCertificates(p.ctx.store.db)).toBe(before);
   });
 
   it("issues once when approvals race on PostgreSQL's connection pool", async () => {

@@ -8,7 +8,7 @@ import { AuditLog } from "../src/audit/audit-log.ts";
 import { entryHash, GENESIS_HASH } from "../src/audit/chain.ts";
 import { auditEntriesPage, insertAuditCheckpoint, insertAuditEntries, listAuditCheckpoints, withAuditLock } from "../src/store/audit.ts";
 import { openStore, type Database } from "../src/store/database.ts";
-import { runCli } from "./helpers/cli.ts";
+import { runCliInProcess } from "./helpers/cli.ts";
 import type { Backend, TestService } from "./helpers/service.ts";
 
 const log = { error: () => {}, warn: () => {} };
@@ -26,7 +26,7 @@ export function auditAnchorSuite(backend: Backend, get: () => { service: TestSer
   let sdb: Database;
   let saudit: AuditLog;
   let logLines: string[];
-  const verify = (...flags: string[]) => runCli(["audit", "verify", ...flags], s.env);
+  const verify = (...flags: string[]) => runCliInProcess(["audit", "verify", ...flags], s.env);
 
   beforeAll(async () => {
     ({ service: s, logLines } = get());

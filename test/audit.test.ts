@@ -10,8 +10,9 @@ import { verifyAuditLog, type AuditVerification } from "../src/audit/verify.ts";
 import { auditEntriesPage, listAuditCheckpoints, withAuditLock, type AuditCheckpointRow, type AuditRow } from "../src/store/audit.ts";
 import { openStore, type Database, type Store } from "../src/store/database.ts";
 import { auditAnchorSuite } from "./audit-anchor-suite.ts";
-import { runCli } from "./helpers/cli.ts";
+import { runCliInProcess } from "./helpers/cli.ts";
 import { makeCsr, tempDir } from "./helpers/openssl.ts";
+import { copyMigratedPglite } from "./helpers/pglite-template.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
 
 /**
@@ -362,7 +363,7 @@ describe("the CLI", () => {
     for (let i = 0; i < 3; i++) audit.record({ kind: "test.export", subject: `e${i}` });
     await audit.flush();
 
-    const all = await runCli(["audit", "export"], t.env);
+    const all = await runCliInProcess(["audit", "export"], t.env);
     expect(all.code, all.stderr).toBe(0);
     const lines = all.stdout.trim().split("\n").map((l) => JSON.parse(l));
     expect(lines.length).toBeGreaterThan(300);
@@ -374,21 +375,21 @@ describe("the CLI", () => {
       prev = e.hash;
     }
 
-    const recent = await runCli(["audit", "export", "--since", since.toISOString()], t.env);
+    const recent = await runCliInProcess(["audit", "export", "--since", since.toISOString()], t.env);
     expect(recent.code, recent.stderr).toBe(0);
     const got = recent.stdout.trim().split("\n").map((l) => JSON.parse(l));
     expect(got.every((e) => new Date(e.at) >= since)).toBe(true);
     expect(got.filter((e) => e.kind === "test.export").map((e) => e.subject)).toEqual(["e0", "e1", "e2"]);
     expect(got.some((e) => e.kind === "certificate.issue")).toBe(false);
 
-    const bad = await runCli(["audit", "export", "--since", "yesterday"], t.env);
+    const bad = await runCliInProcess(["audit", "export", "--since", "yesterday"], t.env);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--since "yesterday" is not an ISO 8601/);
   });
 
   it("audit verify: 0 when the chain holds, 1 naming the first bad entry", async () => {
     await audit.flush();
-    const ok = await runCli(["audit", "verify", "--check-keys"], t.env);
+    const ok = await runCliInProcess(["audit", "verify", "--check-keys"], t.env);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toMatch(/^OK: \d+ entries \(seq 1\.\.\d+\), \d+ signed checkpoints, HSM anchor at seq \d+; head [0-9a-f]{64}\n$/);
 
@@ -396,20 +397,21 @@ describe("the CLI", () => {
     const original = await entryAt(db, seq);
     await db.execute(sql`update audit_log set details = details || '{"profile":"code-signing"}'::jsonb where seq = ${seq}`);
     try {
-      const bad = await runCli(["audit", "verify"], t.env);
+      const bad = await runCliInProcess(["audit", "verify"], t.env);
       expect(bad.code).toBe(1);
       expect(bad.stdout).toMatch(new RegExp(`^first bad entry: seq ${seq} \\(edited\\): its hash does not match its content\\n`));
       expect(bad.stderr).toMatch(/does NOT verify/);
     } finally {
       await db.execute(sql`update audit_log set details = ${JSON.stringify(original.details)}::jsonb where seq = ${seq}`);
     }
-    expect((await runCli(["audit", "verify"], t.env)).code).toBe(0);
+    expect((await runCliInProcess(["audit", "verify"], t.env)).code).toBe(0);
   });
 });
 
 describe("failures never reach the caller", () => {
   it("an unwritable database: entries kept, logged loudly, written later", async () => {
     const dir = tempDir("hsmca-audit-");
+    await copyMigratedPglite(dir);
     const store = await openStore({ dataDir: dir });
     let broken = true;
     const flaky = new Proxy(store.db, {

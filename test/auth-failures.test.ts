@@ -12,7 +12,7 @@ import https from "node:https";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuthFailures, clientKey } from "../src/api/auth-failures.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
-import { runCli } from "./helpers/cli.ts";
+import { runCliInProcess } from "./helpers/cli.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
 
 type Entry = { kind: string; actor: string; result: string; details: Record<string, any> };
@@ -165,7 +165,7 @@ describe("on the service", () => {
   it("leaves two audit entries for the 201 failures of 127.0.0.1: the first, and one with the count at shutdown", async () => {
     await t.service.close();
     stopped = true;
-    const r = await runCli(["audit", "export"], t.env);
+    const r = await runCliInProcess(["audit", "export"], t.env);
     expect(r.code, r.stderr).toBe(0);
     const entries: Entry[] = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
     const failures = entries.filter((e) => e.kind === "auth.failure");

@@ -4,12 +4,17 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listCeremonies } from "../src/store/ceremonies.ts";
 import { openStore } from "../src/store/database.ts";
-import { runCli } from "./helpers/cli.ts";
+import { runCli, runCliInProcess } from "./helpers/cli.ts";
 import { tempDir } from "./helpers/openssl.ts";
 import { createTestDatabase } from "./helpers/postgres.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
 
-/** The hsm-ca executable as an admin runs it, with no service running (embedded PGlite). */
+/**
+ * The hsm-ca commands as an admin runs them, with no service running
+ * (embedded PGlite). The first init, a few refusals, a wrong PIN (the module's
+ * SOFTHSM2_CONF is the process's) and serve run the real executable; the
+ * other commands run its main() in this process (helpers/cli.ts).
+ */
 const dataDir = tempDir("hsmca-cli-");
 const env = { HSM_CA_DATA_DIR: dataDir };
 const pin = () => fs.readFileSync(path.join(dataDir, "hsm/user.pin"), "utf8").trim();
@@ -49,7 +54,7 @@ describe("hsm-ca init", () => {
   });
 
   it("prints fingerprints that match the stored certificates and reports them in status", async () => {
-    const status = await runCli(["status"], env);
+    const status = await runCliInProcess(["status"], env);
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(/ROOT CA \(active\)\s+CN=Example Root/);
     const fingerprints = [...status.stdout.matchAll(/sha256\s+([0-9a-f]{64})/g)].map((m) => m[1]!.toUpperCase().match(/../g)!.join(":"));
@@ -62,7 +67,7 @@ describe("hsm-ca init", () => {
   });
 
   it("is idempotent: a second run creates nothing and keeps the keys", async () => {
-    const again = await runCli(["init", "--root-algorithm", "ecdsa-p256"], env);
+    const again = await runCliInProcess(["init", "--root-algorithm", "ecdsa-p256"], env);
     expect(again.code).toBe(0);
     expect(again.stdout).toMatch(/already exists; nothing was created/);
     const keys = listPrivateKeys();
@@ -89,7 +94,7 @@ describe("hsm-ca init", () => {
 
 describe("hsm-ca token create", () => {
   it("prints the token once on stdout and what it is on stderr", async () => {
-    const r = await runCli(["token", "create", "--role", "issuer", "--profile", "tls-server", "--profile", "spiffe-svid"], env);
+    const r = await runCliInProcess(["token", "create", "--role", "issuer", "--profile", "tls-server", "--profile", "spiffe-svid"], env);
     expect(r.code).toBe(0);
     expect(r.stdout.trim()).toMatch(/^hsmca_[0-9a-f]{12}_[A-Za-z0-9_-]{32}$/);
     expect(r.stderr).toMatch(/issuer token [0-9a-f]{12} for profiles tls-server, spiffe-svid/);
@@ -98,23 +103,34 @@ describe("hsm-ca token create", () => {
     expect(grepDir(path.join(dataDir, "pglite"), secret)).toBe(false);
   });
 
-  const refusals: Array<[string, string[], RegExp]> = [
-    ["an issuer token without a profile", ["token", "create", "--role", "issuer"], /needs at least one --profile/],
-    ["an unknown role", ["token", "create", "--role", "wizard"], /--role must be one of admin, issuer, auditor/],
-    ["an unknown profile", ["token", "create", "--role", "issuer", "--profile", "nope"], /no profile "nope"/],
-    ["an unknown option", ["token", "create", "--role", "admin", "--colour", "red"], /Unknown option '--colour'/],
-    ["an unknown command", ["frobnicate"], /unknown command "frobnicate"/],
-    ["a bad algorithm", ["init", "--root-algorithm", "dsa-1024"], /--root-algorithm must be one of ecdsa-p256/],
+  // Exit 2: the command line is wrong; 1: the command could not be done.
+  const refusals: Array<[string, string[], RegExp, number]> = [
+    ["an issuer token without a profile", ["token", "create", "--role", "issuer"], /needs at least one --profile/, 1],
+    ["an unknown role", ["token", "create", "--role", "wizard"], /--role must be one of admin, issuer, auditor/, 2],
+    ["an unknown profile", ["token", "create", "--role", "issuer", "--profile", "nope"], /no profile "nope"/, 2],
+    ["an unknown option", ["token", "create", "--role", "admin", "--colour", "red"], /Unknown option '--colour'/, 1],
+    ["an unknown command", ["frobnicate"], /unknown command "frobnicate"/, 2],
+    ["a bad algorithm", ["init", "--root-algorithm", "dsa-1024"], /--root-algorithm must be one of ecdsa-p256/, 2],
   ];
-  for (const [what, args, message] of refusals) {
-    it(`refuses ${what} with one line and a non-zero exit`, async () => {
-      const r = await runCli(args, env);
-      expect(r.code).not.toBe(0);
+  for (const [what, args, message, code] of refusals) {
+    it(`refuses ${what} with one line and exit ${code}`, async () => {
+      const r = await runCliInProcess(args, env);
+      expect(r.code).toBe(code);
       expect(r.stderr).toMatch(message);
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
       expect(r.stdout).toBe("");
     });
   }
+
+  it("the executable itself: one line on stderr, nothing on stdout, the exit code", async () => {
+    for (const [, args, message, code] of refusals.filter(([what]) => what === "an unknown command" || what === "an unknown option")) {
+      const r = await runCli(args, env);
+      expect(r.code).toBe(code);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stdout).toBe("");
+    }
+  });
 });
 
 describe("secrets and configuration errors", () => {
@@ -127,7 +143,7 @@ describe("secrets and configuration errors", () => {
       SOFTHSM2_CONF: path.join(dataDir, "hsm/softhsm2.conf"),
       HSM_CA_PIN: wrong,
     });
-    expect(r.code).not.toBe(0);
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/HSM login failed: CKR_PIN_INCORRECT/);
     expect(r.stderr + r.stdout).not.toContain(wrong);
     expect(r.stderr + r.stdout).not.toContain(pin());
@@ -144,13 +160,13 @@ describe("secrets and configuration errors", () => {
   });
 
   it("refuses a PIN setting for the embedded token, whose PIN is generated", async () => {
-    const r = await runCli(["status"], { ...env, HSM_CA_PIN: "1234" });
+    const r = await runCliInProcess(["status"], { ...env, HSM_CA_PIN: "1234" });
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toMatch(/^hsm-ca: HSM_CA_PIN and HSM_CA_PIN_FILE apply with HSM_CA_PKCS11_MODULE/);
   });
 
   it("refuses a bad setting with one line", async () => {
-    const r = await runCli(["status"], { ...env, HSM_CA_HSM_SESSIONS: "lots" });
+    const r = await runCliInProcess(["status"], { ...env, HSM_CA_HSM_SESSIONS: "lots" });
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toMatch(/^hsm-ca: invalid setting HSM_CA_HSM_SESSIONS/);
   });

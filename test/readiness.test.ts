@@ -3,6 +3,7 @@ import { PROBLEM_TYPE_PREFIX } from "../src/api/problem.ts";
 import { makeCsr } from "./helpers/openssl.ts";
 import { BASE_URL } from "./helpers/postgres.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
+import { waitFor } from "./helpers/wait.ts";
 import postgres from "postgres";
 
 /**
@@ -25,6 +26,11 @@ describe("readiness", () => {
   it("is ready with the HSM and database up", async () => {
     const res = await t.api("GET", "/readyz");
     expect(res.status).toBe(200);
+    expect(res.headers["content-type"]).toMatch(/^application\/json/);
+    expect(res.body).toEqual({ status: "ready", checks: { hsm: "ok", database: "ok" } });
+    const live = await t.api("GET", "/healthz");
+    expect(live.status).toBe(200);
+    expect(live.body).toEqual({ status: "alive" });
   });
 
   it("reports the HSM down when its sessions are closed, and issuance answers 503 problem+json", async () => {
@@ -34,15 +40,19 @@ describe("readiness", () => {
     expect(res.status).toBe(503);
     expect(res.headers["content-type"]).toMatch(/^application\/problem\+json/);
     expect(res.body.type).toBe(PROBLEM_TYPE_PREFIX + "hsm-unavailable");
+    expect(res.body.status).toBe(503);
     expect(res.body.detail).toMatch(/^hsm down: CKR_SESSION_HANDLE_INVALID/);
-    expect(res.body.checks.database).toBe("ok");
+    expect(res.body.checks).toEqual({ hsm: expect.stringMatching(/^down: CKR_SESSION_HANDLE_INVALID/), database: "ok" });
     const issued = await t.api("POST", "/api/v1/certificates", {
       token,
       json: { csr: makeCsr({ san: "DNS:x.example.test" }).csr, profile: "tls-server" },
     });
     expect(issued.status).toBe(503);
+    expect(issued.headers["content-type"]).toMatch(/^application\/problem\+json/);
     expect(issued.body.type).toBe(PROBLEM_TYPE_PREFIX + "hsm-unavailable");
-    expect(issued.headers["retry-after"]).toBeDefined();
+    expect(Number(issued.headers["retry-after"])).toBeGreaterThan(0);
+    // The HSM comes back by itself (the database test below needs it up).
+    await waitFor("/readyz 200 after the HSM's sessions are back", async () => (await t.api("GET", "/readyz")).status === 200);
   });
 
   it("reports the database down when it goes away", async () => {
@@ -52,7 +62,9 @@ describe("readiness", () => {
     await admin.end();
     const res = await t.api("GET", "/readyz");
     expect(res.status).toBe(503);
-    expect(res.body.checks.database).toMatch(/^down: /);
-    expect(res.body.detail).toMatch(/database down/);
+    expect(res.headers["content-type"]).toMatch(/^application\/problem\+json/);
+    expect(res.body.type).toBe(PROBLEM_TYPE_PREFIX + "database-unavailable");
+    expect(res.body.checks).toEqual({ hsm: "ok", database: expect.stringMatching(/^down: /) });
+    expect(res.body.detail).toMatch(/^database down: /);
   });
 });

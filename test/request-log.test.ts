@@ -6,6 +6,7 @@ import { newAccountKey } from "./helpers/acme-jws.ts";
 import { makeCsr } from "./helpers/openssl.ts";
 import { RelyingParty } from "./helpers/relying-party.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 /**
  * The request log as an operator reads it: one JSON line per request with
@@ -33,11 +34,13 @@ interface RequestLine {
 
 const parsed = () => lines.map((l) => JSON.parse(l) as Record<string, unknown>);
 const requestLines = () => parsed().filter((l) => l.msg === "request") as unknown as RequestLine[];
-/** Log lines are written when the response is; give the stream a moment. */
-const settle = () => new Promise((r) => setTimeout(r, 50));
-
-/** The one request line with this id (fails unless there is exactly one). */
-function lineFor(reqId: string): RequestLine {
+/**
+ * The one request line with this id (fails unless there is exactly one).
+ * Log lines are written as the response goes out, so the client may see the
+ * response first: waits for the line to appear.
+ */
+async function lineFor(reqId: string): Promise<RequestLine> {
+  await waitFor(`the request line for ${reqId}`, () => requestLines().some((l) => l.reqId === reqId), { timeoutMs: 5_000, intervalMs: 10 });
   const found = requestLines().filter((l) => l.reqId === reqId);
   expect(found, `request lines for ${reqId}`).toHaveLength(1);
   return found[0]!;
@@ -57,14 +60,13 @@ describe("request log", () => {
     expect(issued.status).toBe(201);
     const read = await t.api("GET", `/api/v1/certificates/${issued.body.serial}`, { token: issuerToken });
     expect(read.status).toBe(200);
-    await settle();
 
     const tokenId = /^hsmca_([0-9a-f]{12})_/.exec(issuerToken)![1];
-    const post = lineFor(String(issued.headers["x-request-id"]));
+    const post = await lineFor(String(issued.headers["x-request-id"]));
     expect(post).toMatchObject({ level: 30, listener: "https", method: "POST", route: "/api/v1/certificates", status: 201, tokenId, role: "issuer" });
     expect(post.ms).toBeGreaterThan(0);
     expect(post.ms).toBeLessThan(10_000);
-    const get = lineFor(String(read.headers["x-request-id"]));
+    const get = await lineFor(String(read.headers["x-request-id"]));
     expect(get).toMatchObject({ method: "GET", route: "/api/v1/certificates/:serial", status: 200, tokenId });
     // The route pattern, not the path: no serial in the request line.
     expect(JSON.stringify(get)).not.toContain(issued.body.serial);
@@ -77,9 +79,9 @@ describe("request log", () => {
     expect(sane.headers["x-request-id"]).toBe("trace-4bf92f3577b34da6a3ce929d0e0e4736");
     const insane = await t.api("GET", "/healthz", { headers: { "x-request-id": "<script>" + "x".repeat(300) } });
     expect(insane.headers["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/);
-    await settle();
+    expect(await lineFor(String(insane.headers["x-request-id"]))).toMatchObject({ route: "/healthz", status: 200 });
     // Probes are logged at debug.
-    expect(lineFor("trace-4bf92f3577b34da6a3ce929d0e0e4736")).toMatchObject({ level: 20, route: "/healthz", status: 200, listener: "https" });
+    expect(await lineFor("trace-4bf92f3577b34da6a3ce929d0e0e4736")).toMatchObject({ level: 20, route: "/healthz", status: 200, listener: "https" });
     expect(lines.join("\n")).not.toContain("<script>");
   });
 
@@ -96,13 +98,12 @@ describe("request log", () => {
     const b64 = encodeURIComponent(fs.readFileSync(path.join(rp.dir, "req.der")).toString("base64"));
     const viaGet = await fetch(`${ocspUrl}/${b64}`);
     expect(viaGet.status).toBe(200);
-    await settle();
 
-    const unauthorized = lineFor(String(bad.headers["x-request-id"]));
+    const unauthorized = await lineFor(String(bad.headers["x-request-id"]));
     expect(unauthorized).toMatchObject({ route: "/api/v1/cas", status: 401, level: 30 });
     expect(unauthorized.tokenId).toBeUndefined();
-    expect(lineFor(String(missing.headers["x-request-id"]))).toMatchObject({ route: "unmatched", status: 404 });
-    expect(lineFor(String(viaGet.headers.get("x-request-id")))).toMatchObject({ listener: "http", method: "GET", route: "/ocsp/*", status: 200 });
+    expect(await lineFor(String(missing.headers["x-request-id"]))).toMatchObject({ route: "unmatched", status: 404 });
+    expect(await lineFor(String(viaGet.headers.get("x-request-id")))).toMatchObject({ listener: "http", method: "GET", route: "/ocsp/*", status: 200 });
     expect(lines.join("\n")).not.toContain(b64.slice(0, 40));
     expect(lines.join("\n")).not.toContain("0123456789abcdef");
   });
@@ -114,9 +115,8 @@ describe("request log", () => {
     const { account } = await acme.newAccount(key);
     const res = await acme.post(account.url, key, "", { kid: account.url });
     expect(res.status).toBe(200);
-    await settle();
     const accountId = account.url.split("/").at(-1)!;
-    const line = lineFor(String(res.headers["x-request-id"]));
+    const line = await lineFor(String(res.headers["x-request-id"]));
     expect(line).toMatchObject({ method: "POST", route: "/acme/acct/:id", status: 200, acmeAccount: accountId });
     expect(line.tokenId).toBeUndefined();
   });

@@ -1,7 +1,8 @@
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listCas } from "../src/store/cas.ts";
-import { runCli } from "./helpers/cli.ts";
+import { runCliInProcess } from "./helpers/cli.ts";
+import { waitFor } from "./helpers/wait.ts";
 import { makeCsr, verify } from "./helpers/openssl.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
 
@@ -25,7 +26,7 @@ afterAll(async () => {
 
 describe("hsm-ca rotate", () => {
   it("--dry-run says what would happen and changes nothing", async () => {
-    const r = await runCli(["rotate", "--dry-run"], t.env);
+    const r = await runCliInProcess(["rotate", "--dry-run"], t.env);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/retire\s+CN=hsm-ca Issuing CA 1/);
     expect(r.stdout).toMatch(/create\s+CN=hsm-ca Issuing CA 2/);
@@ -34,7 +35,7 @@ describe("hsm-ca rotate", () => {
   });
 
   it("status shows when the next rotation is due", async () => {
-    const r = await runCli(["status"], t.env);
+    const r = await runCliInProcess(["status"], t.env);
     expect(r.stdout).toMatch(/next rotation \d{4}-\d\d-\d\dT[\d:.]+Z \(when 10% of its life remains\)/);
   });
 
@@ -49,11 +50,18 @@ describe("hsm-ca rotate", () => {
       }
     };
     const workers = Array.from({ length: 6 }, (_, i) => worker(i));
-    await new Promise((r) => setTimeout(r, 500));
-    const rotated = await runCli(["rotate"], t.env);
-    await new Promise((r) => setTimeout(r, 1_000));
-    stop = true;
-    await Promise.all(workers);
+    const issuerOf = (r: (typeof results)[number]) => (r.certificate ? new x509.X509Certificate(r.certificate).issuerName.getField("CN")[0] : undefined);
+    let rotated: Awaited<ReturnType<typeof runCliInProcess>>;
+    try {
+      // The loop is issuing when the rotation starts, and goes on issuing after it, from the new intermediate.
+      await waitFor("10 certificates issued before the rotation", () => results.length >= 10, { timeoutMs: 30_000 });
+      rotated = await runCliInProcess(["rotate"], t.env);
+      const after = results.length;
+      await waitFor("10 certificates from Issuing CA 2 after the rotation", () => results.slice(after).filter((r) => issuerOf(r) === "hsm-ca Issuing CA 2").length >= 10, { timeoutMs: 30_000 });
+    } finally {
+      stop = true;
+      await Promise.all(workers);
+    }
 
     expect(rotated.code, rotated.stderr).toBe(0);
     expect(rotated.stdout).toMatch(/Key ceremony: rotate/);

@@ -7,7 +7,6 @@ import { createLogger } from "../src/logger.ts";
 import { startService, type Service } from "../src/service.ts";
 import { listCas } from "../src/store/cas.ts";
 import { listCeremonies } from "../src/store/ceremonies.ts";
-import { runCli } from "./helpers/cli.ts";
 import { makeCsr, verify } from "./helpers/openssl.ts";
 import { fetchBytes, RelyingParty, within } from "./helpers/relying-party.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";

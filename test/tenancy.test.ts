@@ -18,6 +18,7 @@ import { makeCsr } from "./helpers/openssl.ts";
 import { freePort } from "./helpers/ports.ts";
 import { RelyingParty } from "./helpers/relying-party.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 let t: TestService;
 let rp: RelyingParty;
@@ -173,8 +174,6 @@ describe("an admin token", () => {
       expect(res.status, res.text).toBe(200);
       expect(res.body).toMatchObject({ status: "revoked", revocationReason: "superseded" });
     }
-    const deadline = Date.now() + 5_000;
-    while ((await ocspStatus(viaAcme)) !== "revoked" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-    expect(await ocspStatus(viaAcme)).toBe("revoked");
+    await waitFor("OCSP says the ACME certificate is revoked", async () => (await ocspStatus(viaAcme)) === "revoked", { timeoutMs: 5_000, intervalMs: 200 });
   });
 });

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import { withActor } from "../audit/actor.ts";
 import { AuditLog, keyUseRecorder } from "../audit/audit-log.ts";
-import type { Config } from "../config.ts";
+import { loadConfig, type Config } from "../config.ts";
 import { sendToRunningService, type CommandResult } from "../control/control-socket.ts";
 import { Hsm } from "../hsm/hsm.ts";
 import { createLogger } from "../logger.ts";
@@ -13,19 +13,36 @@ import { refuseEmbeddedBesidePostgres } from "./database-guard.ts";
 import { localizeArgs, type LocalizedArgs } from "./local-inputs.ts";
 import { oneLine, runCommand } from "./run-command.ts";
 
+/** What a run of hsm-ca reads and writes besides its arguments: the process's own, or a test's. */
+export interface CliIo {
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+const processIo: CliIo = {
+  env: process.env,
+  cwd: process.cwd(),
+  stdout: (text) => void process.stdout.write(text),
+  stderr: (text) => void process.stderr.write(text),
+};
+
+/**
 /**
  * A command typed at the terminal (every one but `serve`): it runs in this
  * process, or, on the embedded database while the service is up, inside the
  * service through its control socket (PGlite is single-process; see
- * ./in-service.ts).
+ * ./in-service.ts). Tests pass their own io to run a command without
+ * starting a process (runCommandLine).
  */
-export async function runFromTerminal(argv: string[], config: Config): Promise<number> {
+export async function runFromTerminal(argv: string[], config: Config, io: CliIo = processIo): Promise<number> {
   // The API token, --csr FILE and --out FILE belong to this process, wherever the command runs.
   let inputs: LocalizedArgs;
   try {
-    inputs = localizeArgs(argv, process.env, process.cwd());
+    inputs = localizeArgs(argv, io.env, io.cwd);
   } catch (err) {
-    process.stderr.write(`hsm-ca ${argv[0]}: ${oneLine(err)}\n`);
+    io.stderr(`hsm-ca ${argv[0]}: ${oneLine(err)}\n`);
     return 2;
   }
   argv = inputs.argv;
@@ -33,12 +50,12 @@ export async function runFromTerminal(argv: string[], config: Config): Promise<n
   // backup and restore use this process's passphrase and files (a drill, its own SoftHSM2 child): never forwarded.
   if (!config.databaseUrl && argv[0] && !["help", "backup", "restore"].includes(argv[0])) {
     const remote = await sendToRunningService(config.dataDir, argv).catch((err: Error) => {
-      process.stderr.write(`hsm-ca: ${err.message}\n`);
+      io.stderr(`hsm-ca: ${err.message}\n`);
       return { code: 1, stdout: "", stderr: "" };
     });
-    if (remote) return emit(remote, inputs.outFile);
+    if (remote) return emit(remote, inputs.outFile, io);
   }
-  const local = localEnv(config);
+  const local = localEnv(config, io);
   const captured: string[] = [];
   if (inputs.outFile) local.env.out = (t) => captured.push(t);
   let code: number;
@@ -48,27 +65,27 @@ export async function runFromTerminal(argv: string[], config: Config): Promise<n
     await local.close();
   }
   if (!inputs.outFile) return code;
-  return emit({ code, stdout: captured.length ? captured.join("\n") + "\n" : "", stderr: "" }, inputs.outFile);
+  return emit({ code, stdout: captured.length ? captured.join("\n") + "\n" : "", stderr: "" }, inputs.outFile, io);
 }
 
 /** A command's output; with --out FILE, the stdout of a command that succeeded goes to that file instead. */
-function emit(r: CommandResult, outFile: string | undefined): number {
+function emit(r: CommandResult, outFile: string | undefined, io: CliIo): number {
   if (outFile && r.code === 0 && r.stdout) {
     try {
       fs.writeFileSync(outFile, r.stdout, { mode: 0o644 });
     } catch (err) {
-      process.stderr.write(r.stderr + `hsm-ca: cannot write ${outFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
+      io.stderr(r.stderr + `hsm-ca: cannot write ${outFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
       return 1;
     }
-    process.stderr.write(r.stderr + `Wrote ${outFile}\n`);
+    io.stderr(r.stderr + `Wrote ${outFile}\n`);
     return 0;
   }
-  process.stdout.write(r.stdout);
-  process.stderr.write(r.stderr);
+  io.stdout(r.stdout);
+  io.stderr(r.stderr);
   return r.code;
 }
 
-function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
+function localEnv(config: Config, io: CliIo): { env: CommandEnv; close(): Promise<void> } {
   let store: Promise<Store> | undefined;
   let hsm: Hsm | undefined;
   // Whatever this command creates under the data directory (PGlite's WAL, a restored token) is private;
@@ -79,7 +96,7 @@ function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
     if (checked) return;
     checked = true;
     const repairs = makeDataDirPrivate(config.dataDir);
-    if (repairs.length) process.stderr.write(`hsm-ca: removed other users' permissions under the data directory: ${describeRepairs(repairs)}\n`);
+    if (repairs.length) io.stderr(`hsm-ca: removed other users' permissions under the data directory: ${describeRepairs(repairs)}\n`);
   };
   const openStoreOnce = () =>
     (store ??= Promise.resolve().then(() => {
@@ -101,8 +118,8 @@ function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
         }
         return hsm;
       },
-      out: (t) => process.stdout.write(t + "\n"),
-      err: (t) => process.stderr.write(t + "\n"),
+      out: (t) => io.stdout(t + "\n"),
+      err: (t) => io.stderr(t + "\n"),
       revocationUrls: () => new RevocationUrls(config.publicHttpUrl ?? `http://${config.http.host}:${config.http.port}`),
       hierarchyChanged: async () => {},
       audit,
@@ -114,4 +131,24 @@ function localEnv(config: Config): { env: CommandEnv; close(): Promise<void> } {
       restoreUmask();
     },
   };
+}
+
+/**
+ * A whole command line as the executable runs it (settings from io.env,
+ * one-line errors, the exit code), but in this process: for tests.
+ */
+export async function runCommandLine(argv: string[], io: CliIo): Promise<number> {
+  let config: Config;
+  try {
+    config = loadConfig(io.env);
+  } catch (err) {
+    io.stderr(`hsm-ca: ${oneLine(err)}\n`);
+    return 2;
+  }
+  try {
+    return await runFromTerminal(argv, config, io);
+  } catch (err) {
+    io.stderr(`hsm-ca: ${oneLine(err)}\n`);
+    return 1;
+  }
 }

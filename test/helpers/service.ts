@@ -4,9 +4,10 @@ import { loadConfig, type Config } from "../../src/config.ts";
 import { createLogger } from "../../src/logger.ts";
 import { startServiceWithCli } from "../../src/serve.ts";
 import type { Service } from "../../src/service.ts";
-import { REPO, runCli } from "./cli.ts";
+import { REPO, runCliInProcess } from "./cli.ts";
 import { apiClient, type ApiRequest } from "./https.ts";
 import { tempDir } from "./openssl.ts";
+import { copyMigratedPglite } from "./pglite-template.ts";
 import { createTestDatabase } from "./postgres.ts";
 
 export type Backend = "pglite" | "postgres";
@@ -19,15 +20,15 @@ export interface TestService {
   api: ApiRequest;
   rootPem: string;
   chainPem: string;
-  /** Creates an API token with the real CLI, as an admin would. */
+  /** Creates an API token with the CLI's own code (in this process), as an admin would. */
   token(role: string, ...profiles: string[]): Promise<string>;
   stop(): Promise<void>;
 }
 
 /**
  * The service as a user runs it: the embedded SoftHSM2 token in a fresh
- * data directory, PGlite there or a fresh PostgreSQL database, loopback
- * listeners on free ports.
+ * data directory, PGlite there (initialised and migrated, as after a first
+ * start) or a fresh PostgreSQL database, loopback listeners on free ports.
  */
 export async function startTestService(
   backend: Backend,
@@ -49,6 +50,8 @@ export async function startTestService(
     ...extraEnv,
   };
   const config = loadConfig(env);
+  // A fresh data directory of our own on PGlite: start from an initialised, migrated copy (see pglite-template.ts).
+  if (!config.databaseUrl && !extraEnv.HSM_CA_DATA_DIR) await copyMigratedPglite(dataDir);
   const log = logSink
     ? createLogger("debug", { write: (line: string) => void logSink(line) } as unknown as Parameters<typeof createLogger>[1])
     : createLogger("silent");
@@ -65,7 +68,7 @@ export async function startTestService(
     chainPem,
     async token(role, ...profiles) {
       const args = ["token", "create", "--role", role, ...profiles.flatMap((p) => ["--profile", p])];
-      const r = await runCli(args, env);
+      const r = await runCliInProcess(args, env);
       if (r.code !== 0) throw new Error(`hsm-ca token create failed: ${r.stderr}`);
       return r.stdout.trim();
     },

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "./helpers/cli.ts";
+import { runCliInProcess } from "./helpers/cli.ts";
 import { makeCsr } from "./helpers/openssl.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
 
@@ -24,7 +24,7 @@ afterAll(async () => {
 describe("secrets stay out of logs and output", () => {
   it("runs a day's work: tokens, issuance, a bad token, revocation, CLI commands", async () => {
     for (const role of ["admin", "auditor"]) {
-      const r = await runCli(["token", "create", "--role", role], t.env);
+      const r = await runCliInProcess(["token", "create", "--role", role], t.env);
       cliOutput.push(r.stderr);
       tokens.push(r.stdout.trim());
     }
@@ -37,7 +37,7 @@ describe("secrets stay out of logs and output", () => {
     expect((await t.api("GET", "/api/v1/cas", { token: tokens[0]!.slice(0, -1) + (tokens[0]!.endsWith("x") ? "y" : "x") })).status).toBe(401);
     expect((await t.api("POST", `/api/v1/certificates/${issued.body.serial}/revoke`, { token: tokens[0], json: { reason: "superseded" } })).status).toBe(200);
     for (const args of [["status"], ["revoke", issued.body.serial], ["rotate", "--dry-run"]]) {
-      const r = await runCli(args, t.env);
+      const r = await runCliInProcess(args, t.env);
       cliOutput.push(r.stdout, r.stderr);
     }
     expect(lines.length).toBeGreaterThan(5);
