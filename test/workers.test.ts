@@ -109,7 +109,7 @@ describe("HSM_CA_WORKERS", () => {
 
   it("is refused without PostgreSQL, in one line", async () => {
     const r = await runCli(["serve"], { HSM_CA_DATA_DIR: tempDir("hsmca-workers-lite-"), HSM_CA_WORKERS: "2" });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2); // a setting that cannot work: 2, as for every invalid setting
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(r.stderr).toMatch(/HSM_CA_WORKERS above 1 needs PostgreSQL/);
   });
