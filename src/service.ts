@@ -30,6 +30,7 @@ import { sealPlaintextEabKeys } from "./acme/eab-keys.ts";
 import type { OwnEndpoints } from "./acme/validation/types.ts";
 import { acmeCleanupJob } from "./jobs/acme-cleanup.ts";
 import { approvalExpiryJob } from "./jobs/approval-expiry.ts";
+import { authFailureWindowsJob } from "./jobs/auth-failure-windows.ts";
 import { APPROVED_REQUESTS_JOB, approvedRequestsJob } from "./jobs/approved-requests.ts";
 import { auditCheckpointJob } from "./jobs/audit-checkpoint.ts";
 import { CRL_PUBLISHING_JOB, crlPublishingJob } from "./jobs/crl-publishing.ts";
@@ -275,6 +276,7 @@ export async function startService(
     for (const job of rotationJobs({ db: store.db, hsm, log, config, urls: () => publishing.urls, onRotated: hierarchyWatch.switchIfRotated })) jobs.register(job);
     jobs.register(keyCleanupJob({ db: store.db, hsm, log, approvals: { required: config.approvals.caChange, ttlMs: config.approvals.ttlMs } }));
     jobs.register(approvalExpiryJob(store.db));
+    jobs.register(authFailureWindowsJob(authFailures));
     if (config.audit.checkpointIntervalMs > 0) jobs.register(auditCheckpointJob(audit, config.audit.checkpointIntervalMs));
     // Approved CA changes (rotate, destroy-key): decisions only record them; this job carries them out.
     jobs.register(

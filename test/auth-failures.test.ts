@@ -162,6 +162,12 @@ describe("on the service", () => {
     expect((await get("/api/v1/cas", "hsmca_0123456789ab_" + "y".repeat(32), "127.0.0.2")).status).toBe(401);
   });
 
+  it("closes ended windows from a job of the scheduler, on every replica", async () => {
+    const job = (await t.service.jobs.status()).jobs.find((j) => j.name === "auth-failure-windows");
+    expect(job).toMatchObject({ runsOn: "every-replica", schedule: "every 5 s" });
+    expect(await t.service.jobs.runNow("auth-failure-windows")).toMatchObject({ job: "auth-failure-windows", result: "ok" });
+  });
+
   it("leaves two audit entries for the 201 failures of 127.0.0.1: the first, and one with the count at shutdown", async () => {
     await t.service.close();
     stopped = true;

@@ -60,16 +60,16 @@ const MAX_LISTED = 10;
 
 export class AuthFailures {
   private readonly windows = new Map<string, Window>();
-  private readonly sweeper: NodeJS.Timeout;
 
   constructor(
     readonly settings: AuthFailureSettings,
     private readonly audit: Recorder | undefined,
     private readonly clock: () => number = () => Date.now(),
-  ) {
-    // A window's summary is written within this long after it ends.
-    this.sweeper = setInterval(() => this.closeEnded(), Math.max(1_000, Math.min(settings.windowMs, 5_000)));
-    this.sweeper.unref();
+  ) {}
+
+  /** How often closeEnded() should run (the auth-failure-windows job): a window's summary is written within this long after it ends. */
+  get sweepEveryMs(): number {
+    return Math.max(1_000, Math.min(this.settings.windowMs, 5_000));
   }
 
   /** 0: go on; else the whole seconds until the address's window ends (it is over its limit). */
@@ -114,9 +114,8 @@ export class AuthFailures {
     for (const [key, w] of this.windows) if (now >= w.start + this.settings.windowMs) this.close(key, w);
   }
 
-  /** Writes every open window's summary and stops the timer: before the audit log stops. */
+  /** Writes every open window's summary: before the audit log stops. */
   stop(): void {
-    clearInterval(this.sweeper);
     for (const [key, w] of this.windows) this.close(key, w);
   }
 
