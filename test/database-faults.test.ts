@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
 import net from "node:net";
 import { sql } from "drizzle-orm";
+import { withTimeout } from "../src/with-timeout.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../src/api/problem.ts";
 import { makeCsr } from "./helpers/openssl.ts";
@@ -122,17 +123,6 @@ afterAll(async () => {
 const issue = () => t.api("POST", "/api/v1/certificates", { token, json: { csr, profile: "tls-server", validity: "1h" } });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The answer to a request, which must come within ms (a hung request fails the test instead of its timeout). */
-async function within<T>(ms: number, request: () => Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)));
-  try {
-    return await Promise.race([request(), late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 describe("the database goes away and comes back", () => {
   it("issues through the proxy", async () => {
     expect(t.service.ctx.store.kind).toBe("postgres");
@@ -194,13 +184,13 @@ describe("the network path to the database becomes a black hole and comes back",
 
     proxy.blackHole();
 
-    const ready = await within(5_000, () => t.api("GET", "/readyz"));
+    const ready = await withTimeout(t.api("GET", "/readyz"), 5_000);
     expect(ready.status).toBe(503);
     expect(ready.body.type).toBe(PROBLEM_TYPE_PREFIX + "database-unavailable");
 
     // Twice: the second finds the pool's connections dropped and new ones held by the black hole.
     for (let i = 0; i < 2; i++) {
-      const res = await within(5_000, issue);
+      const res = await withTimeout(issue(), 5_000);
       expect(res.status).toBe(503);
       expect(res.headers["content-type"]).toMatch(/^application\/problem\+json/);
       expect(res.body.type).toBe(PROBLEM_TYPE_PREFIX + "database-unavailable");
@@ -208,11 +198,11 @@ describe("the network path to the database becomes a black hole and comes back",
     }
 
     // ACME: every response carries a fresh nonce, which is stored in the database.
-    const nonce = await within(5_000, () => t.api("GET", "/acme/new-nonce"));
+    const nonce = await withTimeout(t.api("GET", "/acme/new-nonce"), 5_000);
     expect(nonce.status).toBe(503);
     expect(nonce.headers["content-type"]).toMatch(/^application\/problem\+json/);
 
-    const crl = await within(5_000, () => fetch(crlUrl));
+    const crl = await withTimeout(fetch(crlUrl), 5_000);
     expect([200, 503]).toContain(crl.status);
     if (crl.status === 503) expect((await crl.json()).type).toBe(PROBLEM_TYPE_PREFIX + "database-unavailable");
 
@@ -226,9 +216,9 @@ describe("the network path to the database becomes a black hole and comes back",
     }
     expect(res.status).toBe(201);
     issued.push(res.body.serial);
-    expect((await within(5_000, () => t.api("GET", "/readyz"))).status).toBe(200);
-    expect((await within(5_000, () => fetch(crlUrl))).status).toBe(200);
-    expect((await within(5_000, () => t.api("GET", "/acme/new-nonce"))).status).toBe(204);
+    expect((await withTimeout(t.api("GET", "/readyz"), 5_000)).status).toBe(200);
+    expect((await withTimeout(fetch(crlUrl), 5_000)).status).toBe(200);
+    expect((await withTimeout(t.api("GET", "/acme/new-nonce"), 5_000)).status).toBe(204);
 
     // The audit writer, whose flushes failed meanwhile, catches up: it was not left waiting on a dead connection.
     const audit = t.service.ctx.audit!;

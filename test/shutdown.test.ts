@@ -10,6 +10,8 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import tls from "node:tls";
+import { withTimeout } from "../src/with-timeout.ts";
+import { waitFor } from "./helpers/wait.ts";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { connectionCap, connectionCapFor, descriptorLimit } from "../src/api/connection-cap.ts";
 import { BIN, REPO, runCli } from "./helpers/cli.ts";
@@ -83,15 +85,6 @@ function serve(extraEnv: Record<string, string> = {}): Promise<Serving> {
   });
 }
 
-/** Rejects when the promise has not settled in `ms`. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))),
-  ]);
-}
-
 function connect(port: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = net.connect(port, "127.0.0.1", () => resolve(s));
@@ -136,14 +129,6 @@ async function refused(port: number): Promise<boolean> {
   }
 }
 
-async function waitFor(cond: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 const stoppedLines = (s: Serving) => s.lines.filter((l) => String(l.msg).startsWith("stopped serving"));
 
 describe("SIGTERM", () => {
@@ -164,7 +149,7 @@ describe("SIGTERM", () => {
 
     s.child.kill("SIGTERM");
     // The default drain is 10 s; with nothing in flight it does not wait at all.
-    expect(await within(s.exited, 20_000, "exit after SIGTERM")).toEqual({ code: 0, signal: null });
+    expect(await withTimeout(s.exited, 20_000, "exit after SIGTERM")).toEqual({ code: 0, signal: null });
     await allClosed;
     const stopped = stoppedLines(s);
     expect(stopped).toHaveLength(1);
@@ -189,7 +174,7 @@ describe("SIGTERM", () => {
       `POST /api/v1/certificates HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\n` +
         `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nExpect: 100-continue\r\n\r\n`,
     );
-    await within(continued, 10_000, "100 Continue");
+    await withTimeout(continued, 10_000, "100 Continue");
     issuance.write(body.slice(0, 100));
     // A health check on HTTPS whose request is not complete yet. (Plain HTTP, with nothing in flight, closes its connections at once.)
     const probe = await tlsConnect(s.httpsPort, rootPem);
@@ -197,19 +182,19 @@ describe("SIGTERM", () => {
     probe.write("GET /readyz HTTP/1.1\r\nHost: localhost\r\n");
 
     s.child.kill("SIGTERM");
-    await waitFor(async () => (await refused(s.httpsPort)) && (await refused(s.httpPort)), 10_000, "new connections refused");
+    await waitFor("new connections refused", async () => (await refused(s.httpsPort)) && (await refused(s.httpPort)), { timeoutMs: 10_000 });
     probe.write("\r\n");
-    const readyz = await within(probeAnswer, 10_000, "the /readyz answer");
+    const readyz = await withTimeout(probeAnswer, 10_000, "the /readyz answer");
     expect(readyz).toMatch(/^HTTP\/1\.1 503 /);
     expect(readyz).toMatch(/\r\nconnection: close\r\n/i);
     expect(readyz).toContain("urn:hsm-ca:problem:shutting-down");
 
     issuance.write(body.slice(100));
-    const answer = await within(issuanceAnswer, 20_000, "the issuance answer");
+    const answer = await withTimeout(issuanceAnswer, 20_000, "the issuance answer");
     expect(answer).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 201 /);
     expect(answer).toContain("-----BEGIN CERTIFICATE-----");
 
-    expect(await within(s.exited, 20_000, "exit after the drain")).toEqual({ code: 0, signal: null });
+    expect(await withTimeout(s.exited, 20_000, "exit after the drain")).toEqual({ code: 0, signal: null });
     const stopped = stoppedLines(s);
     expect(stopped).toHaveLength(1);
     expect(stopped[0]).toMatchObject({ cut: 0 });
@@ -219,7 +204,7 @@ describe("SIGTERM", () => {
     const again = await serve();
     expect((await fetch(`http://127.0.0.1:${again.httpPort}/readyz`)).status).toBe(200);
     again.child.kill("SIGTERM");
-    expect(await within(again.exited, 20_000, "exit")).toEqual({ code: 0, signal: null });
+    expect(await withTimeout(again.exited, 20_000, "exit")).toEqual({ code: 0, signal: null });
   }, 150_000);
 });
 
@@ -236,13 +221,13 @@ describe("the listeners' connection limits", () => {
   afterAll(async () => {
     if (s.child.exitCode !== null) return;
     s.child.kill("SIGTERM");
-    expect(await within(s.exited, 20_000, "exit")).toEqual({ code: 0, signal: null });
+    expect(await withTimeout(s.exited, 20_000, "exit")).toEqual({ code: 0, signal: null });
   }, 30_000);
 
   it("close a connection that never starts TLS after the handshake timeout", async () => {
     const silent = await connect(s.httpsPort);
     // Node's default was 120 s.
-    await within(closed(silent), 10_000, "the silent connection closed");
+    await withTimeout(closed(silent), 10_000, "the silent connection closed");
   });
 
   it("refuse HTTPS connections beyond the cap while /readyz answers on plain HTTP, and accept again below it", async () => {
@@ -253,11 +238,7 @@ describe("the listeners' connection limits", () => {
     expect(s.lines.some((l) => l.msg === "a listener is at its connection cap: refusing new connections" && l.listener === "https" && l.maxConnections === CAP)).toBe(true);
 
     for (const h of holders) h.destroy();
-    await waitFor(
-      () => tlsConnect(s.httpsPort, rootPem).then((t) => (t.destroy(), true), () => false),
-      10_000,
-      "HTTPS accepting again",
-    );
+    await waitFor("HTTPS accepting again", () => tlsConnect(s.httpsPort, rootPem).then((t) => (t.destroy(), true), () => false), { timeoutMs: 10_000 });
   });
 });
 

@@ -27,8 +27,8 @@ export interface AppContext {
   log: Logger;
   /** The audit log (auth failures, issuance, revocation); unset: nothing recorded. */
   audit?: AuditLog;
-  /** Authentication failures per client address (src/api/auth-failures.ts); unset: one with the default settings. */
-  authFailures?: AuthFailures;
+  /** Authentication failures per client address (src/api/auth-failures.ts). */
+  authFailures: AuthFailures;
   /** Request rate limits (src/policy/rate-limit.ts); unset: built from the environment's settings. */
   rateLimits?: RateLimits;
   /** HSM_CA_APPROVAL_TTL and HSM_CA_CA_CHANGE_APPROVALS (config.approvals); unset: the defaults (24 h, 2). */

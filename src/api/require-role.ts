@@ -3,12 +3,10 @@ import type { Context } from "hono";
 import { withActor } from "../audit/actor.ts";
 import { authenticate, knownValidToken, type Principal } from "../auth/api-tokens.ts";
 import { Rejection } from "../errors.ts";
-import { AuthFailures, type AuthFailure } from "./auth-failures.ts";
-import { DEFAULT_AUTH_FAILURES } from "../config.ts";
+import type { AuthFailure } from "./auth-failures.ts";
 import type { AppContext, AppEnv } from "./context.ts";
 import { problem } from "./problem.ts";
 import { limitTokenRate } from "../policy/rate-limit.ts";
-import { parseDuration } from "../policy/duration.ts";
 
 /**
  * Bearer token authentication, then a role check. 401 for no or a bad
@@ -48,7 +46,7 @@ export function requireRole(ctx: AppContext, allowed: (p: Principal) => boolean)
  * Used by the REST API and the dashboard's login.
  */
 export async function authenticateOrCount(ctx: AppContext, c: Context, secret: string | undefined, reason: string): Promise<Principal | undefined> {
-  const failures = authFailuresOf(ctx);
+  const failures = ctx.authFailures;
   const address = clientAddress(c);
   const wait = failures.retryAfter(address);
   if (wait > 0 && !knownValidToken(ctx.store.db, secret)) {
@@ -72,12 +70,3 @@ function clientAddress(c: Context): string {
   return (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket?.remoteAddress ?? "unknown";
 }
 
-const implicit = new WeakMap<object, AuthFailures>();
-
-/** The service's tracker (ctx.authFailures), or one per context with the default settings. */
-function authFailuresOf(ctx: AppContext): AuthFailures {
-  if (ctx.authFailures) return ctx.authFailures;
-  let f = implicit.get(ctx);
-  if (!f) implicit.set(ctx, (f = new AuthFailures({ limit: DEFAULT_AUTH_FAILURES.limit, windowMs: parseDuration(DEFAULT_AUTH_FAILURES.window)! }, ctx.audit)));
-  return f;
-}

@@ -72,11 +72,6 @@ export function readSubjectPublicKey(spki: Uint8Array): SubjectPublicKey {
   }
 }
 
-/** What kind of key a SubjectPublicKeyInfo holds; a bad-public-key Rejection for keys the CA does not certify. */
-export function classifyKey(spki: ArrayBuffer): SubjectKey {
-  return readSubjectPublicKey(new Uint8Array(spki)).key;
-}
-
 export function describeKey(key: SubjectKey): string {
   switch (key.type) {
     case "ecdsa":

@@ -9,8 +9,8 @@ import { Rejection } from "../errors.ts";
 
 /**
  * The HSM cannot be used now (gone, being reconnected, cannot be loaded or
- * logged into). A Rejection, so every door answers it the same way: 503
- * hsm-unavailable with Retry-After.
+ * logged into). A Rejection of kind hsm-unavailable, so every door answers
+ * it the same way (each edge maps the kind to its own status).
  */
 export class HsmUnavailableError extends Rejection {
   constructor(detail: string, options: { cause?: unknown } = {}, kind: "hsm-unavailable" | "hsm-busy" = "hsm-unavailable") {
@@ -21,8 +21,8 @@ export class HsmUnavailableError extends Rejection {
 
 /**
  * Every session of the pool is lent and the queue in front of it is full:
- * refused at once instead of queueing without bound. 503 hsm-busy with
- * Retry-After: 1.
+ * refused at once instead of queueing without bound: kind hsm-busy, with a
+ * retry hint of 1 s.
  */
 export class HsmBusyError extends HsmUnavailableError {
   constructor(detail: string) {
