@@ -8,6 +8,7 @@ import { launchChromium } from "./helpers/browser.ts";
 import { REPO } from "./helpers/cli.ts";
 import { makeCsr } from "./helpers/openssl.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 /**
  * The dashboard in a real browser (Debian's Chromium, headless): an
@@ -66,6 +67,8 @@ describe("dashboard", () => {
   });
 
   it("shows an auditor the hierarchy, recent issuance and revocations, and the HSM's health", async () => {
+    // The every-second revocation watch may not have run yet right after start: the page shows its last run.
+    await waitFor("a first revocation-watch run", async () => (await t.service.jobs.status()).jobs.find((j) => j.name === "revocation-watch")?.lastRun);
     const { context, page } = await newPage();
     await signIn(page, auditor);
     expect(new URL(page.url()).pathname).toBe("/dashboard");
