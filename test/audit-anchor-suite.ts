@@ -92,7 +92,7 @@ export function auditAnchorSuite(backend: Backend, get: () => { service: TestSer
         const victim = all.find((r) => r.kind === "admin.token.create")!.seq;
         let prevHash = GENESIS_HASH;
         for (const row of all) {
-          const changed = { ...row, prevHash, details: row.seq === victim ? { ...row.details, role: "auditor" } : row.details };
+          const changed = { ...row, prevHash, details: row.seq === victim ? { ...row.details, forged: true } : row.details };
           const hash = entryHash(changed);
           await tx.execute(sql`update audit_log set details = ${JSON.stringify(changed.details)}::jsonb, prev_hash = ${prevHash}, hash = ${hash} where seq = ${row.seq}`);
           prevHash = hash;
