@@ -3,7 +3,8 @@
 # the npm packages, and SoftHSM2 (+ OpenSC's pkcs11-tool) from Debian.
 # Sourced by scripts/start and scripts/test; with HSM_CA_TEST_DEPS=1 (scripts/test)
 # also the real ACME clients and DNS server the tests drive: certbot, lego, pebble,
-# and the browser the dashboard test drives: chromium.
+# the browser the dashboard test drives: chromium, and the relying parties that
+# verify chains: Go (golang-go) and GnuTLS certtool (gnutls-bin).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -24,6 +25,9 @@ if [ "${HSM_CA_TEST_DEPS:-0}" = 1 ]; then
   command -v pebble-challtestsrv >/dev/null 2>&1 || missing+=(pebble)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  # Independent relying parties that verify what hsm-ca issues: Go's crypto/x509 and GnuTLS.
+  command -v go >/dev/null 2>&1 || missing+=(golang-go)
+  command -v certtool >/dev/null 2>&1 || missing+=(gnutls-bin)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -51,6 +51,7 @@ const envSchema = z.object({
   HSM_CA_INTERMEDIATE_SUBJECT: z.string().default("CN=hsm-ca Issuing CA 1,O=hsm-ca"),
   HSM_CA_INTERMEDIATE_ALGORITHM: keyAlgorithm.default("ecdsa-p256"),
   HSM_CA_INTERMEDIATE_VALIDITY_DAYS: z.coerce.number().int().positive().default(365),
+  HSM_CA_INTERMEDIATE_PATH_LENGTH: z.coerce.number().int().min(0).max(4).default(1),
   HSM_CA_AUTO_INIT: z.enum(["true", "false"]).optional(),
   HSM_CA_PUBLIC_URL: z.string().url().optional(),
   HSM_CA_PUBLIC_HTTP_URL: z.string().url().optional(),
@@ -95,6 +96,12 @@ export interface HierarchyConfig {
   intermediateSubject: string;
   intermediateAlgorithm: z.infer<typeof keyAlgorithm>;
   intermediateValidityDays: number;
+  /**
+   * basicConstraints pathLen of new issuing intermediates: 1 lets them sign
+   * constrained sub-CAs (CA profiles, e.g. a mesh's issuer), 0 only leaves.
+   * New roots get one more. Capped by the signing root's own path length.
+   */
+  intermediatePathLength: number;
 }
 
 export interface Config {
@@ -254,6 +261,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       intermediateSubject: e.HSM_CA_INTERMEDIATE_SUBJECT,
       intermediateAlgorithm: e.HSM_CA_INTERMEDIATE_ALGORITHM,
       intermediateValidityDays: e.HSM_CA_INTERMEDIATE_VALIDITY_DAYS,
+      intermediatePathLength: e.HSM_CA_INTERMEDIATE_PATH_LENGTH,
     },
     publicUrl: e.HSM_CA_PUBLIC_URL?.replace(/\/+$/, ""),
     publicHttpUrl: e.HSM_CA_PUBLIC_HTTP_URL?.replace(/\/+$/, ""),

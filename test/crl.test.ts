@@ -170,6 +170,7 @@ beforeAll(async () => {
     const key = await hsm.generateKey(label, algorithm);
     const signer = hsm.signer(label, algorithm);
     const cert = await buildRootCertificate({
+      pathLength: 1,
       subject: `CN=CRL Test CA ${algorithm}, O=hsm-ca tests`,
       spki: key.spki,
       serial: newSerial(),

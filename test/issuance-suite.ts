@@ -45,7 +45,7 @@ export function issuanceSuite(backend: Backend) {
     t.api("POST", "/api/v1/certificates", { token, json: body });
 
   describe(`hierarchy (${backend})`, () => {
-    it("has a self-signed root (pathLen 1) and an intermediate (pathLen 0) signed by it, keys in the HSM", async () => {
+    it("has a self-signed root (pathLen 2) and an intermediate (pathLen 1, HSM_CA_INTERMEDIATE_PATH_LENGTH) signed by it, keys in the HSM", async () => {
       const res = await t.api("GET", "/api/v1/cas", { token: auditorToken });
       expect(res.status).toBe(200);
       const items = res.body.items as any[];
@@ -59,8 +59,8 @@ export function issuanceSuite(backend: Backend) {
       const inter = items.find((c) => c.role === "intermediate");
       expect(root.certificate).toBe(t.rootPem);
       expect(inter.certificate).toBe(t.chainPem);
-      expect(x509Text(t.rootPem)).toMatch(/CA:TRUE, pathlen:1/);
-      expect(x509Text(t.chainPem)).toMatch(/CA:TRUE, pathlen:0/);
+      expect(x509Text(t.rootPem)).toMatch(/CA:TRUE, pathlen:2/);
+      expect(x509Text(t.chainPem)).toMatch(/CA:TRUE, pathlen:1/);
       // The intermediate verifies against the root alone.
       expect(verify(t.rootPem, t.rootPem, t.chainPem).ok).toBe(true);
       const rootCert = new x509.X509Certificate(t.rootPem);

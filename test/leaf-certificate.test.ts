@@ -40,6 +40,7 @@ beforeAll(async () => {
     const key = await hsm.generateKey(label, algorithm);
     const signer = hsm.signer(label, algorithm);
     const cert = await buildRootCertificate({
+      pathLength: 1,
       subject: `CN=Leaf Test CA ${algorithm}, O=hsm-ca tests, C=DE`,
       spki: key.spki,
       serial: newSerial(),

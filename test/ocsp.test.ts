@@ -60,7 +60,7 @@ let stranger: Ca;
 async function makeCa(label: string, algorithm: CaKeyAlgorithm, subject: string): Promise<Ca> {
   const key = await hsm.generateKey(label, algorithm);
   const signer = hsm.signer(label, algorithm);
-  const cert = await buildRootCertificate({ subject, spki: key.spki, serial: newSerial(), notBefore, notAfter, signer });
+  const cert = await buildRootCertificate({ pathLength: 1, subject, spki: key.spki, serial: newSerial(), notBefore, notAfter, signer });
   return { cert, signer, algorithm, hashes: issuerHashes(cert) };
 }
 

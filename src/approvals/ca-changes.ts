@@ -38,6 +38,8 @@ export interface RotatePayload {
   subject: string;
   algorithm: CaKeyAlgorithm;
   validityDays: number;
+  /** Absent in requests made before path lengths were configurable: those rotated to pathLen 0. */
+  pathLength?: number;
 }
 
 export async function requestRotation(
@@ -50,6 +52,7 @@ export async function requestRotation(
     subject: plan.subject,
     algorithm: plan.algorithm,
     validityDays: plan.validityDays,
+    pathLength: plan.pathLength,
   };
   return createApprovalRequest(deps, { kind: "rotate", payload: { ...payload }, requestedBy: input.requestedBy, required: input.required, ttlMs: input.ttlMs });
 }
@@ -84,7 +87,7 @@ async function executeRotation(deps: CaChangeDeps, r: ApprovalRequestRow): Promi
   const done = await rotateIntermediate(
     deps.hsm,
     deps.db,
-    { intermediateAlgorithm: p.algorithm, intermediateValidityDays: p.validityDays },
+    { intermediateAlgorithm: p.algorithm, intermediateValidityDays: p.validityDays, intermediatePathLength: p.pathLength ?? 0 },
     deps.revocation?.urls,
     `approved request ${r.id}`,
     async (_tx, plan) => plan.current.id === p.retire.id,

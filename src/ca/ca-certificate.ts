@@ -18,16 +18,28 @@ export interface CaCertificateInput {
   signer: Signer;
 }
 
-/** A self-signed root: CA true, pathLen 1 (one level of intermediates below it). */
-export function buildRootCertificate(input: CaCertificateInput): Promise<x509.X509Certificate> {
-  return buildCaCertificate(input, 1);
+/** A self-signed root: CA true, with the path length it is given (how many CA levels may follow it). */
+export function buildRootCertificate(input: CaCertificateInput & { pathLength: number }): Promise<x509.X509Certificate> {
+  return buildCaCertificate(input, input.pathLength);
 }
 
-/** An issuing intermediate signed by its parent: CA true, pathLen 0; it points at the root's CRL when given. */
+/** An intermediate signed by its parent: CA true, pathLen as given; it points at the parent's CRL when given. */
 export function buildIntermediateCertificate(
-  input: CaCertificateInput & { issuer: x509.X509Certificate; revocation?: RevocationPointers },
+  input: CaCertificateInput & { issuer: x509.X509Certificate; pathLength: number; revocation?: RevocationPointers },
 ): Promise<x509.X509Certificate> {
-  return buildCaCertificate(input, 0, input.issuer, input.revocation);
+  return buildCaCertificate(input, input.pathLength, input.issuer, input.revocation);
+}
+
+/** The pathLenConstraint of a CA certificate; undefined when it sets none (unlimited). */
+export function pathLengthOf(cert: x509.X509Certificate): number | undefined {
+  const bc = cert.getExtension(x509.BasicConstraintsExtension);
+  return bc?.pathLength;
+}
+
+/** The path length a CA signed by `issuer` may have at most: one less than the issuer's, or `wanted` when the issuer sets none. */
+export function pathLengthUnder(issuer: x509.X509Certificate, wanted: number): number {
+  const limit = pathLengthOf(issuer);
+  return limit === undefined ? wanted : Math.max(0, Math.min(wanted, limit - 1));
 }
 
 /** Without an issuer the certificate is self-signed: its own key identifier is also the authority's. */

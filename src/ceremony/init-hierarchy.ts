@@ -1,7 +1,6 @@
 import { pemOf } from "../asn1/pem.ts";
-import crypto from "node:crypto";
 import * as x509 from "@peculiar/x509";
-import { buildIntermediateCertificate, buildRootCertificate } from "../ca/ca-certificate.ts";
+import { buildIntermediateCertificate, buildRootCertificate, pathLengthUnder } from "../ca/ca-certificate.ts";
 import { colonHex, sha256Hex } from "../ca/fingerprint.ts";
 import { newSerial } from "../ca/serial.ts";
 import type { HierarchyConfig } from "../config.ts";
@@ -13,6 +12,7 @@ import type { Database } from "../store/database.ts";
 import { LOCKS, withAdvisoryLock } from "../store/locks.ts";
 import { pointersFor } from "../revocation/pointers.ts";
 import type { RevocationUrls } from "../revocation/urls.ts";
+import { caKeyFor, type KeyChoice } from "./ca-key.ts";
 
 export interface TranscriptEntry {
   role: "root" | "intermediate";
@@ -68,10 +68,17 @@ export async function initHierarchy(
   });
 }
 
-export async function createRoot(hsm: KeyManager, db: Database, opts: Pick<HierarchyConfig, "rootSubject" | "rootAlgorithm" | "rootValidityDays">): Promise<CaRow> {
-  const key = await hsm.generateKey(newLabel("root"), opts.rootAlgorithm, "root");
+export async function createRoot(
+  hsm: KeyManager,
+  db: Database,
+  opts: Pick<HierarchyConfig, "rootSubject" | "rootAlgorithm" | "rootValidityDays" | "intermediatePathLength">,
+  keyChoice?: KeyChoice,
+): Promise<CaRow> {
+  const key = await caKeyFor(hsm, "root", opts.rootAlgorithm, keyChoice);
   const now = Date.now();
   const cert = await buildRootCertificate({
+    // Room for the intermediates below it and for the sub-CAs they may sign.
+    pathLength: opts.intermediatePathLength + 1,
     subject: opts.rootSubject,
     spki: key.spki,
     serial: newSerial(),
@@ -79,17 +86,18 @@ export async function createRoot(hsm: KeyManager, db: Database, opts: Pick<Hiera
     notAfter: new Date(now + opts.rootValidityDays * DAY_MS),
     signer: hsm.signer(key.label, key.algorithm),
   });
-  return insertCa(db, caRow("root", cert, key.label, key.id, key.algorithm, null));
+  return insertCa(db, { ...caRow("root", cert, key.label, key.id, key.algorithm, null), keyOrigin: key.origin });
 }
 
 export async function createIntermediate(
   hsm: KeyManager,
   db: Database,
   root: CaRow,
-  opts: Pick<HierarchyConfig, "intermediateSubject" | "intermediateAlgorithm" | "intermediateValidityDays">,
+  opts: Pick<HierarchyConfig, "intermediateSubject" | "intermediateAlgorithm" | "intermediateValidityDays" | "intermediatePathLength">,
   urls?: RevocationUrls,
+  keyChoice?: KeyChoice,
 ): Promise<CaRow> {
-  const key = await hsm.generateKey(newLabel("intermediate"), opts.intermediateAlgorithm);
+  const key = await caKeyFor(hsm, "intermediate", opts.intermediateAlgorithm, keyChoice);
   const rootCert = new x509.X509Certificate(root.certificatePem);
   const now = Date.now();
   const notAfter = Math.min(now + opts.intermediateValidityDays * DAY_MS, rootCert.notAfter.getTime());
@@ -100,10 +108,11 @@ export async function createIntermediate(
     notBefore: new Date(now - CA_BACKDATE_MS / 2),
     notAfter: new Date(notAfter),
     issuer: rootCert,
+    pathLength: pathLengthUnder(rootCert, opts.intermediatePathLength),
     signer: hsm.signer(root.keyLabel, root.keyAlgorithm as CaKeyAlgorithm),
     revocation: urls && pointersFor(urls, root.id, null),
   });
-  return insertCa(db, caRow("intermediate", cert, key.label, key.id, key.algorithm, root.id));
+  return insertCa(db, { ...caRow("intermediate", cert, key.label, key.id, key.algorithm, root.id), keyOrigin: key.origin });
 }
 
 export function caRow(
@@ -144,12 +153,6 @@ export async function entryFor(hsm: KeyManager, row: CaRow): Promise<TranscriptE
     notBefore: row.notBefore.toISOString(),
     notAfter: row.notAfter.toISOString(),
   };
-}
-
-/** hsm-ca/<role>/<date>-<random>: readable in pkcs11-tool, unique on the token. */
-function newLabel(role: string): string {
-  const date = new Date().toISOString().slice(0, 10).replaceAll("-", "");
-  return `hsm-ca/${role}/${date}-${crypto.randomBytes(4).toString("hex")}`;
 }
 
 export function formatTranscript(t: Transcript): string {

@@ -15,6 +15,7 @@ export interface RotationPlan {
   subject: string;
   algorithm: CaKeyAlgorithm;
   validityDays: number;
+  pathLength: number;
 }
 
 /**
@@ -32,17 +33,18 @@ export async function planRotation(db: Database, hierarchy: IntermediateSettings
     subject: nextGeneration(current.subject),
     algorithm: hierarchy.intermediateAlgorithm,
     validityDays: hierarchy.intermediateValidityDays,
+    pathLength: hierarchy.intermediatePathLength,
   };
 }
 
 export class RotationError extends Error {}
 
 /** What a rotation takes from the configuration (or from an approved rotation request). */
-export type IntermediateSettings = Pick<HierarchyConfig, "intermediateAlgorithm" | "intermediateValidityDays">;
+export type IntermediateSettings = Pick<HierarchyConfig, "intermediateAlgorithm" | "intermediateValidityDays" | "intermediatePathLength">;
 
 /**
  * Rotates the issuing intermediate in one database transaction: a new key in
- * the HSM, the root signs its certificate (pathLen 0), the new CA becomes
+ * the HSM, the root signs its certificate (the configured path length), the new CA becomes
  * active and the old one retired. The old key stays: it signs CRLs and OCSP
  * until its last certificate expires.
  */
@@ -63,7 +65,7 @@ export async function rotateIntermediate(
       hsm,
       tx,
       plan.root,
-      { intermediateSubject: plan.subject, intermediateAlgorithm: plan.algorithm, intermediateValidityDays: plan.validityDays },
+      { intermediateSubject: plan.subject, intermediateAlgorithm: plan.algorithm, intermediateValidityDays: plan.validityDays, intermediatePathLength: plan.pathLength },
       urls,
     );
     await retireCa(tx, plan.current.id);

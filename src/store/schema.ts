@@ -8,13 +8,21 @@ const bytea = customType<{ data: Buffer; driverData: Uint8Array }>({
   toDriver: (v) => v,
 });
 
-/** Root and intermediate CAs. Keys stay on the HSM; rows name them by label and CKA_ID. */
+/**
+ * Root and intermediate CAs. Keys stay on the HSM; rows name them by label and CKA_ID.
+ * An external root (an enterprise root hsm-ca is subordinate to) has no key here:
+ * its key_origin is "external" and its key_label "external:<SPKI SHA-256>", which
+ * names no object on any token.
+ */
 export const cas = pgTable("cas", {
   id: serial("id").primaryKey(),
   role: text("role", { enum: ["root", "intermediate"] }).notNull(),
-  status: text("status", { enum: ["active", "retired", "revoked"] }).notNull().default("active"),
+  /** incoming: a new root during a rollover, trusted beside the active one until it takes over. */
+  status: text("status", { enum: ["active", "incoming", "retired", "revoked"] }).notNull().default("active"),
   subject: text("subject").notNull(),
   keyLabel: text("key_label").notNull().unique(),
+  /** generated: made by hsm-ca on the token; adopted: found on the token (a vendor ceremony); external: not ours. */
+  keyOrigin: text("key_origin", { enum: ["generated", "adopted", "external"] }).notNull().default("generated"),
   keyId: text("key_id").notNull(),
   keyAlgorithm: text("key_algorithm").notNull(),
   certificatePem: text("certificate_pem").notNull(),
@@ -30,6 +38,47 @@ export const cas = pgTable("cas", {
   notBefore: timestamp("not_before", { withTimezone: true }).notNull(),
   notAfter: timestamp("not_after", { withTimezone: true }).notNull(),
   createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * Further certificates for a CA's key, signed by another CA: a new root
+ * cross-signed by the old one, an intermediate re-signed under the new root.
+ * They give relying parties a second path during a root rollover.
+ */
+export const caCrossCertificates = pgTable("ca_cross_certificates", {
+  id: serial("id").primaryKey(),
+  /** The CA whose key and subject the certificate carries. */
+  caId: integer("ca_id").notNull().references(() => cas.id),
+  /** The CA that signed it. */
+  issuerCaId: integer("issuer_ca_id").notNull().references(() => cas.id),
+  certificatePem: text("certificate_pem").notNull(),
+  serial: text("serial").notNull(),
+  fingerprintSha256: text("fingerprint_sha256").notNull(),
+  notBefore: timestamp("not_before", { withTimezone: true }).notNull(),
+  notAfter: timestamp("not_after", { withTimezone: true }).notNull(),
+  revokedAt: timestamp("revoked_at", { withTimezone: true }),
+  revocationReason: smallint("revocation_reason"),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * An intermediate key made in the HSM whose certificate an external root
+ * must still sign: the CSR went out, the certificate has not come back.
+ * `ceremony import-intermediate` completes it (completed_ca_id).
+ */
+export const pendingCas = pgTable("pending_cas", {
+  id: serial("id").primaryKey(),
+  subject: text("subject").notNull(),
+  keyLabel: text("key_label").notNull().unique(),
+  keyId: text("key_id").notNull(),
+  keyAlgorithm: text("key_algorithm").notNull(),
+  keyOrigin: text("key_origin", { enum: ["generated", "adopted"] }).notNull().default("generated"),
+  csrPem: text("csr_pem").notNull(),
+  /** Why it was made: "init" or the rotation that fired. */
+  reason: text("reason").notNull(),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  completedCaId: integer("completed_ca_id").references(() => cas.id),
+  completedAt: timestamp("completed_at", { withTimezone: true }),
 });
 
 /** Scheduled rotation ticks already handled: replicas firing the same tick rotate once. */
