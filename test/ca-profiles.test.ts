@@ -5,7 +5,9 @@ import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROBLEM_TYPE_PREFIX } from "../src/api/problem.ts";
 import { addressAndMask } from "../src/ca/name-constraints.ts";
+import { parseCsr } from "../src/csr/parse-csr.ts";
 import { checkIssuerPathLength } from "../src/policy/ca-profile.ts";
+import { decide } from "../src/policy/decide.ts";
 import { isCaProfile, type CaProfile } from "../src/policy/profile-schema.ts";
 import { loadAcmeProfiles, loadProfiles, ProfileError } from "../src/policy/profiles.ts";
 import { countCertificates } from "../src/store/certificates.ts";
@@ -326,6 +328,22 @@ describe("the issuing intermediate's path length", () => {
     expect(() => checkIssuerPathLength(deeper, { intermediate: 1, root: 2 })).toThrow(/the root's pathLen 2 allows intermediates of pathLen 1 at most: a rotation cannot help/);
     expect(() => checkIssuerPathLength(deeper, { intermediate: 2, root: 3 })).not.toThrow();
     expect(() => checkIssuerPathLength(mesh, { intermediate: null, root: null })).not.toThrow();
+  });
+});
+
+describe("the lifetime of a CA certificate", () => {
+  it("ends no later than the intermediate that signs it, whatever the validity asked for", async () => {
+    const mesh = loadProfiles(path.join(REPO, "profiles")).get("mesh-intermediate")!;
+    const now = new Date("2030-01-01T00:00:00Z");
+    const issuerNotAfter = new Date("2030-01-04T00:00:00Z");
+    const csr = await parseCsr(meshCsr().csr);
+    const d = decide({ profile: mesh, csr, validity: "30d", issuerNotAfter, issuerPathLengths: { intermediate: 1, root: 2 }, now });
+    expect(d.notAfter).toEqual(issuerNotAfter);
+    expect(d.ca).toMatchObject({ pathLength: 0 });
+    expect(d.keyUsage).toEqual(["keyCertSign", "cRLSign"]);
+    expect(d.extendedKeyUsage).toEqual([]);
+    // Without the issuer's path lengths a CA profile is never decided.
+    expect(() => decide({ profile: mesh, csr, issuerNotAfter, now })).toThrow(/needs the issuer's path lengths/);
   });
 });
 
