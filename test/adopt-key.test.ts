@@ -13,6 +13,7 @@ import { REPO, runCliInProcess } from "./helpers/cli.ts";
 import { apiClient } from "./helpers/https.ts";
 import { makeCsr, openssl, tempDir, verify } from "./helpers/openssl.ts";
 import { createTestDatabase } from "./helpers/postgres.ts";
+import { verifyWithAll } from "./helpers/relying-parties.ts";
 
 /**
  * Keys made elsewhere (here by pkcs11-tool, as a vendor's ceremony would)
@@ -154,7 +155,8 @@ describe("a vendor's key as the issuing intermediate", () => {
     const api = apiClient(service.httpsUrl, rootPem);
     const res = await api("POST", "/api/v1/certificates", { token, json: { csr: makeCsr({ san: "DNS:adopted.example.test" }).csr, profile: "tls-server" } });
     expect(res.status, res.text).toBe(201);
-    expect(verify(rootPem, res.body.chain, res.body.certificate).ok).toBe(true);
+    const verdicts = await verifyWithAll({ roots: [rootPem], intermediates: [res.body.chain], leaf: res.body.certificate, purpose: "serverAuth" });
+    expect(verdicts).toMatchObject({ openssl: { ok: true }, go: { ok: true }, gnutls: { ok: true } });
 
     const vendorKey = tokenPublicKeyPem("vendor-int");
     const issuerPem = res.body.chain.slice(0, res.body.chain.indexOf("-----END CERTIFICATE-----") + 26);
