@@ -29,7 +29,7 @@ export interface TranscriptEntry {
 }
 
 export interface Transcript {
-  ceremony: "init" | "rotate" | "create-root" | "sign-intermediate" | "sign-root-crl" | "destroy-key";
+  ceremony: "init" | "rotate" | "create-root" | "sign-intermediate" | "sign-root-crl" | "destroy-key" | "import-intermediate";
   at: string;
   token: string;
   created: TranscriptEntry[];
@@ -57,7 +57,8 @@ export async function initHierarchy(
       root = await createRoot(hsm, tx, opts);
       created.push(await entryFor(hsm, root));
     }
-    if (!(await activeCa(tx, "intermediate"))) {
+    // Under an external root the intermediate comes from `hsm-ca ceremony import-intermediate`: that root's key is not here.
+    if (root.keyOrigin !== "external" && !(await activeCa(tx, "intermediate"))) {
       const intermediate = await createIntermediate(hsm, tx, root, opts, urls);
       created.push(await entryFor(hsm, intermediate));
     }

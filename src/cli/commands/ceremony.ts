@@ -9,15 +9,19 @@ import { activeCa } from "../../store/cas.ts";
 import { insertCeremony } from "../../store/ceremonies.ts";
 import { LOCKS, withAdvisoryLock } from "../../store/locks.ts";
 import { CliError, type CommandEnv } from "../command-env.ts";
+import { externalCeremonyUsage, importIntermediateCommand, pendingCsrCommand, refuseExternalRoot } from "./external-ceremony.ts";
 
 export const ceremonyUsage = `hsm-ca ceremony create-root | sign-intermediate | sign-root-crl [--next-update 30d]
   Root key ceremonies, for a root that lives on its own token (HSM_CA_ROOT_TOKEN_LABEL), present
   only for the ceremony. create-root makes the root key and certificate; sign-intermediate has the
   root certify a new issuing intermediate (a rotation); sign-root-crl publishes the root's CRL,
-  valid until --next-update (default 30d). Each prints a transcript and stores it.`;
+  valid until --next-update (default 30d). Each prints a transcript and stores it.
+${externalCeremonyUsage}`;
 
 export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<number> {
   const [what, ...rest] = args;
+  if (what === "import-intermediate") return importIntermediateCommand(rest, env);
+  if (what === "pending-csr") return pendingCsrCommand(rest, env);
   const { values } = parseArgs({ args: rest, options: { "next-update": { type: "string" } }, strict: true });
   const store = await env.store();
   const hsm = env.hsm();
@@ -35,6 +39,7 @@ export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<
     }
     case "sign-intermediate": {
       // The first intermediate under a new root, or a rotation of the current one.
+      await refuseExternalRoot(store.db, "its CA signs the intermediate: hsm-ca ceremony import-intermediate --cert FILE");
       if (!(await activeCa(store.db, "intermediate"))) {
         transcript = await withAdvisoryLock(store.db, LOCKS.hierarchy, async (tx) => {
           const root = await activeCa(tx, "root");
@@ -46,7 +51,7 @@ export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<
         });
       } else {
         const done = await rotateIntermediate(hsm, store.db, env.config.hierarchy, env.revocationUrls(), "root ceremony");
-        if (!done) throw new CliError("no intermediate was signed");
+        if (!done?.transcript) throw new CliError("no intermediate was signed");
         transcript = { ...done.transcript, ceremony: "sign-intermediate" };
       }
       await env.hierarchyChanged();
@@ -55,6 +60,7 @@ export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<
     case "sign-root-crl": {
       const lifetime = parseDuration(values["next-update"] ?? "30d");
       if (!lifetime) throw new CliError(`--next-update "${values["next-update"]}" is not a duration like 30d`);
+      await refuseExternalRoot(store.db, "its CRL is published by the CA that holds its key");
       const root = await activeCa(store.db, "root");
       if (!root) throw new CliError("there is no root: run hsm-ca ceremony create-root");
       const publisher = new CrlPublisher({

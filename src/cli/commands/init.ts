@@ -4,11 +4,18 @@ import { formatTranscript, initHierarchy } from "../../ceremony/init-hierarchy.t
 import { isCaKeyAlgorithm, CA_KEY_ALGORITHMS } from "../../hsm/key-algorithms.ts";
 import { listCas } from "../../store/cas.ts";
 import { CliError, type CommandEnv } from "../command-env.ts";
+import { initBelowExternalRoot } from "./external-init.ts";
+import { KEY_CHOICE_OPTIONS, keyChoiceOf } from "./external-ceremony.ts";
 
 export const initUsage = `hsm-ca init [--root-subject DN] [--root-algorithm ALG] [--root-validity-days N]
             [--intermediate-subject DN] [--intermediate-algorithm ALG] [--intermediate-validity-days N]
   Creates the root and issuing intermediate CA keys in the HSM and their certificates,
-  if they do not exist yet, and prints the ceremony transcript. ALG: ${CA_KEY_ALGORITHMS.join(", ")}`;
+  if they do not exist yet, and prints the ceremony transcript. ALG: ${CA_KEY_ALGORITHMS.join(", ")}
+hsm-ca init --external-root ROOT.pem [--csr-out FILE] [--intermediate-subject DN] [--intermediate-algorithm ALG]
+            [--key-label L | --key-id HEX [--allow-weak-key]]
+  Below a root hsm-ca does not hold: stores that root (a self-signed CA certificate), makes the
+  issuing intermediate's key in the HSM and writes its CSR for the root to sign; then
+  hsm-ca ceremony import-intermediate --cert FILE activates it. See docs/external-root.md.`;
 
 export async function initCommand(args: string[], env: CommandEnv): Promise<number> {
   const { values } = parseArgs({
@@ -20,6 +27,8 @@ export async function initCommand(args: string[], env: CommandEnv): Promise<numb
       "intermediate-subject": { type: "string" },
       "intermediate-algorithm": { type: "string" },
       "intermediate-validity-days": { type: "string" },
+      "external-root-pem": { type: "string" },
+      ...KEY_CHOICE_OPTIONS,
     },
     strict: true,
   });
@@ -32,6 +41,12 @@ export async function initCommand(args: string[], env: CommandEnv): Promise<numb
   if (values["intermediate-validity-days"]) {
     h.intermediateValidityDays = days(values["intermediate-validity-days"], "--intermediate-validity-days");
   }
+  if (values["external-root-pem"] !== undefined) {
+    const own = ["root-subject", "root-algorithm", "root-validity-days", "intermediate-validity-days"].filter((o) => values[o as keyof typeof values] !== undefined);
+    if (own.length) throw new CliError(`--${own[0]} does not go with --external-root: the external root's CA decides that`);
+    return initBelowExternalRoot(env, { rootPem: values["external-root-pem"], subject: h.intermediateSubject, algorithm: h.intermediateAlgorithm, keyChoice: keyChoiceOf(values) });
+  }
+  if (keyChoiceOf(values)) throw new CliError("--key-label / --key-id go with --external-root here");
   const store = await env.store();
   const transcript = await initHierarchy(env.hsm(), store.db, h, env.revocationUrls());
   if (!transcript) {
