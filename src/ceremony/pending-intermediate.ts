@@ -27,7 +27,8 @@ export async function awaitExternalSignature(
   const key = await caKeyFor(hsm, "intermediate", next.algorithm, next.keyChoice);
   const csr = await buildCaCsr({ subject: next.subject, spki: key.spki, signer: hsm.signer(key.label, key.algorithm) });
   const pending = await insertPendingCa(tx, {
-    subject: next.subject,
+    // As the certificate will print it ("CN=x, O=y"), whatever spacing the option had.
+    subject: csr.subject,
     keyLabel: key.label,
     keyId: key.id,
     keyAlgorithm: key.algorithm,
