@@ -304,6 +304,8 @@ describe("the service below the external root", () => {
     const root = cas.body.items.find((c: { role: string }) => c.role === "root");
     expect(root.keyOrigin).toBe("external");
     expect(root.keyProvenance).toBeNull();
+    const ours = cas.body.items.find((c: { role: string; status: string }) => c.role === "intermediate" && c.status === "active");
+    expect((await fetch(`${t!.service.httpUrl}/crl/${ours.id}.crl`)).status).toBe(200);
     expect((await fetch(`${t!.service.httpUrl}/crl/${root.id}.crl`)).status).toBe(404);
     expectOneLineRefusal(await cli("ceremony", "sign-root-crl"), /the root CN=Example Enterprise Root, O=Example is external: its CRL is published by the CA that holds its key/);
     expectOneLineRefusal(await cli("ceremony", "sign-intermediate"), /is external: its CA signs the intermediate/);
