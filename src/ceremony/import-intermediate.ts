@@ -112,7 +112,8 @@ async function keyFor(hsm: KeyManager, db: Database, cert: CertificateFile, keyS
   if (choice?.label !== undefined || choice?.id !== undefined) {
     const algorithm = keyAlgorithmOf(cert.cert.publicKey);
     if (!isCaKeyAlgorithm(algorithm)) throw new ExternalCaError(`${cert.name} certifies an ${algorithm} key: hsm-ca's CA keys are ecdsa-p256, ecdsa-p384 or RSA`);
-    const key = await caKeyFor(hsm, "intermediate", algorithm, choice);
+    // One key, one CA: caKeyFor refuses a key that a CA or a waiting key in this database has.
+    const key = await caKeyFor(hsm, "intermediate", algorithm, { ...choice, algorithm, db });
     if (sha256Hex(key.spki) !== keySha) throw new ExternalCaError(`${cert.name} certifies another key than "${key.label}" (public key sha256 ${keySha})`);
     return { label: key.label, id: key.id, algorithm: key.algorithm, origin: key.origin };
   }

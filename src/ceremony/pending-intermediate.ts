@@ -24,7 +24,7 @@ export async function awaitExternalSignature(
 ): Promise<{ pending: PendingCaRow; prepared: boolean }> {
   const [waiting] = await waitingPendingCas(tx);
   if (waiting) return { pending: waiting, prepared: false };
-  const key = await caKeyFor(hsm, "intermediate", next.algorithm, next.keyChoice);
+  const key = await caKeyFor(hsm, "intermediate", next.algorithm, next.keyChoice && { ...next.keyChoice, db: next.keyChoice.db ?? tx });
   const csr = await buildCaCsr({ subject: next.subject, spki: key.spki, signer: hsm.signer(key.label, key.algorithm) });
   const pending = await insertPendingCa(tx, {
     // As the certificate will print it ("CN=x, O=y"), whatever spacing the option had.

@@ -8,6 +8,7 @@ import { insertCeremony } from "../store/ceremonies.ts";
 import type { Database } from "../store/database.ts";
 import { LOCKS, withAdvisoryLock } from "../store/locks.ts";
 import type { PendingCaRow } from "../store/pending-cas.ts";
+import type { KeyChoice } from "./ca-key.ts";
 import { createIntermediate, entryFor, type Transcript } from "./init-hierarchy.ts";
 import { awaitExternalSignature } from "./pending-intermediate.ts";
 
@@ -63,12 +64,14 @@ export async function rotateIntermediate(
   why: string,
   /** Decides, under the lock, whether to go ahead (a scheduled tick another replica took, a rule no longer due). */
   proceed: (tx: Database, plan: RotationPlan) => Promise<boolean> = async () => true,
+  /** A key already on the token for the new intermediate (hsm-ca ceremony sign-intermediate --key-label); default: a new one. */
+  keyChoice?: KeyChoice,
 ): Promise<RotationOutcome | undefined> {
   return withAdvisoryLock(db, LOCKS.hierarchy, async (tx) => {
     const plan = await planRotation(tx, hierarchy);
     if (!(await proceed(tx, plan))) return undefined;
     if (isExternal(plan.root)) {
-      const { pending, prepared } = await awaitExternalSignature(hsm, tx, { subject: plan.subject, algorithm: plan.algorithm, reason: why });
+      const { pending, prepared } = await awaitExternalSignature(hsm, tx, { subject: plan.subject, algorithm: plan.algorithm, reason: why, keyChoice });
       return { awaiting: pending, prepared };
     }
     requireRootKey(hsm, plan);
@@ -78,6 +81,7 @@ export async function rotateIntermediate(
       plan.root,
       { intermediateSubject: plan.subject, intermediateAlgorithm: plan.algorithm, intermediateValidityDays: plan.validityDays, intermediatePathLength: plan.pathLength },
       urls,
+      keyChoice,
     );
     await retireCa(tx, plan.current.id);
     const transcript: Transcript = {

@@ -1,5 +1,4 @@
 import { parseArgs } from "node:util";
-import type { KeyChoice } from "../../ceremony/ca-key.ts";
 import { ExternalCaError } from "../../ceremony/external-ca-error.ts";
 import { importIntermediate } from "../../ceremony/import-intermediate.ts";
 import { formatTranscript } from "../../ceremony/init-hierarchy.ts";
@@ -9,35 +8,15 @@ import { activeCa, isExternal } from "../../store/cas.ts";
 import type { Database } from "../../store/database.ts";
 import { waitingPendingCas } from "../../store/pending-cas.ts";
 import { CliError, type CommandEnv } from "../command-env.ts";
+import { ALLOW_WEAK_KEY_OPTION, keyChoiceFrom, keyChoiceOptions, keyChoiceUsage, requireKeyForAllowWeak } from "../key-choice.ts";
 
-export const externalCeremonyUsage = `hsm-ca ceremony import-intermediate --cert FILE [--chain FILE] [--key-label L | --key-id HEX [--allow-weak-key]]
+export const externalCeremonyUsage = `hsm-ca ceremony import-intermediate --cert FILE [--chain FILE] ${keyChoiceUsage("")} [--allow-weak-key]
   Below an external root (hsm-ca init --external-root): activates the intermediate certificate the
   root signed for the key waiting in the HSM (or for the key named), after checking that it carries
   that key, is a CA that may sign certificates and CRLs, is valid now and chains to the stored root
   (through the --chain certificates). A rotation's new certificate retires the old intermediate.
 hsm-ca ceremony pending-csr [--out FILE]
   Prints the CSR of the intermediate key that waits for the external root's signature.`;
-
-/** --key-label / --key-id / --allow-weak-key: a key already on the token (adopted through caKeyFor). */
-export const KEY_CHOICE_OPTIONS = {
-  "key-label": { type: "string" },
-  "key-id": { type: "string" },
-  "allow-weak-key": { type: "boolean" },
-} as const;
-
-export function keyChoiceOf(values: { "key-label"?: string; "key-id"?: string; "allow-weak-key"?: boolean }): KeyChoice | undefined {
-  const choice: KeyChoice = {};
-  if (values["key-label"] !== undefined) choice.label = values["key-label"];
-  if (values["key-id"] !== undefined) {
-    if (!/^[0-9a-fA-F]+$/.test(values["key-id"])) throw new CliError(`--key-id "${values["key-id"]}" is not hex`);
-    choice.id = values["key-id"].toLowerCase();
-  }
-  if (values["allow-weak-key"]) {
-    if (choice.label === undefined && choice.id === undefined) throw new CliError("--allow-weak-key goes with --key-label or --key-id");
-    choice.allowWeakKey = true;
-  }
-  return choice.label !== undefined || choice.id !== undefined ? choice : undefined;
-}
 
 /** Root ceremonies that sign with the root have nothing to do below an external root. */
 export async function refuseExternalRoot(db: Database, why: string): Promise<void> {
@@ -48,12 +27,14 @@ export async function refuseExternalRoot(db: Database, why: string): Promise<voi
 export async function importIntermediateCommand(args: string[], env: CommandEnv): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { "cert-pem": { type: "string" }, "chain-pem": { type: "string" }, ...KEY_CHOICE_OPTIONS },
+    options: { "cert-pem": { type: "string" }, "chain-pem": { type: "string" }, ...keyChoiceOptions(""), ...ALLOW_WEAK_KEY_OPTION },
     allowPositionals: true,
     strict: true,
   });
   if (positionals.length) throw new CliError(`unexpected argument "${positionals[0]}"; usage:\n${externalCeremonyUsage}`);
   if (values["cert-pem"] === undefined) throw new CliError("give the signed intermediate certificate with --cert FILE");
+  const keyChoice = keyChoiceFrom(values, "");
+  requireKeyForAllowWeak(values, [keyChoice], "--key-label or --key-id");
   const store = await env.store();
   const hsm = env.hsm();
   const done = await importIntermediate(hsm, store.db, {
@@ -61,7 +42,7 @@ export async function importIntermediateCommand(args: string[], env: CommandEnv)
     certName: "--cert",
     chainPem: values["chain-pem"],
     chainName: "--chain",
-    keyChoice: keyChoiceOf(values),
+    keyChoice,
   });
   const extra = {
     between: done.between.map((c) => ({ id: c.id, subject: c.subject, certificate_sha256: c.fingerprintSha256 })),

@@ -1,12 +1,14 @@
 import { rotationDueAt } from "../../policy/rotation-rule.ts";
 import { nextTick } from "../../jobs/next-tick.ts";
+import { formatProvenance } from "../../ceremony/init-hierarchy.ts";
 import { listCas } from "../../store/cas.ts";
 import { waitingPendingCas } from "../../store/pending-cas.ts";
 import { formatPending } from "../../ceremony/pending-intermediate.ts";
 import type { CommandEnv } from "../command-env.ts";
 
 export const statusUsage = `hsm-ca status
-  Prints the CA hierarchy: each CA's role, state, validity, key and key provenance, and
+  Prints the CA hierarchy: each CA's role, state, validity, key, where the key came from
+  (generated, adopted, external) and what the HSM reports about it, and
   when the issuing intermediate rotates next; below an external root, the key that waits for
   that root's signature, and since when.`;
 
@@ -26,10 +28,9 @@ export async function statusCommand(_args: string[], env: CommandEnv): Promise<n
       env.out(`  sha256       ${ca.fingerprintSha256}`);
       continue;
     }
-    env.out(`  key          ${ca.keyLabel}  id ${ca.keyId}  ${ca.keyAlgorithm}${ca.keyOrigin === "adopted" ? "  (adopted)" : ""}`);
+    env.out(`  key          ${ca.keyLabel}  id ${ca.keyId}  ${ca.keyAlgorithm}  ${ca.keyOrigin}`);
     try {
-      const p = hsm.status.provenance(ca.keyLabel);
-      env.out(`  provenance   local=${p.local} sensitive=${p.sensitive} extractable=${p.extractable} neverExtractable=${p.neverExtractable}`);
+      env.out(`  provenance   ${formatProvenance(hsm.status.provenance(ca.keyLabel))}`);
     } catch (err) {
       env.out(`  provenance   unavailable: ${(err as Error).message}`);
     }
