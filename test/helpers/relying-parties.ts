@@ -26,7 +26,9 @@ export interface ChainInput {
    * The extended key usage the relying party asks for; "any" asks for none
    * (NSS always asks for one: it accepts "any" when one of SSL server, SSL
    * client or object signing validates). OpenSSL 3.0 has no code-signing
-   * purpose: it checks codeSigning chains without one.
+   * purpose: it checks codeSigning chains without one. NSS validates object
+   * signing only below CAs marked for it (a Netscape cert type or a
+   * codeSigning EKU on the CA), which hsm-ca's CAs are not: it refuses them.
    */
   purpose?: Purpose;
 }
@@ -127,7 +129,8 @@ async function withNssDb(
         await run("certutil", ["-A", "-d", db, "-n", i === 0 ? nickname : `${nickname}-${i + 1}`, "-t", trust, "-a", "-i", file]);
       }
     };
-    for (const [i, root] of roots.entries()) await add(`root-${i}`, root, "C,C,C");
+    // C: a CA trusted to issue server certificates, T: client certificates too (NSS asks for T for SSL clients).
+    for (const [i, root] of roots.entries()) await add(`root-${i}`, root, "CT,C,C");
     for (const [i, intermediate] of intermediates.entries()) await add(`intermediate-${i}`, intermediate, ",,");
     return await fn(db, add);
   } catch (err) {
@@ -170,6 +173,70 @@ export async function verifyCrlWithAll(input: CrlInput): Promise<Verdicts> {
       withNssDb(input.roots, [...(input.intermediates ?? []), input.issuer], (db) => verdictOf(run("crlutil", ["-I", "-d", db, "-i", crl]), () => true)),
     ]);
     return { openssl, go, gnutls, nss };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export interface OcspInput {
+  /** The CA that issued the leaf, PEM; `roots` and `intermediates` complete its chain. */
+  issuer: string;
+  leaf: string;
+  /** The responder's answer for the leaf, DER. */
+  response: Buffer;
+  roots: string[];
+  intermediates: string[];
+}
+
+export type OcspVerdicts = Verdicts & {
+  /** The status each relying party read, where it says: good, revoked or unknown. */
+  statuses: Record<keyof Verdicts, string | undefined>;
+};
+
+/**
+ * Each relying party checks the response's signature (through a delegated
+ * responder certificate, if any) for this leaf and reads its status. NSS
+ * has no tool that takes a response from a file: ocspclnt asks the
+ * responder named in the leaf's AIA itself, so hsm-ca must be listening.
+ */
+export async function verifyOcspWithAll(input: OcspInput): Promise<OcspVerdicts> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hsm-ca-rp-ocsp-"));
+  const file = (name: string, data: string | Buffer) => {
+    fs.writeFileSync(path.join(dir, name), data);
+    return path.join(dir, name);
+  };
+  const issuer = file("issuer.pem", input.issuer);
+  const leaf = file("leaf.pem", input.leaf);
+  const response = file("response.der", input.response);
+  const roots = file("roots.pem", input.roots.join("\n"));
+  const others = file("others.pem", [...input.intermediates, input.issuer].join("\n"));
+  try {
+    const bin = await goVerifier();
+    const statusIn = (pattern: RegExp) => (v: Verdict) => (v.ok ? pattern.exec(v.detail)?.[1]?.toLowerCase() : undefined);
+    const [openssl, go, gnutls, nss] = await Promise.all([
+      verdictOf(
+        run("openssl", ["ocsp", "-respin", response, "-issuer", issuer, "-cert", leaf, "-CAfile", roots, "-verify_other", others]),
+        (out) => /Response verify OK/.test(out),
+      ),
+      verdictOf(run(bin, ["-ocsp", response, "-issuer", issuer, "-leaf", leaf]), (out) => out.startsWith("ok")),
+      verdictOf(run("ocsptool", ["--verify-response", "--load-trust", issuer, "--infile", response]), (out) => /Verifying OCSP Response: Success\./.test(out)),
+      withNssDb(input.roots, [...input.intermediates, input.issuer], async (db, add) => {
+        await add("leaf", input.leaf, ",,");
+        return verdictOf(run("ocspclnt", ["-S", "leaf", "-d", db], { timeout: 10_000 }), (out) => /Certificate is (good|revoked|valid)|Status: (good|revoked)/i.test(out));
+      }),
+    ]);
+    return {
+      openssl,
+      go,
+      gnutls,
+      nss,
+      statuses: {
+        openssl: statusIn(/leaf\.pem: (good|revoked|unknown)/)(openssl),
+        go: statusIn(/status=(good|revoked|unknown)/)(go),
+        gnutls: statusIn(/Cert Status: (good|revoked|unknown)/i)(gnutls),
+        nss: statusIn(/(good|revoked|unknown)/i)(nss),
+      },
+    };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
