@@ -13,6 +13,7 @@ import { LOCKS, withAdvisoryLock } from "../store/locks.ts";
 import { pointersFor } from "../revocation/pointers.ts";
 import type { RevocationUrls } from "../revocation/urls.ts";
 import { caKeyFor, type KeyChoice } from "./ca-key.ts";
+import type { CrossCertificateEntry } from "./cross-sign.ts";
 
 export interface TranscriptEntry {
   role: "root" | "intermediate";
@@ -29,10 +30,14 @@ export interface TranscriptEntry {
 }
 
 export interface Transcript {
-  ceremony: "init" | "rotate" | "create-root" | "sign-intermediate" | "sign-root-crl" | "destroy-key";
+  ceremony: "init" | "rotate" | "create-root" | "sign-intermediate" | "sign-root-crl" | "destroy-key" | "rollover-root" | "retire-root";
   at: string;
   token: string;
   created: TranscriptEntry[];
+  /** Certificates for existing keys signed by another CA (a root rollover's cross-signing). */
+  crossCertificates?: CrossCertificateEntry[];
+  /** What the ceremony could not do and the operator should know. */
+  warnings?: string[];
 }
 
 /** CA certificates start an hour early so that every leaf's validity nests inside them. */
@@ -171,5 +176,17 @@ export function formatTranscript(t: Transcript): string {
       `  valid                ${e.notBefore} .. ${e.notAfter}`,
     );
   }
+  for (const x of t.crossCertificates ?? []) {
+    lines.push(
+      "",
+      `CROSS CERTIFICATE  ${x.subject}`,
+      `  signed by            ${x.issuer}`,
+      `  path length          ${x.pathLength ?? "unlimited"}`,
+      `  certificate serial   ${x.serial}`,
+      `  certificate SHA-256  ${colonHex(x.certificateSha256)}`,
+      `  valid                ${x.notBefore} .. ${x.notAfter}`,
+    );
+  }
+  for (const w of t.warnings ?? []) lines.push("", `WARNING: ${w}`);
   return lines.join("\n");
 }

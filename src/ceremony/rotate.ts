@@ -7,6 +7,7 @@ import { activeCa, retireCa, type CaRow } from "../store/cas.ts";
 import { insertCeremony } from "../store/ceremonies.ts";
 import type { Database } from "../store/database.ts";
 import { LOCKS, withAdvisoryLock } from "../store/locks.ts";
+import { resignUnderIncomingRoot } from "./cross-sign.ts";
 import { createIntermediate, entryFor, type Transcript } from "./init-hierarchy.ts";
 
 export interface RotationPlan {
@@ -69,11 +70,15 @@ export async function rotateIntermediate(
       urls,
     );
     await retireCa(tx, plan.current.id);
+    // During a root rollover the new intermediate needs a certificate under the incoming root too.
+    const underIncoming = await resignUnderIncomingRoot(hsm, tx, row, urls, plan.pathLength);
     const transcript: Transcript = {
       ceremony: "rotate",
       at: new Date().toISOString(),
       token: hsm.status.tokenLabel,
       created: [await entryFor(hsm, row)],
+      ...(underIncoming.cross ? { crossCertificates: [underIncoming.cross] } : {}),
+      ...(underIncoming.warning ? { warnings: [underIncoming.warning] } : {}),
     };
     await insertCeremony(tx, "rotate", { ...transcript, retired: { id: plan.current.id, subject: plan.current.subject, keyLabel: plan.current.keyLabel }, why });
     return { transcript, row };
