@@ -52,8 +52,9 @@ export async function rolloverRoot(
       throw new RolloverError(`the root key is not available (token "${hsm.status.rootToken.label}"${hsm.status.rootToken.present ? "" : " is not present"}): the old root must cross-sign the new one`);
     }
     const subject = options.subject ?? nextGeneration(old.subject);
-    if (new x509.Name(subject).toString() === new x509.Name(old.subject).toString()) {
-      throw new RolloverError(`the new root needs a subject other than the old root's (${old.subject}): clients pick a chain by its root's name`);
+    const cn = (dn: string) => new x509.Name(dn).getField("CN")[0];
+    if (cn(subject) === cn(old.subject)) {
+      throw new RolloverError(`the new root needs a common name other than the old root's (${old.subject}): clients pick a chain by its root's common name`);
     }
     const root = await createRoot(hsm, tx, {
       rootSubject: subject,
