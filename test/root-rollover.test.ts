@@ -252,8 +252,19 @@ describe("certbot and lego", () => {
 
   it("after retire-root a new rollover may start (the retired root is not in the way)", async () => {
     const status = await runCliInProcess(["status"], t.env);
-    expect(status.stdout).toMatch(/ROOT CA \(retired\)\s+CN=hsm-ca Root CA\b/);
-    expect(status.stdout).toMatch(/ROOT CA \(active\)\s+CN=hsm-ca Root CA 2/);
+    expect(status.stdout).toMatch(/ROOT CA \(retired\)\s+CN=hsm-ca Root CA,/);
+    expect(status.stdout).toMatch(/ROOT CA \(active\)\s+CN=hsm-ca Root CA 2,/);
+    const r = await runCliInProcess(["ceremony", "rollover-root", "--root-validity-days", "365"], t.env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("ROOT CA  CN=hsm-ca Root CA 3, O=hsm-ca");
+    expect(pemBlocks(await text("/ca/bundle.pem"))).toHaveLength(3);
+    const third = pemBlocks(await text("/ca/bundle.pem")).find((p) => cnOf(cert(p).subject) === "hsm-ca Root CA 3")!;
+    expect(cert(third).notAfter.getTime() - Date.now()).toBeLessThan(366 * 86_400_000);
+    // Leaves now verify against each of the three roots alone.
+    const leaf = await issueOverRest("third.example.test");
+    await expectAccepted({ roots: [newRoot], intermediates: [leaf.chain], leaf: leaf.leaf });
+    await expectAccepted({ roots: [third], intermediates: [await crossCertificate("hsm-ca Issuing CA 2", "hsm-ca Root CA 3")], leaf: leaf.leaf });
+    await expectAccepted({ roots: [oldRoot], intermediates: [await intermediateUnderOldRoot()], leaf: leaf.leaf });
   });
 
   /** Issuing CA 2's own certificate (signed by the old root), served at its caIssuers URL. */
