@@ -60,9 +60,11 @@ async function rolloverChains(db: Database, issuerId: number): Promise<Pick<Acti
 
 /** Whether the hierarchy changed under a loaded issuer without a rotation (a root rollover or its end): reload then. */
 export async function issuerChainsChanged(db: Database, issuer: ActiveIssuer): Promise<boolean> {
-  const root = await activeCa(db, "root");
-  if (root && root.id !== issuer.root.id) return true;
   const now = await rolloverChains(db, issuer.row.id);
+  // No cross certificate, before or now: no rollover has happened, nothing here to watch.
+  if (now.chainPem === undefined && issuer.alternateChains.length === 0) return false;
   if (JSON.stringify(now.alternateChains) !== JSON.stringify(issuer.alternateChains)) return true;
-  return now.chainPem !== undefined && now.chainPem !== issuer.chainPem;
+  if (now.chainPem !== undefined && now.chainPem !== issuer.chainPem) return true;
+  const root = await activeCa(db, "root");
+  return root !== undefined && root.id !== issuer.root.id;
 }
