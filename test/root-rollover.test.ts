@@ -1,14 +1,16 @@
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDnsServer, type DnsServer } from "./helpers/challtestsrv.ts";
-import { REPO, runCliInProcess } from "./helpers/cli.ts";
+import { REPO, runCli, runCliInProcess } from "./helpers/cli.ts";
 import { makeCsr, tempDir } from "./helpers/openssl.ts";
 import { freePort } from "./helpers/ports.ts";
 import { RelyingParty } from "./helpers/relying-party.ts";
 import { verifyWithAll, type ChainInput } from "./helpers/relying-parties.ts";
 import { run } from "./helpers/run.ts";
+import { copyMigratedPglite } from "./helpers/pglite-template.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
 import { waitFor } from "./helpers/wait.ts";
 
@@ -277,4 +279,42 @@ describe("certbot and lego", () => {
     expect(cnOf(cert(pem).issuer)).toBe(OLD_ROOT_CN);
     return pem;
   }
+});
+
+describe("an offline root", () => {
+  // The root key on its own token, present only for ceremonies (as in root-ceremony.test.ts).
+  const dataDir = tempDir("hsmca-rollover-offline-");
+  const withRootToken = { HSM_CA_DATA_DIR: dataDir, HSM_CA_ROOT_TOKEN_LABEL: "offline-root" };
+  const withoutRootToken = { HSM_CA_DATA_DIR: dataDir };
+  beforeAll(() => copyMigratedPglite(dataDir));
+  afterAll(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+  const privateKeysOn = (token: string) =>
+    execFileSync(
+      "pkcs11-tool",
+      ["--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", token, "--login", "--pin", fs.readFileSync(path.join(dataDir, "hsm/user.pin"), "utf8").trim(), "--list-objects", "--type", "privkey"],
+      { encoding: "utf8", env: { ...process.env, SOFTHSM2_CONF: path.join(dataDir, "hsm/softhsm2.conf") } },
+    );
+
+  // In child processes: this process's SoftHSM2 already serves the service above, with another configuration.
+  it("is rolled over only with its token present, and the new root key goes on the root token", { timeout: 120_000 }, async () => {
+    const created = await runCli(["ceremony", "create-root"], withRootToken);
+    expect(created.code, created.stderr).toBe(0);
+    expect((await runCli(["ceremony", "sign-intermediate"], withRootToken)).code).toBe(0);
+    const refused = await runCli(["ceremony", "rollover-root"], withoutRootToken);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/the root key is not available .*the old root must cross-sign the new one/);
+    const r = await runCli(["ceremony", "rollover-root"], withRootToken);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/Key ceremony: rollover-root .* on token "offline-root"/);
+    expect(privateKeysOn("offline-root").match(/label:\s+hsm-ca\/root\//g)).toHaveLength(2);
+    expect(privateKeysOn("hsm-ca")).not.toMatch(/hsm-ca\/root\//);
+    // retire-root needs no root key once the intermediate has its certificate under the new root.
+    const retired = await runCli(["ceremony", "retire-root"], withoutRootToken);
+    expect(retired.code, retired.stderr).toBe(0);
+    const crl = await runCli(["ceremony", "sign-root-crl"], withRootToken);
+    expect(crl.code, crl.stderr).toBe(0);
+    // The active (new) root's CRL and the retired root's: it still has live certificates.
+    expect(crl.stdout).toMatch(/Published the root's CRL/);
+    expect(crl.stdout).toMatch(/Published the retired root's CRL \(CN=hsm-ca Root CA, O=hsm-ca/);
+  });
 });
