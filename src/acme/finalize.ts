@@ -8,7 +8,7 @@ import { countIssuance } from "../metrics/issuance-outcome.ts";
 import { canonicalIp } from "../policy/acme-identifiers.ts";
 import { authorizationsOfOrder, updateOrder } from "../store/acme-orders.ts";
 import { chainsOf } from "../issuance/chains.ts";
-import { caById, listCas } from "../store/cas.ts";
+import { chainPemOf, listCas } from "../store/cas.ts";
 import { listCrossCertificates } from "../store/cross-certificates.ts";
 import { certificateBySerial } from "../store/certificates.ts";
 import { payloadObject } from "./accounts.ts";
@@ -46,7 +46,8 @@ export async function finalize(c: Context, ctx: AcmeContext, dir: AcmeDirectory,
       countIssuance(ctx.metrics, "acme", dir.certificateProfile.name, async () =>
         issueCertificate(
           { db: ctx.db, profiles: ctx.profiles, issuer: ctx.issuer(), revocation: ctx.revocation, audit: ctx.audit },
-          { csrPem: pem, profile: dir.certificateProfile.name, requestedBy: `acme:${req.account!.id}` },
+          // End-entity only, whatever the directory names: ACME never issues a CA certificate (loadAcmeProfiles refuses one too).
+          { csrPem: pem, profile: dir.certificateProfile.name, requestedBy: `acme:${req.account!.id}`, kind: "end-entity" },
         ),
       ),
     );
@@ -88,7 +89,8 @@ export async function certificateRequest(c: Context, ctx: AcmeContext, dir: Acme
 /** The default chain first, then the alternates (the same order on every replica). */
 async function chainsFor(ctx: AcmeContext, issuerId: number): Promise<string[]> {
   const cross = await listCrossCertificates(ctx.db);
-  if (cross.length === 0) return [(await caById(ctx.db, issuerId))?.certificatePem ?? ""];
+  // No rollover: the one chain (with any external intermediates above the issuer).
+  if (cross.length === 0) return [(await chainPemOf(ctx.db, issuerId)) ?? ""];
   const chains = chainsOf(issuerId, await listCas(ctx.db), cross, ctx.now());
   return chains ? [chains.default.chainPem, ...chains.alternates.map((a) => a.chainPem)] : [""];
 }

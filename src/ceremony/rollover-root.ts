@@ -9,6 +9,7 @@ import { insertCeremony } from "../store/ceremonies.ts";
 import type { Database } from "../store/database.ts";
 import { LOCKS, withAdvisoryLock } from "../store/locks.ts";
 import { hasLiveCrossCertificate } from "../store/cross-certificates.ts";
+import type { KeyChoice } from "./ca-key.ts";
 import { crossEntryFor, crossSignRoot, resignIntermediate } from "./cross-sign.ts";
 import { createRoot, entryFor, type Transcript } from "./init-hierarchy.ts";
 import { nextGeneration } from "./rotate.ts";
@@ -38,6 +39,8 @@ export async function rolloverRoot(
   hierarchy: HierarchyConfig,
   options: RolloverOptions,
   urls: RevocationUrls | undefined,
+  /** A key already on the root token for the new root (a vendor ceremony); default: a new one. */
+  keyChoice?: KeyChoice,
 ): Promise<{ transcript: Transcript; root: CaRow }> {
   return withAdvisoryLock(db, LOCKS.hierarchy, async (tx) => {
     const old = await activeCa(tx, "root");
@@ -61,7 +64,7 @@ export async function rolloverRoot(
       rootAlgorithm: options.algorithm ?? hierarchy.rootAlgorithm,
       rootValidityDays: options.validityDays ?? hierarchy.rootValidityDays,
       intermediatePathLength: hierarchy.intermediatePathLength,
-    });
+    }, keyChoice);
     await changeCaStatus(tx, root.id, "active", "incoming");
     const cross = await crossSignRoot(hsm, tx, root, old, urls);
     const resigned = await resignIntermediate(hsm, tx, intermediate, root, urls, hierarchy.intermediatePathLength);

@@ -65,8 +65,7 @@ export function chainsOf(issuerId: number, cas: readonly CaRow[], crossCertifica
   return { default: chosen, alternates };
 }
 
-/** One certificate stays exactly as stored (what the chain was before any rollover). */
+/** As chainPemOf (store/cas.ts) joins them: each trimmed, with one newline. */
 function joinPem(pems: string[]): string {
-  if (pems.length === 1) return pems[0]!;
   return pems.map((p) => p.trim() + "\n").join("");
 }

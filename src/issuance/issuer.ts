@@ -2,7 +2,7 @@ import * as x509 from "@peculiar/x509";
 import { Rejection } from "../errors.ts";
 import type { KeyManager, Signer } from "../hsm/key-manager.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
-import { activeCa, listCas, type CaRow } from "../store/cas.ts";
+import { activeCa, chainPemOf, listCas, type CaRow } from "../store/cas.ts";
 import { listCrossCertificates } from "../store/cross-certificates.ts";
 import type { Database } from "../store/database.ts";
 import { chainsOf } from "./chains.ts";
@@ -15,7 +15,7 @@ export interface ActiveIssuer {
   /** The issuing key's algorithm. */
   algorithm: CaKeyAlgorithm;
   root: CaRow;
-  /** Certificates between a leaf and the root (the intermediate), PEM. */
+  /** Certificates between a leaf and the root (the intermediate, and any external intermediates above it), PEM. */
   chainPem: string;
   rootPem: string;
   /**
@@ -29,14 +29,21 @@ export interface ActiveIssuer {
 export async function loadActiveIssuer(db: Database, hsm: KeyManager): Promise<ActiveIssuer> {
   const row = await activeCa(db, "intermediate");
   const root = await activeCa(db, "root");
-  if (!row || !root) throw new Rejection("ca-not-ready", "no active root and intermediate CA: run `hsm-ca init`");
+  if (!row || !root) {
+    throw new Rejection(
+      "ca-not-ready",
+      root?.keyOrigin === "external"
+        ? "no active intermediate below the external root: import its signed certificate with `hsm-ca ceremony import-intermediate`"
+        : "no active root and intermediate CA: run `hsm-ca init`",
+    );
+  }
   return {
     row,
     certificate: new x509.X509Certificate(row.certificatePem),
     signer: hsm.signer(row.keyLabel, row.keyAlgorithm as CaKeyAlgorithm),
     algorithm: row.keyAlgorithm as CaKeyAlgorithm,
     root,
-    chainPem: row.certificatePem,
+    chainPem: (await chainPemOf(db, row.id)) ?? row.certificatePem,
     rootPem: root.certificatePem,
     ...(await rolloverChains(db, row.id)),
   };

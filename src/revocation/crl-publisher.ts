@@ -83,10 +83,11 @@ export class CrlPublisher {
 
   /**
    * A destroyed key signs nothing more (its certificates have all expired);
-   * an offline root signs its CRL in a ceremony (`hsm-ca ceremony sign-root-crl`).
+   * an offline root signs its CRL in a ceremony (`hsm-ca ceremony sign-root-crl`);
+   * an external CA's CRL is its own CA's job: hsm-ca never signs with its key.
    */
   private canSign(ca: CaRow): boolean {
-    return !ca.keyDestroyedAt && this.deps.hsm.hasKey(ca.keyLabel);
+    return ca.keyOrigin !== "external" && !ca.keyDestroyedAt && this.deps.hsm.hasKey(ca.keyLabel);
   }
 
   /** Every CA has its whole-issuer CRL; intermediates add partitions when configured. */
@@ -106,7 +107,9 @@ export class CrlPublisher {
     // An intermediate's CRLs name their scope (and partition) exactly as its certificates' CRL DP does.
     // The root's CRL has no IDP: it must also cover the root itself, which has no CRL DP, for
     // relying parties that check the whole chain (openssl -crl_check_all).
-    const idp = ca.role === "intermediate" ? { url: urls.crl(ca.id, partition, "full"), onlyContainsUserCerts: true } : undefined;
+    // No onlyContainsUserCerts: the intermediate also signs sub-CAs (CA profiles), and a relying party
+    // would hold a CRL limited to user certificates to say nothing about them.
+    const idp = ca.role === "intermediate" ? { url: urls.crl(ca.id, partition, "full") } : undefined;
     let base: CrlTimes | undefined = what.full ? undefined : await latestCrlTimes(db, ca.id, partition, "full");
     if (!base) {
       const number = await nextCrlNumber(db, ca.id);

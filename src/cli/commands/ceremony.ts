@@ -12,31 +12,48 @@ import { activeCa, listCas } from "../../store/cas.ts";
 import { insertCeremony } from "../../store/ceremonies.ts";
 import { LOCKS, withAdvisoryLock } from "../../store/locks.ts";
 import { CliError, type CommandEnv } from "../command-env.ts";
+import { externalCeremonyUsage, importIntermediateCommand, pendingCsrCommand, refuseExternalRoot } from "./external-ceremony.ts";
+import { ALLOW_WEAK_KEY_OPTION, keyChoiceFrom, keyChoiceOptions, keyChoiceUsage, requireKeyForAllowWeak } from "../key-choice.ts";
 
-export const ceremonyUsage = `hsm-ca ceremony create-root | sign-intermediate | sign-root-crl [--next-update 30d]
-hsm-ca ceremony rollover-root [--root-subject DN] [--root-algorithm ALG] [--root-validity-days N]
+export const ceremonyUsage = `hsm-ca ceremony create-root | sign-intermediate ${keyChoiceUsage("")} [--allow-weak-key]
+hsm-ca ceremony sign-root-crl [--next-update 30d]
+hsm-ca ceremony rollover-root [--root-subject DN] [--root-algorithm ALG] [--root-validity-days N] ${keyChoiceUsage("")} [--allow-weak-key]
 hsm-ca ceremony retire-root
   Root key ceremonies, for a root that lives on its own token (HSM_CA_ROOT_TOKEN_LABEL), present
   only for the ceremony. create-root makes the root key and certificate; sign-intermediate has the
   root certify a new issuing intermediate (a rotation); sign-root-crl publishes the CRL of every
-  root whose key is present, valid until --next-update (default 30d). rollover-root makes a new
-  root (default subject: the old one's with its number counted up), cross-signs it with the old
-  root and re-signs the active intermediate under it: both roots validate what is issued.
-  retire-root ends the rollover: the new root becomes the default, the old one is retired (still
-  trusted until it expires). Each prints a transcript and stores it. See docs/root-rollover.md.`;
+  root whose key is present, valid until --next-update (default 30d). Each prints a transcript
+  and stores it.
+  --key-label/--key-id adopt a key already on the token instead of making one (the root's on the
+  root token); --allow-weak-key adopts one that fails the checks anyway, recorded.
+  See docs/adopting-keys.md.
+  rollover-root makes a new root (default subject: the old one's with its number counted up),
+  cross-signs it with the old root and re-signs the active intermediate under it: both roots
+  validate what is issued. retire-root ends the rollover: the new root becomes the default, the
+  old one is retired (still trusted until it expires). See docs/root-rollover.md.
+${externalCeremonyUsage}`;
+
+const ROLLOVER_OPTIONS = {
+  "root-subject": { type: "string" },
+  "root-algorithm": { type: "string" },
+  "root-validity-days": { type: "string" },
+} as const;
 
 export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<number> {
   const [what, ...rest] = args;
+  // Below an external root: their own options (certificate files, the key to adopt).
+  if (what === "import-intermediate") return importIntermediateCommand(rest, env);
+  if (what === "pending-csr") return pendingCsrCommand(rest, env);
   const { values } = parseArgs({
     args: rest,
-    options: {
-      "next-update": { type: "string" },
-      "root-subject": { type: "string" },
-      "root-algorithm": { type: "string" },
-      "root-validity-days": { type: "string" },
-    },
+    options: { "next-update": { type: "string" }, ...ROLLOVER_OPTIONS, ...keyChoiceOptions(""), ...ALLOW_WEAK_KEY_OPTION },
     strict: true,
   });
+  const keyChoice = keyChoiceFrom(values, "");
+  if (keyChoice && what !== "create-root" && what !== "sign-intermediate" && what !== "rollover-root") {
+    throw new CliError(`--key-label and --key-id apply to create-root, sign-intermediate and rollover-root, not ${what ?? "(none)"}`);
+  }
+  requireKeyForAllowWeak(values, [keyChoice], "--key-label or --key-id");
   if (what !== "rollover-root" && (values["root-subject"] ?? values["root-algorithm"] ?? values["root-validity-days"]) !== undefined) {
     throw new CliError("--root-subject, --root-algorithm and --root-validity-days go with rollover-root only");
   }
@@ -47,7 +64,7 @@ export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<
     case "create-root": {
       transcript = await withAdvisoryLock(store.db, LOCKS.hierarchy, async (tx) => {
         if (await activeCa(tx, "root")) throw new CliError("an active root exists already; a second root is not created");
-        const row = await createRoot(hsm, tx, env.config.hierarchy);
+        const row = await createRoot(hsm, tx, env.config.hierarchy, keyChoice);
         const t: Transcript = { ceremony: "create-root", at: new Date().toISOString(), token: hsm.status.rootToken.label, created: [await entryFor(hsm, row)] };
         await insertCeremony(tx, "create-root", t);
         return t;
@@ -56,18 +73,19 @@ export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<
     }
     case "sign-intermediate": {
       // The first intermediate under a new root, or a rotation of the current one.
+      await refuseExternalRoot(store.db, "its CA signs the intermediate: hsm-ca ceremony import-intermediate --cert FILE");
       if (!(await activeCa(store.db, "intermediate"))) {
         transcript = await withAdvisoryLock(store.db, LOCKS.hierarchy, async (tx) => {
           const root = await activeCa(tx, "root");
           if (!root) throw new CliError("there is no root: run hsm-ca ceremony create-root");
-          const row = await createIntermediate(hsm, tx, root, env.config.hierarchy, env.revocationUrls());
+          const row = await createIntermediate(hsm, tx, root, env.config.hierarchy, env.revocationUrls(), keyChoice);
           const t: Transcript = { ceremony: "sign-intermediate", at: new Date().toISOString(), token: hsm.status.rootToken.label, created: [await entryFor(hsm, row)] };
           await insertCeremony(tx, "sign-intermediate", t);
           return t;
         });
       } else {
-        const done = await rotateIntermediate(hsm, store.db, env.config.hierarchy, env.revocationUrls(), "root ceremony");
-        if (!done) throw new CliError("no intermediate was signed");
+        const done = await rotateIntermediate(hsm, store.db, env.config.hierarchy, env.revocationUrls(), "root ceremony", undefined, keyChoice);
+        if (!done?.transcript) throw new CliError("no intermediate was signed");
         transcript = { ...done.transcript, ceremony: "sign-intermediate" };
       }
       await env.hierarchyChanged();
@@ -75,7 +93,7 @@ export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<
     }
     case "rollover-root": {
       const options = rolloverOptions(values);
-      const done = await asCliError(rolloverRoot(hsm, store.db, env.config.hierarchy, options, env.revocationUrls()));
+      const done = await asCliError(rolloverRoot(hsm, store.db, env.config.hierarchy, options, env.revocationUrls(), keyChoice));
       transcript = done.transcript;
       await env.hierarchyChanged();
       env.audit?.record({ kind: "admin.ceremony", actor: "cli", subject: done.root.serial, details: transcriptDetails(transcript) });
@@ -102,6 +120,7 @@ export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<
     case "sign-root-crl": {
       const lifetime = parseDuration(values["next-update"] ?? "30d");
       if (!lifetime) throw new CliError(`--next-update "${values["next-update"]}" is not a duration like 30d`);
+      await refuseExternalRoot(store.db, "its CRL is published by the CA that holds its key");
       // A retired root (after a rollover) still has live certificates: its CRL is signed too, as is an incoming root's.
       const now = new Date();
       const others = (await listCas(store.db)).filter(
