@@ -318,3 +318,26 @@ describe("an offline root", () => {
     expect(crl.stdout).toMatch(/Published the retired root's CRL \(CN=hsm-ca Root CA, O=hsm-ca/);
   });
 });
+
+describe("an external root", () => {
+  const dataDir = tempDir("hsmca-rollover-external-");
+  beforeAll(() => copyMigratedPglite(dataDir));
+  afterAll(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+
+  it("cannot be rolled over by hsm-ca: one line, exit 1, nothing made", { timeout: 120_000 }, async () => {
+    const root = path.join(dataDir, "external-root.pem");
+    execFileSync("openssl", [
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", path.join(dataDir, "external-root.key"),
+      "-out", root, "-subj", "/CN=Example Enterprise Root/O=Example", "-days", "3650",
+      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    ], { stdio: "ignore" });
+    const init = await runCli(["init", "--external-root", root, "--csr-out", path.join(dataDir, "int.csr")], { HSM_CA_DATA_DIR: dataDir });
+    expect(init.code, init.stderr).toBe(0);
+    const r = await runCli(["ceremony", "rollover-root"], { HSM_CA_DATA_DIR: dataDir });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(/the root CN=Example Enterprise Root, O=Example is external: .* cannot roll it over/);
+    const status = await runCli(["status"], { HSM_CA_DATA_DIR: dataDir });
+    expect(status.stdout).not.toMatch(/incoming/);
+  });
+});

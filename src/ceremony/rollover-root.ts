@@ -44,11 +44,11 @@ export async function rolloverRoot(
 ): Promise<{ transcript: Transcript; root: CaRow }> {
   return withAdvisoryLock(db, LOCKS.hierarchy, async (tx) => {
     const old = await activeCa(tx, "root");
-    const intermediate = await activeCa(tx, "intermediate");
-    if (!old || !intermediate) throw new RolloverError("there is no active root and intermediate to roll over: run `hsm-ca init`");
-    if (old.keyOrigin === "external") {
+    if (old?.keyOrigin === "external") {
       throw new RolloverError(`the root ${old.subject} is external: its key is not hsm-ca's, so hsm-ca cannot roll it over (its owner replaces it and signs a new intermediate)`);
     }
+    const intermediate = await activeCa(tx, "intermediate");
+    if (!old || !intermediate) throw new RolloverError("there is no active root and intermediate to roll over: run `hsm-ca init`");
     const pending = await incomingRoot(tx);
     if (pending) throw new RolloverError(`a root rollover is under way already (incoming root ${pending.subject}): finish it with \`hsm-ca ceremony retire-root\` first`);
     if (!hsm.hasKey(old.keyLabel)) {
