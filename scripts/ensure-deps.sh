@@ -4,7 +4,7 @@
 # Sourced by scripts/start and scripts/test; with HSM_CA_TEST_DEPS=1 (scripts/test)
 # also the real ACME clients and DNS server the tests drive: certbot, lego, pebble,
 # the browser the dashboard test drives: chromium, and the relying parties that
-# verify chains: Go (golang-go) and GnuTLS certtool (gnutls-bin).
+# verify chains: Go (golang-go, golang-golang-x-crypto-dev), GnuTLS (gnutls-bin), NSS (libnss3-tools).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -25,9 +25,12 @@ if [ "${HSM_CA_TEST_DEPS:-0}" = 1 ]; then
   command -v pebble-challtestsrv >/dev/null 2>&1 || missing+=(pebble)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-  # Independent relying parties that verify what hsm-ca issues: Go's crypto/x509 and GnuTLS.
+  # Independent relying parties that verify what hsm-ca issues: Go's crypto/x509 (and
+  # golang.org/x/crypto/ocsp from Debian), GnuTLS certtool/ocsptool, NSS certutil/crlutil.
   command -v go >/dev/null 2>&1 || missing+=(golang-go)
+  [ -d /usr/share/gocode/src/golang.org/x/crypto/ocsp ] || missing+=(golang-golang-x-crypto-dev)
   command -v certtool >/dev/null 2>&1 || missing+=(gnutls-bin)
+  command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
