@@ -18,7 +18,7 @@ import { waitFor } from "./helpers/wait.ts";
  * A root rollover as an operator runs it: init, issue, `ceremony
  * rollover-root`, issue during the overlap (also after a rotation),
  * `ceremony retire-root`, issue again. Every leaf is checked by openssl
- * (-x509_strict), Go and GnuTLS against only the old root and against only
+ * (-x509_strict), Go, GnuTLS and NSS against only the old root and against only
  * the new root, with the chain each one needs; certbot and lego pick the
  * chain they ask for with --preferred-chain.
  */
