@@ -20,7 +20,7 @@ import type { Config } from "./config.ts";
 import { startControlSocket, type CommandRunner } from "./control/control-socket.ts";
 import { Hsm } from "./hsm/hsm.ts";
 import { createPrivately, describeRepairs, makeDataDirPrivate } from "./private-data-dir.ts";
-import { loadActiveIssuer, type ActiveIssuer } from "./issuance/issuer.ts";
+import { issuerChainsChanged, loadActiveIssuer, type ActiveIssuer } from "./issuance/issuer.ts";
 import { issueServerCertificate } from "./issuance/server-certificate.ts";
 import { createLogger } from "./logger.ts";
 import { loadAcmeProfiles, loadProfiles } from "./policy/profiles.ts";
@@ -271,6 +271,7 @@ export async function startService(
       issuingCaId: () => issuer?.row.id,
       reload: reloadHierarchy,
       publishCrls: async () => void (await jobs.runNow(CRL_PUBLISHING_JOB)),
+      chainsChanged: async () => issuer !== undefined && (await issuerChainsChanged(store.db, issuer)),
     });
     jobs.register(hierarchyWatch);
     for (const job of rotationJobs({ db: store.db, hsm, log, config, urls: () => publishing.urls, onRotated: hierarchyWatch.switchIfRotated })) jobs.register(job);

@@ -7,7 +7,9 @@ import { issueCertificate } from "../issuance/issue-certificate.ts";
 import { countIssuance } from "../metrics/issuance-outcome.ts";
 import { canonicalIp } from "../policy/acme-identifiers.ts";
 import { authorizationsOfOrder, updateOrder } from "../store/acme-orders.ts";
-import { chainPemOf } from "../store/cas.ts";
+import { chainsOf } from "../issuance/chains.ts";
+import { chainPemOf, listCas } from "../store/cas.ts";
+import { listCrossCertificates } from "../store/cross-certificates.ts";
 import { certificateBySerial } from "../store/certificates.ts";
 import { payloadObject } from "./accounts.ts";
 import type { AcmeContext, AcmeDirectory } from "./context.ts";
@@ -60,16 +62,37 @@ export async function finalize(c: Context, ctx: AcmeContext, dir: AcmeDirectory,
   return c.json(orderView(done, await authorizationsOfOrder(ctx.db, order.id), urls));
 }
 
-/** The certificate chain, PEM (§7.4.2): leaf, then the intermediate. */
-export async function certificateRequest(c: Context, ctx: AcmeContext, dir: AcmeDirectory, urls: AcmeUrls, serial: string): Promise<Response> {
+/**
+ * The certificate chain, PEM (§7.4.2): leaf, then the intermediate. The
+ * chain names the issuer that actually signed it, also after a rotation.
+ * During and after a root rollover there is another chain, to the other
+ * root: served at the same URL with "/1" (and up), each response naming
+ * the others with Link rel="alternate", so that a client can pick the chain
+ * whose topmost issuer it trusts (certbot and lego --preferred-chain).
+ */
+export async function certificateRequest(c: Context, ctx: AcmeContext, dir: AcmeDirectory, urls: AcmeUrls, serial: string, alternate = "0"): Promise<Response> {
   const req = await readSignedRequest(c, ctx, dir, urls, "kid");
   postAsGet(req);
   const cert = /^[0-9a-f]{1,40}$/.test(serial) ? await certificateBySerial(ctx.db, serial) : undefined;
   if (!cert || cert.requestedBy !== `acme:${req.account!.id}`) throw notFound("certificate");
-  // The chain names the issuer that actually signed it, also after a rotation. Alternate chains
-  // (Link rel="alternate") would appear with cross-signed issuers; this CA has none.
-  const chain = (await chainPemOf(ctx.db, cert.issuerId)) ?? "";
+  const chains = await chainsFor(ctx, cert.issuerId);
+  const index = /^[0-9]{1,2}$/.test(alternate) ? Number(alternate) : -1;
+  const chain = chains[index];
+  if (chain === undefined) throw notFound("certificate chain");
+  const url = (i: number) => (i === 0 ? urls.certificate(serial) : `${urls.certificate(serial)}/${i}`);
+  chains.forEach((_, i) => {
+    if (i !== index) c.header("link", `<${url(i)}>;rel="alternate"`, { append: true });
+  });
   return c.body(cert.certificatePem + chain, 200, { "content-type": "application/pem-certificate-chain" });
+}
+
+/** The default chain first, then the alternates (the same order on every replica). */
+async function chainsFor(ctx: AcmeContext, issuerId: number): Promise<string[]> {
+  const cross = await listCrossCertificates(ctx.db);
+  // No rollover: the one chain (with any external intermediates above the issuer).
+  if (cross.length === 0) return [(await chainPemOf(ctx.db, issuerId)) ?? ""];
+  const chains = chainsOf(issuerId, await listCas(ctx.db), cross, ctx.now());
+  return chains ? [chains.default.chainPem, ...chains.alternates.map((a) => a.chainPem)] : [""];
 }
 
 function checkNamesMatch(sans: Array<{ type: string; value: string }>, cn: string | undefined, identifiers: Array<{ type: string; value: string }>): void {

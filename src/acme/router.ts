@@ -84,6 +84,7 @@ function mountDirectory(app: Hono, ctx: AcmeContext, dir: AcmeDirectory, runner:
   post("/authz/:id", (c, u) => authorizationRequest(c, ctx, dir, u, c.req.param("id")!));
   post("/chall/:id", (c, u) => challengeRequest(c, ctx, dir, u, c.req.param("id")!, runner));
   post("/cert/:serial", (c, u) => certificateRequest(c, ctx, dir, u, c.req.param("serial")!));
+  post("/cert/:serial/:alternate", (c, u) => certificateRequest(c, ctx, dir, u, c.req.param("serial")!, c.req.param("alternate")!));
   post("/revoke-cert", (c, u) => revokeCert(c, ctx, dir, u));
 }
 

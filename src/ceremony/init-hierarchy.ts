@@ -13,6 +13,7 @@ import { LOCKS, withAdvisoryLock } from "../store/locks.ts";
 import { pointersFor } from "../revocation/pointers.ts";
 import type { RevocationUrls } from "../revocation/urls.ts";
 import { adopts, caKeyFor, KeyChoiceError, type KeyChoice } from "./ca-key.ts";
+import type { CrossCertificateEntry } from "./cross-sign.ts";
 import { keyWeaknesses } from "./key-weaknesses.ts";
 
 export interface TranscriptEntry {
@@ -34,10 +35,14 @@ export interface TranscriptEntry {
 }
 
 export interface Transcript {
-  ceremony: "init" | "rotate" | "create-root" | "sign-intermediate" | "sign-root-crl" | "destroy-key" | "import-intermediate";
+  ceremony: "init" | "rotate" | "create-root" | "sign-intermediate" | "sign-root-crl" | "destroy-key" | "import-intermediate" | "rollover-root" | "retire-root";
   at: string;
   token: string;
   created: TranscriptEntry[];
+  /** Certificates for existing keys signed by another CA (a root rollover's cross-signing). */
+  crossCertificates?: CrossCertificateEntry[];
+  /** What the ceremony could not do and the operator should know. */
+  warnings?: string[];
 }
 
 /** CA certificates start an hour early so that every leaf's validity nests inside them. */
@@ -200,6 +205,18 @@ export function formatTranscript(t: Transcript): string {
       `  valid                ${e.notBefore} .. ${e.notAfter}`,
     );
   }
+  for (const x of t.crossCertificates ?? []) {
+    lines.push(
+      "",
+      `CROSS CERTIFICATE  ${x.subject}`,
+      `  signed by            ${x.issuer}`,
+      `  path length          ${x.pathLength ?? "unlimited"}`,
+      `  certificate serial   ${x.serial}`,
+      `  certificate SHA-256  ${colonHex(x.certificateSha256)}`,
+      `  valid                ${x.notBefore} .. ${x.notAfter}`,
+    );
+  }
+  for (const w of t.warnings ?? []) lines.push("", `WARNING: ${w}`);
   return lines.join("\n");
 }
 

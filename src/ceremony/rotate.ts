@@ -9,6 +9,7 @@ import type { Database } from "../store/database.ts";
 import { LOCKS, withAdvisoryLock } from "../store/locks.ts";
 import type { PendingCaRow } from "../store/pending-cas.ts";
 import type { KeyChoice } from "./ca-key.ts";
+import { resignUnderIncomingRoot } from "./cross-sign.ts";
 import { createIntermediate, entryFor, type Transcript } from "./init-hierarchy.ts";
 import { awaitExternalSignature } from "./pending-intermediate.ts";
 
@@ -84,11 +85,15 @@ export async function rotateIntermediate(
       keyChoice,
     );
     await retireCa(tx, plan.current.id);
+    // During a root rollover the new intermediate needs a certificate under the incoming root too.
+    const underIncoming = await resignUnderIncomingRoot(hsm, tx, row, urls, plan.pathLength);
     const transcript: Transcript = {
       ceremony: "rotate",
       at: new Date().toISOString(),
       token: hsm.status.tokenLabel,
       created: [await entryFor(hsm, row)],
+      ...(underIncoming.cross ? { crossCertificates: [underIncoming.cross] } : {}),
+      ...(underIncoming.warning ? { warnings: [underIncoming.warning] } : {}),
     };
     await insertCeremony(tx, "rotate", { ...transcript, retired: { id: plan.current.id, subject: plan.current.subject, keyLabel: plan.current.keyLabel }, why });
     return { transcript, row };

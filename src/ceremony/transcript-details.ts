@@ -17,5 +17,9 @@ export function transcriptDetails(t: Transcript): Record<string, unknown> {
       serial: e.serial,
       certificate_sha256: e.certificateSha256,
     })),
+    ...(t.crossCertificates?.length
+      ? { cross_certificates: t.crossCertificates.map((x) => ({ subject: x.subject, issuer: x.issuer, serial: x.serial, certificate_sha256: x.certificateSha256 })) }
+      : {}),
+    ...(t.warnings?.length ? { warnings: t.warnings } : {}),
   };
 }

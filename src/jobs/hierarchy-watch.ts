@@ -20,6 +20,8 @@ export function hierarchyWatchJob(deps: {
   reload(): Promise<void>;
   /** Publishes the new intermediate's first CRLs (on the leader; a no-op elsewhere). */
   publishCrls(): Promise<void>;
+  /** Whether the roots or the chains changed without a rotation (a root rollover, retire-root). */
+  chainsChanged?(): Promise<boolean>;
 }): Job & { switchIfRotated(): Promise<void> } {
   const switchIfRotated = async () => {
     const active = await activeCa(deps.db, "intermediate");
@@ -27,6 +29,10 @@ export function hierarchyWatchJob(deps: {
       await deps.reload();
       await deps.publishCrls();
       deps.log.info({ ca: active.id, subject: active.subject }, "issuing from a new intermediate");
+    } else if (await deps.chainsChanged?.()) {
+      await deps.reload();
+      await deps.publishCrls();
+      deps.log.info("the roots changed (root rollover): serving the new chains");
     }
   };
   return {

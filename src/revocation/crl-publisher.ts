@@ -5,6 +5,7 @@ import type { KeyManager } from "../hsm/key-manager.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
 import { listCas, type CaRow } from "../store/cas.ts";
 import { revokedEntries } from "../store/certificates.ts";
+import { listCrossCertificates } from "../store/cross-certificates.ts";
 import { latestCrlTimes, nextCrlNumber, saveCrl, type CrlRow, type CrlTimes } from "../store/crls.ts";
 import type { Database } from "../store/database.ts";
 import { RevocationUrls, WHOLE_ISSUER } from "./urls.ts";
@@ -174,6 +175,12 @@ export class CrlPublisher {
         if (child.parentId !== ca.id || !child.revokedAt || child.notAfter <= now) continue;
         if (revokedAfter && child.revokedAt <= revokedAfter) continue;
         yield { serial: child.serial, revokedAt: child.revokedAt, reason: child.revocationReason ?? undefined };
+      }
+      // Cross certificates it signed (a root rollover's): a revoked one is listed like a revoked intermediate.
+      for (const x of await listCrossCertificates(this.deps.db)) {
+        if (x.issuerCaId !== ca.id || !x.revokedAt || x.notAfter <= now) continue;
+        if (revokedAfter && x.revokedAt <= revokedAfter) continue;
+        yield { serial: x.serial, revokedAt: x.revokedAt, reason: x.revocationReason ?? undefined };
       }
       return;
     }

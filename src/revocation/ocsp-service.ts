@@ -8,6 +8,7 @@ import type { KeyManager } from "../hsm/key-manager.ts";
 import type { Metrics } from "../metrics/catalogue.ts";
 import { childCaBySerial, listCas, type CaRow } from "../store/cas.ts";
 import { certificateBySerial } from "../store/certificates.ts";
+import { crossCertificateBySerial } from "../store/cross-certificates.ts";
 import type { Database } from "../store/database.ts";
 import { certificatesNeedingOcsp, ocspResponseFor, revokedAmong, saveOcspResponse } from "../store/ocsp.ts";
 import { responderFor } from "./ocsp-responders.ts";
@@ -241,7 +242,10 @@ export class OcspService {
 
   private async statusOf(issuer: Issuer, serial: string): Promise<CertStatus> {
     const cert = await certificateBySerial(this.deps.db, serial);
-    const row = cert && cert.issuerId === issuer.row.id ? cert : await childCaBySerial(this.deps.db, issuer.row.id, serial);
+    const row =
+      cert && cert.issuerId === issuer.row.id
+        ? cert
+        : ((await childCaBySerial(this.deps.db, issuer.row.id, serial)) ?? (await crossCertificateBySerial(this.deps.db, issuer.row.id, serial)));
     if (!row) return { status: "unknown" };
     if (row.revokedAt) return { status: "revoked", revokedAt: row.revokedAt, reason: row.revocationReason ?? undefined };
     return { status: "good" };

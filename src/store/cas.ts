@@ -90,3 +90,20 @@ export async function replaceCaCertificate(db: Database, id: number, row: NewCaR
   const [updated] = await db.update(cas).set({ ...row, status: "active" }).where(eq(cas.id, id)).returning();
   return updated!;
 }
+
+/** The new root of a root rollover under way, if any. */
+export async function incomingRoot(db: Database): Promise<CaRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(cas)
+    .where(and(eq(cas.role, "root"), eq(cas.status, "incoming")))
+    .orderBy(asc(cas.id))
+    .limit(1);
+  return row;
+}
+
+/** A root rollover's steps: a new root comes in as "incoming", later becomes "active" while the old one is "retired". */
+export async function changeCaStatus(db: Database, id: number, from: CaRow["status"], to: CaRow["status"]): Promise<boolean> {
+  const rows = await db.update(cas).set({ status: to }).where(and(eq(cas.id, id), eq(cas.status, from))).returning({ id: cas.id });
+  return rows.length === 1;
+}

@@ -1,6 +1,7 @@
 import * as x509 from "@peculiar/x509";
 import { Hono } from "hono";
 import { caById, listCas } from "../../store/cas.ts";
+import { listCrossCertificates } from "../../store/cross-certificates.ts";
 import { problem } from "../problem.ts";
 import type { AppContext } from "../context.ts";
 import { BUNDLE_REFRESH_SECONDS, bundlePem, spiffeBundle, trustedRoots } from "../trust-bundle.ts";
@@ -16,6 +17,13 @@ export function publicCaRoutes(ctx: AppContext) {
   app.get("/bundle.pem", async (c) => {
     const roots = trustedRoots(await listCas(ctx.store.db), new Date());
     return c.body(bundlePem(roots), 200, { ...headers, "cache-control": bundleCache });
+  });
+  // Cross certificates of a root rollover (the new root signed by the old one, intermediates re-signed under
+  // the new root): what a relying party that trusts only one of the roots fetches to build its path.
+  app.get("/cross.pem", async (c) => {
+    const now = new Date();
+    const live = (await listCrossCertificates(ctx.store.db)).filter((x) => !x.revokedAt && x.notAfter > now);
+    return c.body(live.map((x) => x.certificatePem.trim() + "\n").join(""), 200, headers);
   });
   // The same roots as a SPIFFE bundle (JWK Set with x509-svid keys) for SPIRE federation, Envoy and SPIFFE libraries.
   app.get("/spiffe-bundle.json", async (c) => c.json(spiffeBundle(await listCas(ctx.store.db), new Date()), 200, { "cache-control": bundleCache }));
