@@ -25,6 +25,8 @@ export interface IssueRequest {
    * `approvals.required` issue only through it, never directly.
    */
   approvedRequest?: string;
+  /** The door's own words for the audit entry (the Vault API: its path and role); unset: none. */
+  via?: Record<string, unknown>;
 }
 
 export interface IssueContext {
@@ -107,6 +109,7 @@ export async function issueCertificate(ctx: IssueContext, req: IssueRequest): Pr
           profile: row.profile,
           requested_by: row.requestedBy,
           approved_request: req.approvedRequest,
+          via: req.via,
           issuer_id: row.issuerId,
           subject: row.subject,
           sans: row.sans,
