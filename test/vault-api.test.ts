@@ -15,6 +15,7 @@ import { parsePrometheusText } from "./helpers/prometheus.ts";
 import { verifyWithAll } from "./helpers/relying-parties.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
 import { waitFor } from "./helpers/wait.ts";
+import nodeVault from "node-vault";
 
 /**
  * The Vault-compatible PKI API (src/vault) driven by real Vault clients,
@@ -181,3 +182,212 @@ function crlDer(): Promise<Buffer> {
       .on("error", reject);
   });
 }
+
+describe("node-vault, unchanged", () => {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const client = (token?: string, extra: Record<string, unknown> = {}): any =>
+    nodeVault({ endpoint: vaultUrl(), token, requestOptions: { ca: t.rootPem }, ...extra });
+
+  it("reads health, signs through a mapped role, reads the CA, and lists with LIST and with GET ?list=true", async () => {
+    const v = client(issuer);
+    expect(await v.health()).toMatchObject({ initialized: true, sealed: false });
+    const { csr } = makeCsr({ subject: "/CN=node.example.test", san: "DNS:node.example.test,IP:10.1.2.3" });
+    const signed = await v.write("pki/sign/web", { csr, common_name: "node.example.test", ip_sans: "10.1.2.3", ttl: 3600 });
+    const cert = new x509.X509Certificate(signed.data.certificate);
+    expect(cert.notAfter.getTime() - cert.notBefore.getTime()).toBeLessThanOrEqual(3600_000 + 60_000);
+    expect((await certificateBySerial(t.service.ctx.store.db, hexOf(signed.data.serial_number)))?.requestedBy).toBe(tokenId(issuer));
+    const ca = await v.read("pki/cert/ca");
+    expect(ca.data.certificate.trim()).toBe(firstPem(t.chainPem).trim());
+    expect((await v.list("pki/certs")).data.keys).toContain(signed.data.serial_number);
+    const getList = client(issuer, { noCustomHTTPVerbs: true });
+    expect((await getList.list("pki/certs")).data.keys).toContain(signed.data.serial_number);
+  });
+
+  it("logs in with an AppRole and uses the client token it got", async () => {
+    const v = client();
+    const login = await v.approleLogin({ role_id: approle.roleId, secret_id: approle.secretId });
+    expect(v.token).toBe(login.auth.client_token);
+    const { csr } = makeCsr({ subject: "/CN=node-approle.example.test", san: "DNS:node-approle.example.test" });
+    const signed = await v.write("pki/sign/tls-server", { csr, common_name: "node-approle.example.test" });
+    expect((await certificateBySerial(t.service.ctx.store.db, hexOf(signed.data.serial_number)))?.requestedBy).toBe(`approle:${approle.id}`);
+  });
+
+  it("gets Vault's errors as node-vault reports them", async () => {
+    const { csr } = makeCsr({ subject: "/CN=x.example.test", san: "DNS:x.example.test" });
+    await expect(client(clientIssuer).write("pki/sign/web", { csr })).rejects.toMatchObject({
+      message: expect.stringMatching(/permission denied: this token may not issue from role web \(profile tls-server\)/),
+      response: { statusCode: 403 },
+    });
+  });
+});
+
+/** test/fixtures/vault-sign built once (Go's standard library only, no network), as relying-parties.ts builds go-verify. */
+let vaultSignBin: Promise<string> | undefined;
+function vaultSign(): Promise<string> {
+  vaultSignBin ??= (async () => {
+    const source = path.join(REPO, "test/fixtures/vault-sign/main.go");
+    const hash = crypto.createHash("sha256").update(fs.readFileSync(source)).digest("hex").slice(0, 16);
+    const bin = path.join(os.tmpdir(), `hsm-ca-vault-sign-${hash}`, "vault-sign");
+    if (fs.existsSync(bin)) return bin;
+    fs.mkdirSync(path.dirname(bin), { recursive: true });
+    const partial = `${bin}.${process.pid}`;
+    await run("go", ["build", "-o", partial, source], {
+      env: { ...process.env, GOCACHE: path.join(os.tmpdir(), "hsm-ca-go-cache"), GOPATH: path.join(os.tmpdir(), "hsm-ca-gopath"), GO111MODULE: "off", GOFLAGS: "" },
+      timeout: 120_000,
+    });
+    fs.renameSync(partial, bin);
+    return bin;
+  })();
+  return vaultSignBin;
+}
+
+async function certManagerSign(token: string, signPath: string, csr: string, duration = "24h"): Promise<{ code: number; result: any }> {
+  const bin = await vaultSign();
+  try {
+    const { stdout } = await run(bin, ["-addr", vaultUrl(), "-root", rootFile, "-token", token, "-path", signPath, "-csr", csr, "-duration", duration], { timeout: 60_000 });
+    return { code: 0, result: JSON.parse(stdout) };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    if (e.code === 2) return { code: 2, result: JSON.parse(e.stdout!) };
+    throw new Error(`vault-sign failed: ${e.stderr ?? err}`);
+  }
+}
+
+describe("cert-manager's Vault issuer request (Go, crypto/x509)", () => {
+  it("signs a CSR with DNS and IP names; the chain from data.certificate, data.issuing_ca and data.ca_chain verifies", async () => {
+    const csr = csrFile("cm.csr", "cm.example.test", "DNS:cm.example.test,DNS:www.cm.example.test,IP:10.9.8.7");
+    const { code, result } = await certManagerSign(issuer, "pki/sign/web", csr, "720h0m0s");
+    expect(code, JSON.stringify(result)).toBe(0);
+    expect(result, JSON.stringify(result)).toMatchObject({ ok: true, chainLength: 3, dnsNames: ["cm.example.test", "www.cm.example.test"] });
+    expect(Math.round(result.lifetimeHours)).toBe(720);
+    expect((await certificateBySerial(t.service.ctx.store.db, hexOf(result.serial)))?.profile).toBe("tls-server");
+  });
+
+  it("signs an SVID through a mapped role with uri_sans", async () => {
+    const csr = csrFile("svid.csr", "svid", "URI:spiffe://example.org/ns/default/sa/web");
+    const { code, result } = await certManagerSign(admin, "pki/sign/mesh", csr, "1h");
+    expect(code, JSON.stringify(result)).toBe(0);
+    expect((await certificateBySerial(t.service.ctx.store.db, hexOf(result.serial)))?.profile).toBe("spiffe-svid");
+  });
+
+  it("gets a 403 in Vault's form for a token outside the role's profile", async () => {
+    const csr = csrFile("cm-denied.csr", "denied.example.test", "DNS:denied.example.test");
+    const { code, result } = await certManagerSign(clientIssuer, "pki/sign/web", csr);
+    expect(code).toBe(2);
+    expect(result.status).toBe(403);
+    expect(result.errors[0]).toMatch(/may not issue from role web/);
+  });
+});
+
+describe("the same rules as REST", () => {
+  it("refuses what the profile refuses with REST's own words (400)", async () => {
+    for (const [what, opts] of [
+      ["a weak key", { subject: "/CN=weak.example.test", san: "DNS:weak.example.test", keyPem: makeKey("rsa-1024") }],
+      ["a public name", { subject: "/CN=www.example.invalid", san: "DNS:www.example.invalid" }],
+    ] as const) {
+      const { csr } = makeCsr(opts);
+      const rest = await t.api("POST", "/api/v1/certificates", { token: issuer, json: { csr, profile: "tls-server" } });
+      expect(rest.status, what).toBe(400);
+      const v = await vault("POST", "/v1/pki/sign/web", { token: issuer, json: { csr } });
+      expect(v.status, what).toBe(400);
+      expect(v.body, what).toEqual({ errors: [rest.body.detail] });
+    }
+  });
+
+  it("refuses names the CSR does not carry: hsm-ca adds none", async () => {
+    const { csr } = makeCsr({ subject: "/CN=one.example.test", san: "DNS:one.example.test" });
+    const v = await vault("POST", "/v1/pki/sign/web", { token: issuer, json: { csr, common_name: "one.example.test", alt_names: "two.example.test" } });
+    expect(v.status).toBe(400);
+    expect(v.body.errors[0]).toMatch(/the CSR does not carry: alt_names two.example.test/);
+  });
+
+  it("keeps issuer tokens to their own certificates, as REST does (read 404, revoke 400), and lets admins see all", async () => {
+    const { csr } = makeCsr({ subject: "/CN=mine.example.test", san: "DNS:mine.example.test" });
+    const signed = await vault("POST", "/v1/pki/sign/web", { token: issuer, json: { csr } });
+    expect(signed.status).toBe(200);
+    const serial = signed.body.data.serial_number;
+    const other = await t.token("issuer", "tls-server");
+    expect((await vault("GET", `/v1/pki/cert/${serial}`, { token: other })).status).toBe(404);
+    const revoke = await vault("POST", "/v1/pki/revoke", { token: other, json: { serial_number: serial } });
+    expect(revoke.status).toBe(400);
+    expect((await certificateBySerial(t.service.ctx.store.db, hexOf(serial)))!.status).toBe("valid");
+    expect((await vault("GET", `/v1/pki/certs?list=true`, { token: other })).status).toBe(404); // Vault: an empty list is a 404
+    expect((await vault("GET", `/v1/pki/cert/${hexOf(serial)}`, { token: admin })).body.data.certificate).toBe(signed.body.data.certificate);
+  });
+
+  it("sign-verbatim is for admins", async () => {
+    const { csr } = makeCsr({ subject: "/CN=verbatim.example.test", san: "DNS:verbatim.example.test" });
+    expect((await vault("POST", "/v1/pki/sign-verbatim/web", { token: issuer, json: { csr } })).status).toBe(403);
+    const ok = await vault("POST", "/v1/pki/sign-verbatim/web", { token: admin, json: { csr, format: "der" } });
+    expect(ok.status).toBe(200);
+    expect(new x509.X509Certificate(Buffer.from(ok.body.data.certificate, "base64")).subject).toContain("verbatim.example.test");
+  });
+
+  it("rate-limits per token, answering 429 in Vault's form", async () => {
+    const busy = await t.token("issuer", "tls-server");
+    const answers = await Promise.all(Array.from({ length: 80 }, () => vault("GET", "/v1/pki/cert/00:01", { token: busy })));
+    const limited = answers.filter((a) => a.status === 429);
+    expect(limited.length).toBeGreaterThan(0);
+    expect(limited[0]!.body.errors[0]).toMatch(/more requests than its limit/);
+    // Another token is not affected.
+    expect((await vault("GET", "/v1/pki/cert/00:01", { token: issuer })).status).toBe(404);
+  });
+
+  it("audits Vault issuance with the Vault path and role, and counts it with source vault", async () => {
+    await t.service.ctx.audit!.flush();
+    const entries = await auditEntriesPage(t.service.ctx.store.db, { afterSeq: 0, limit: 100_000 });
+    const viaVault = entries.filter((e) => e.kind === "certificate.issue" && (e.details as any).via?.door === "vault");
+    expect(viaVault.length).toBeGreaterThanOrEqual(5);
+    expect(viaVault.map((e) => (e.details as any).via)).toContainEqual({ door: "vault", path: "/v1/pki/sign/web", role: "web" });
+    expect(viaVault.map((e) => (e.details as any).via)).toContainEqual({ door: "vault", path: "/v1/pki/sign/mesh", role: "mesh" });
+    expect(entries.some((e) => e.kind === "vault.approle.login" && e.subject === approle.id)).toBe(true);
+    const metrics = parsePrometheusText(await (await fetch(`${t.service.httpUrl}/metrics`)).text());
+    expect(metrics.value("hsmca_issuance_total", { source: "vault", profile: "tls-server", outcome: "issued" })).toBeGreaterThanOrEqual(5);
+    expect(metrics.value("hsmca_issuance_total", { source: "vault", profile: "spiffe-svid", outcome: "issued" })).toBe(1);
+    // The weak key, the public name and the name not in the CSR, as REST counts its refusals.
+    expect(metrics.value("hsmca_issuance_total", { source: "vault", outcome: "refused" })).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe("Vault's errors for paths and methods", () => {
+  it("404 for an unknown path, 405 for a known path's wrong method, in Vault's form", async () => {
+    const unknown = await vault("GET", "/v1/pki/roles/web", { token: admin });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.errors[0]).toMatch(/no handler for route/);
+    const otherMount = await vault("POST", "/v1/pki_int/sign/web", { token: admin, json: {} });
+    expect(otherMount.status).toBe(404);
+    const wrong = await vault("GET", "/v1/pki/sign/web", { token: admin });
+    expect(wrong.status).toBe(405);
+    expect(wrong.body).toEqual({ errors: [expect.stringMatching(/unsupported operation/)] });
+    expect((await vault("DELETE", "/v1/pki/revoke", { token: admin })).status).toBe(405);
+  });
+
+  it("serves the CA unauthenticated as Vault does: /ca is DER, /ca/pem and /ca_chain PEM, cert/ca_chain JSON", async () => {
+    const der = await vault("GET", "/v1/pki/ca/pem");
+    expect(der.text.trim()).toBe(firstPem(t.chainPem).trim());
+    const chain = await vault("GET", "/v1/pki/cert/ca_chain");
+    expect(chain.body.data.ca_chain).toEqual([firstPem(t.chainPem).trim(), t.rootPem.trim()]);
+    const crl = await vault("GET", "/v1/pki/crl/pem");
+    expect(crl.text).toMatch(/^-----BEGIN X509 CRL-----/);
+  });
+});
+
+describe("AppRoles from the CLI", () => {
+  it("lists them without secrets, and a revoked AppRole's logins and client tokens are refused", async () => {
+    const login = await vault("POST", "/v1/auth/approle/login", { json: { role_id: approle.roleId, secret_id: approle.secretId } });
+    expect(login.status).toBe(200);
+    const clientToken = login.body.auth.client_token;
+    const list = await runCliInProcess(["vault", "approle", "list"], t.env);
+    expect(list.stdout).toContain("cert-manager");
+    expect(list.stdout).toContain(approle.roleId);
+    expect(list.stdout).not.toContain(approle.secretId);
+    const revoked = await runCliInProcess(["vault", "approle", "revoke", "cert-manager"], t.env);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    const { csr } = makeCsr({ subject: "/CN=late.example.test", san: "DNS:late.example.test" });
+    expect((await vault("POST", "/v1/pki/sign/web", { token: clientToken, json: { csr } })).status).toBe(403);
+    expect((await vault("POST", "/v1/auth/approle/login", { json: { role_id: approle.roleId, secret_id: approle.secretId } })).status).toBe(400);
+    const bad = await runCliInProcess(["vault", "approle", "create", "--name", "x", "--profile", "no-such-profile"], t.env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/no profile "no-such-profile"/);
+  });
+});

@@ -109,7 +109,7 @@ export function vaultRoutes(ctx: VaultContext): Hono<VaultEnv> {
   on(WRITE, `${m}/sign/:role`, limit, requireVaultToken(ctx, issuerOrAdmin), async (c) => {
     const role = c.req.param("role") ?? "";
     const profile = profileOfRole(ctx, role);
-    const input = await readSignRequest(await jsonBody(c), { verbatim: false });
+    const input = readSignRequest(await jsonBody(c), { verbatim: false });
     return issueForVault(ctx, c, { profile, role, input, principal: c.get("principal") });
   });
 
@@ -117,7 +117,7 @@ export function vaultRoutes(ctx: VaultContext): Hono<VaultEnv> {
     const role = c.req.param("role");
     if (!role) throw new VaultError(400, `name a role: ${m}/sign-verbatim/<role>; hsm-ca signs every certificate through a profile`);
     const profile = profileOfRole(ctx, role);
-    const input = await readSignRequest(await jsonBody(c), { verbatim: true });
+    const input = readSignRequest(await jsonBody(c), { verbatim: true });
     return issueForVault(ctx, c, { profile, role, input, principal: c.get("principal") });
   };
   on(WRITE, `${m}/sign-verbatim`, limit, requireVaultToken(ctx, adminOnly), signVerbatim);
@@ -160,7 +160,7 @@ export function vaultRoutes(ctx: VaultContext): Hono<VaultEnv> {
   on(READ, `${m}/cert/:serial/raw/pem`, requireVaultToken(ctx, anyRole), async (c) => c.body((await ownCertificate(c)).certificatePem, 200, pemHeaders));
 
   const listSerials = (status?: "revoked") => async (c: Context<VaultEnv>) => {
-    if (c.req.method === "GET" && c.req.query("list") !== "true") throw new VaultError(405, `${c.req.path} is listed: send LIST, or GET with ?list=true`);
+    if (c.req.method === "GET" && !["true", "1", "t", "T", "TRUE", "True"].includes(c.req.query("list") ?? "")) throw new VaultError(405, `${c.req.path} is listed: send LIST, or GET with ?list=true`);
     const p = c.get("principal");
     const keys: string[] = [];
     let afterId: number | undefined;

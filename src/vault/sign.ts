@@ -5,6 +5,7 @@ import { mayIssue, type Principal } from "../auth/api-tokens.ts";
 import { parseCsr, type ParsedCsr } from "../csr/parse-csr.ts";
 import { issueCertificate } from "../issuance/issue-certificate.ts";
 import type { ActiveIssuer } from "../issuance/issuer.ts";
+import { Rejection } from "../errors.ts";
 import { countIssuance } from "../metrics/issuance-outcome.ts";
 import { canonicalIp } from "../policy/acme-identifiers.ts";
 import type { CertificateRow } from "../store/certificates.ts";
@@ -76,6 +77,8 @@ export interface SignInput {
   format: Format;
   removeRoots: boolean;
   warnings: string[];
+  /** The request's fields against the CSR's names; throws a Rejection (the request's fault). */
+  checkCsr(csr: ParsedCsr): void;
 }
 
 /**
@@ -85,7 +88,7 @@ export interface SignInput {
  * cert-manager sends exactly the CSR's names. `verbatim`: sign-verbatim,
  * where Vault takes the names from the CSR alone.
  */
-export async function readSignRequest(body: Record<string, unknown>, opts: { verbatim: boolean }): Promise<SignInput & { csr: ParsedCsr }> {
+export function readSignRequest(body: Record<string, unknown>, opts: { verbatim: boolean }): SignInput {
   const warnings: string[] = [];
   const csrPem = string(body, "csr");
   if (!csrPem || !csrPem.trim()) throw new VaultError(400, "missing csr: send the PEM-encoded CSR in csr (hsm-ca never makes end-entity keys)");
@@ -96,11 +99,17 @@ export async function readSignRequest(body: Record<string, unknown>, opts: { ver
   if (!["pem", "der", "pem_bundle"].includes(format)) throw new VaultError(400, `unknown format "${format}": use pem, der or pem_bundle`);
   const validity = validityOfTtl(body.ttl);
   if (validity === undefined) throw new VaultError(400, `ttl "${String(body.ttl)}" is not a duration: use seconds (3600) or a duration like "720h"`);
-  const csr = await parseCsr(csrPem);
-  if (!opts.verbatim) checkNamesInCsr(body, csr, warnings);
   const unknown = Object.keys(body).filter((k) => !KNOWN_FIELDS.has(k)).sort();
   if (unknown.length) warnings.push(`Endpoint ignored these unrecognized parameters: [${unknown.join(" ")}]`);
-  return { csr, csrPem, validity: validity ?? undefined, format, removeRoots: bool(body, "remove_roots_from_chain"), warnings };
+  return {
+    csrPem,
+    validity: validity ?? undefined,
+    format,
+    removeRoots: bool(body, "remove_roots_from_chain"),
+    warnings,
+    // Checked with the CSR, inside the counted issuance: a refusal is counted as REST counts its own.
+    checkCsr: opts.verbatim ? () => {} : (csr) => checkNamesInCsr(body, csr, warnings),
+  };
 }
 
 function checkNamesInCsr(body: Record<string, unknown>, csr: ParsedCsr, warnings: string[]): void {
@@ -121,12 +130,12 @@ function checkNamesInCsr(body: Record<string, unknown>, csr: ParsedCsr, warnings
     if (!inCsr.has(key)) missing.push(`alt_names ${name}`);
   }
   for (const ip of commaList(body, "ip_sans")) {
-    if (!net.isIP(ip)) throw new VaultError(400, `ip_sans: "${ip}" is not an IP address`);
+    if (!net.isIP(ip)) throw new Rejection("malformed-request", `ip_sans: "${ip}" is not an IP address`);
     if (!inCsr.has(`ip:${canonicalIp(ip)}`)) missing.push(`ip_sans ${ip}`);
   }
   for (const uri of commaList(body, "uri_sans")) if (!inCsr.has(`uri:${uri}`)) missing.push(`uri_sans ${uri}`);
   if (missing.length) {
-    throw new VaultError(400, `hsm-ca certifies the names in the CSR and adds none; the CSR does not carry: ${missing.join(", ")}`);
+    throw new Rejection("rejected-identifier", `hsm-ca certifies the names in the CSR and adds none; the CSR does not carry: ${missing.join(", ")}`);
   }
   if (cn && !bool(body, "exclude_cn_from_sans") && !inCsr.has(`dns:${cn.toLowerCase()}`) && !inCsr.has(`email:${cn.toLowerCase()}`) && csr.sans.length > 0) {
     warnings.push(`the common name ${cn} is not among the CSR's subject alternative names, and hsm-ca adds none: put it in the CSR to have it as a SAN`);
@@ -149,6 +158,7 @@ export async function issueForVault(
     throw new VaultError(403, `permission denied: this token may not issue from ${why}`);
   }
   const { issuer, row } = await countIssuance(ctx.metrics, "vault", profile, async () => {
+    input.checkCsr(await parseCsr(input.csrPem));
     const issuer = ctx.issuer();
     const row = await issueCertificate(
       { db: ctx.db, profiles: ctx.profiles, issuer, revocation: ctx.revocation, audit: ctx.audit },
