@@ -64,11 +64,13 @@ describe("CA keys", () => {
       expect(hsm.keyId(label)).toBe(key.id);
       expect(hsm.status.provenance(label)).toEqual({
         token: true,
+        private: true,
         local: true,
         sensitive: true,
         alwaysSensitive: true,
         extractable: false,
         neverExtractable: true,
+        sign: true,
       });
       // A signature made in the HSM verifies in software with the exported public key.
       const spec = KEY_ALGORITHM_SPECS[algorithm];

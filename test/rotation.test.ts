@@ -5,7 +5,10 @@ import { destroyRetiredKeys } from "../src/jobs/key-cleanup.ts";
 import { loadConfig } from "../src/config.ts";
 import { createLogger } from "../src/logger.ts";
 import { startService, type Service } from "../src/service.ts";
+import { eq } from "drizzle-orm";
+import { requestsByPayloadField } from "../src/store/approvals.ts";
 import { listCas } from "../src/store/cas.ts";
+import { approvalRequests, cas } from "../src/store/schema.ts";
 import { listCeremonies } from "../src/store/ceremonies.ts";
 import { makeCsr, verify } from "./helpers/openssl.ts";
 import { fetchBytes, RelyingParty, within } from "./helpers/relying-party.ts";
@@ -108,7 +111,17 @@ describe("retired keys", () => {
     expect((await destroyRetiredKeys({ ...deps, now: () => new Date() })).map((c) => c.id)).not.toContain(first.id);
     expect(a.service.hsm.hasKey(first.keyLabel)).toBe(true);
     expect((await destroyRetiredKeys({ ...deps, now: () => new Date(Date.now() + 2 * 3_600_000) })).map((c) => c.id)).not.toContain(first.id);
-    // 31 days on, every certificate of CA 1 has expired: its key is destroyed.
+    // 31 days on, every certificate of CA 1 has expired. Had its key been adopted from a vendor
+    // ceremony, it would wait for an admin's approval even with approvals set to 0.
+    const db = a.service.ctx.store.db;
+    await db.update(cas).set({ keyOrigin: "adopted" }).where(eq(cas.id, first.id));
+    expect(await destroyRetiredKeys({ ...deps, now: () => new Date(Date.now() + 31 * 86_400_000) })).toEqual([]);
+    expect(a.service.hsm.hasKey(first.keyLabel)).toBe(true);
+    const asked = await requestsByPayloadField(db, "destroy-key", "caId", String(first.id), ["pending"]);
+    expect(asked.map((r) => r.required)).toEqual([1]);
+    await db.delete(approvalRequests).where(eq(approvalRequests.id, asked[0]!.id));
+    await db.update(cas).set({ keyOrigin: "generated" }).where(eq(cas.id, first.id));
+    // A key hsm-ca made itself goes at once with approvals set to 0.
     const destroyed = await destroyRetiredKeys({ ...deps, now: () => new Date(Date.now() + 31 * 86_400_000) });
     expect(destroyed.map((c) => c.id)).toContain(first.id);
     expect(a.service.hsm.hasKey(first.keyLabel)).toBe(false);

@@ -12,7 +12,8 @@ import type { Database } from "../store/database.ts";
 import { LOCKS, withAdvisoryLock } from "../store/locks.ts";
 import { pointersFor } from "../revocation/pointers.ts";
 import type { RevocationUrls } from "../revocation/urls.ts";
-import { caKeyFor, type KeyChoice } from "./ca-key.ts";
+import { adopts, caKeyFor, KeyChoiceError, type KeyChoice } from "./ca-key.ts";
+import { keyWeaknesses } from "./key-weaknesses.ts";
 
 export interface TranscriptEntry {
   role: "root" | "intermediate";
@@ -21,7 +22,11 @@ export interface TranscriptEntry {
   keyId: string;
   keyAlgorithm: CaKeyAlgorithm;
   publicKeySha256: string;
+  /** generated: made by hsm-ca now; adopted: found on the token (made elsewhere). */
+  keyOrigin: CaRow["keyOrigin"];
   provenance: KeyProvenance;
+  /** An adopted key's weaknesses that --allow-weak-key let through (see key-weaknesses.ts); absent when none. */
+  weakKeyAccepted?: string[];
   serial: string;
   certificateSha256: string;
   notBefore: string;
@@ -49,17 +54,26 @@ export async function initHierarchy(
   db: Database,
   opts: HierarchyConfig,
   urls?: RevocationUrls,
+  /** Keys already on the token to adopt instead of making new ones (hsm-ca init --root-key-label ...). */
+  keys: { root?: KeyChoice; intermediate?: KeyChoice } = {},
 ): Promise<Transcript | undefined> {
   return withAdvisoryLock(db, LOCKS.hierarchy, async (tx) => {
     const created: TranscriptEntry[] = [];
     let root = await activeCa(tx, "root");
+    const intermediate = await activeCa(tx, "intermediate");
+    requireUnusedChoice(root, keys.root);
+    requireUnusedChoice(intermediate, keys.intermediate);
+    // Check the key to adopt for the intermediate before a root key is made for nothing.
+    if (!root && !intermediate && adopts(keys.intermediate)) {
+      await caKeyFor(hsm, "intermediate", opts.intermediateAlgorithm, { ...keys.intermediate, db: tx });
+    }
     if (!root) {
-      root = await createRoot(hsm, tx, opts);
+      root = await createRoot(hsm, tx, opts, keys.root);
       created.push(await entryFor(hsm, root));
     }
-    if (!(await activeCa(tx, "intermediate"))) {
-      const intermediate = await createIntermediate(hsm, tx, root, opts, urls);
-      created.push(await entryFor(hsm, intermediate));
+    if (!intermediate) {
+      const row = await createIntermediate(hsm, tx, root, opts, urls, keys.intermediate);
+      created.push(await entryFor(hsm, row));
     }
     if (created.length === 0) return undefined;
     const transcript: Transcript = { ceremony: "init", at: new Date().toISOString(), token: hsm.status.tokenLabel, created };
@@ -68,13 +82,20 @@ export async function initHierarchy(
   });
 }
 
+/** A key to adopt for a CA that exists already: fine when it is that CA's key (init run again), refused otherwise. */
+function requireUnusedChoice(existing: CaRow | undefined, choice: KeyChoice | undefined): void {
+  if (!existing || !adopts(choice)) return;
+  if ((choice!.label ?? existing.keyLabel) === existing.keyLabel && (choice!.id ?? existing.keyId) === existing.keyId) return;
+  throw new KeyChoiceError(`an active ${existing.role} CA exists already (key "${existing.keyLabel}"): a key to adopt applies only when init creates the ${existing.role}`);
+}
+
 export async function createRoot(
   hsm: KeyManager,
   db: Database,
   opts: Pick<HierarchyConfig, "rootSubject" | "rootAlgorithm" | "rootValidityDays" | "intermediatePathLength">,
   keyChoice?: KeyChoice,
 ): Promise<CaRow> {
-  const key = await caKeyFor(hsm, "root", opts.rootAlgorithm, keyChoice);
+  const key = await caKeyFor(hsm, "root", opts.rootAlgorithm, keyChoice && { ...keyChoice, db: keyChoice.db ?? db });
   const now = Date.now();
   const cert = await buildRootCertificate({
     // Room for the intermediates below it and for the sub-CAs they may sign.
@@ -97,7 +118,7 @@ export async function createIntermediate(
   urls?: RevocationUrls,
   keyChoice?: KeyChoice,
 ): Promise<CaRow> {
-  const key = await caKeyFor(hsm, "intermediate", opts.intermediateAlgorithm, keyChoice);
+  const key = await caKeyFor(hsm, "intermediate", opts.intermediateAlgorithm, keyChoice && { ...keyChoice, db: keyChoice.db ?? db });
   const rootCert = new x509.X509Certificate(root.certificatePem);
   const now = Date.now();
   const notAfter = Math.min(now + opts.intermediateValidityDays * DAY_MS, rootCert.notAfter.getTime());
@@ -140,6 +161,9 @@ export function caRow(
 }
 
 export async function entryFor(hsm: KeyManager, row: CaRow): Promise<TranscriptEntry> {
+  const provenance = hsm.status.provenance(row.keyLabel);
+  // What the token reports now is what the adoption checked (a moment ago, in the same ceremony).
+  const weak = row.keyOrigin === "adopted" ? keyWeaknesses(provenance) : [];
   return {
     role: row.role,
     subject: row.subject,
@@ -147,7 +171,9 @@ export async function entryFor(hsm: KeyManager, row: CaRow): Promise<TranscriptE
     keyId: row.keyId,
     keyAlgorithm: row.keyAlgorithm as CaKeyAlgorithm,
     publicKeySha256: row.spkiSha256,
-    provenance: hsm.status.provenance(row.keyLabel),
+    keyOrigin: row.keyOrigin,
+    provenance,
+    ...(weak.length ? { weakKeyAccepted: weak } : {}),
     serial: row.serial,
     certificateSha256: row.fingerprintSha256,
     notBefore: row.notBefore.toISOString(),
@@ -165,11 +191,24 @@ export function formatTranscript(t: Transcript): string {
       `  key id (CKA_ID)      ${e.keyId}`,
       `  key algorithm        ${e.keyAlgorithm}`,
       `  public key SHA-256   ${colonHex(e.publicKeySha256)}`,
-      `  key provenance       local=${e.provenance.local} sensitive=${e.provenance.sensitive} extractable=${e.provenance.extractable} neverExtractable=${e.provenance.neverExtractable}`,
+      `  key origin           ${ORIGINS[e.keyOrigin] ?? e.keyOrigin}`,
+      `  key provenance       ${formatProvenance(e.provenance)}`,
+      ...(e.weakKeyAccepted ? [`  WEAK KEY accepted    ${e.weakKeyAccepted.join("; ")} (--allow-weak-key)`] : []),
       `  certificate serial   ${e.serial}`,
       `  certificate SHA-256  ${colonHex(e.certificateSha256)}`,
       `  valid                ${e.notBefore} .. ${e.notAfter}`,
     );
   }
   return lines.join("\n");
+}
+
+const ORIGINS: Record<string, string> = {
+  generated: "generated (made on the token by hsm-ca)",
+  adopted: "adopted (found on the token, made elsewhere; attributes as the token reports them)",
+  external: "external (not on this token)",
+};
+
+/** The key's attributes on one line, as the transcript and `hsm-ca status` show them. */
+export function formatProvenance(p: KeyProvenance): string {
+  return `local=${p.local} sensitive=${p.sensitive} extractable=${p.extractable} neverExtractable=${p.neverExtractable} alwaysSensitive=${p.alwaysSensitive} private=${p.private} sign=${p.sign}`;
 }

@@ -7,6 +7,7 @@ import { activeCa, retireCa, type CaRow } from "../store/cas.ts";
 import { insertCeremony } from "../store/ceremonies.ts";
 import type { Database } from "../store/database.ts";
 import { LOCKS, withAdvisoryLock } from "../store/locks.ts";
+import type { KeyChoice } from "./ca-key.ts";
 import { createIntermediate, entryFor, type Transcript } from "./init-hierarchy.ts";
 
 export interface RotationPlan {
@@ -56,6 +57,8 @@ export async function rotateIntermediate(
   why: string,
   /** Decides, under the lock, whether to go ahead (a scheduled tick another replica took, a rule no longer due). */
   proceed: (tx: Database, plan: RotationPlan) => Promise<boolean> = async () => true,
+  /** A key already on the token for the new intermediate (hsm-ca ceremony sign-intermediate --key-label); default: a new one. */
+  keyChoice?: KeyChoice,
 ): Promise<{ transcript: Transcript; row: CaRow } | undefined> {
   return withAdvisoryLock(db, LOCKS.hierarchy, async (tx) => {
     const plan = await planRotation(tx, hierarchy);
@@ -67,6 +70,7 @@ export async function rotateIntermediate(
       plan.root,
       { intermediateSubject: plan.subject, intermediateAlgorithm: plan.algorithm, intermediateValidityDays: plan.validityDays, intermediatePathLength: plan.pathLength },
       urls,
+      keyChoice,
     );
     await retireCa(tx, plan.current.id);
     const transcript: Transcript = {

@@ -1,3 +1,4 @@
+import { KeyChoiceError } from "../ceremony/ca-key.ts";
 import { CaKeyMismatchError } from "../ceremony/check-ca-keys.ts";
 import { RotationError } from "../ceremony/rotate.ts";
 import { ConfigError } from "../config.ts";
@@ -70,7 +71,7 @@ export async function runCommand(argv: string[], env: CommandEnv): Promise<numbe
   }
 }
 
-const EXPECTED = [RotationError, CaKeyMismatchError, CliError, Rejection, ConfigError, ProfileError, PinError, HsmUnavailableError, HsmKeyError, DatabaseBusyError, DataDirError];
+const EXPECTED = [KeyChoiceError, RotationError, CaKeyMismatchError, CliError, Rejection, ConfigError, ProfileError, PinError, HsmUnavailableError, HsmKeyError, DatabaseBusyError, DataDirError];
 
 export function oneLine(err: unknown): string {
   if (EXPECTED.some((E) => err instanceof E)) return (err as Error).message.split("\n")[0]!;

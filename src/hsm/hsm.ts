@@ -7,7 +7,8 @@ import { failureReason, HsmKeyError } from "./errors.ts";
 import { HsmEvents, type AvailabilityListener, type KeyEvents, type KeyUseEvent, type KeyUseListener } from "./events.ts";
 import type { HsmConfig } from "./hsm-config.ts";
 import { KEY_ALGORITHM_SPECS, type CaKeyAlgorithm } from "./key-algorithms.ts";
-import type { GeneratedKey, KeyManager, KeyManagerStatus, KeyProvenance, SecretSealer, Signer, TokenDataObjects } from "./key-manager.ts";
+import { describeExistingKey, findExistingPrivateKey, provenanceOfObject } from "./existing-keys.ts";
+import type { ExistingKey, GeneratedKey, KeyManager, KeyManagerStatus, KeyProvenance, KeySelector, SecretSealer, Signer, TokenDataObjects } from "./key-manager.ts";
 import { ckaIdOf, findObject, privateKeyOn, storageId } from "./key-objects.ts";
 import { openWithSecretKey, sealWithSecretKey } from "./secret-key.ts";
 import type { PooledSession, SessionPool } from "./session-pool.ts";
@@ -72,6 +73,23 @@ export class Hsm implements KeyManager, SecretSealer, TokenDataObjects, KeyEvent
     });
   }
 
+  async findExistingKey(selector: KeySelector, on: "issuing" | "root" = "issuing"): Promise<ExistingKey> {
+    const c = this.connection;
+    const pool = c.poolForNewKey(on);
+    const token = on === "root" ? c.rootToken.label : c.tokenLabel;
+    const obj = c.onLookup(pool, (s) => findExistingPrivateKey(s, selector, token));
+    if (!obj) {
+      // "Not there" is believed only if the token still answers.
+      c.requireAnswer(pool);
+      const what = [selector.label !== undefined ? `labelled "${selector.label}"` : "", selector.id !== undefined ? `with CKA_ID ${selector.id}` : ""].filter(Boolean).join(" ");
+      throw new HsmKeyError(`no private key ${what} on token "${token}"`);
+    }
+    const key = c.onLookup(pool, (s) => describeExistingKey(s, obj));
+    // Signers find keys by label, on the root token first: the label must lead there to this key.
+    if (c.poolFor(key.label) !== pool) throw new HsmKeyError(`a private key labelled "${key.label}" is on the root token too: give the key to adopt a label of its own`);
+    return { ...key, token };
+  }
+
   /**
    * Seals a small secret under the named AES-256 secret key on the issuing
    * token (AES-GCM, src/hsm/secret-key.ts), generating the key there on
@@ -101,7 +119,12 @@ export class Hsm implements KeyManager, SecretSealer, TokenDataObjects, KeyEvent
     try {
       return await pool.use(async ({ crypto, session }) => {
         const obj = findObject(session, graphene.ObjectClass.PUBLIC_KEY, label);
-        if (!obj) throw new HsmKeyError(`no public key labelled "${label}" on the token`);
+        if (!obj) {
+          // An adopted key's public half may carry another label (or be only in the private key's attributes).
+          const priv = findObject(session, graphene.ObjectClass.PRIVATE_KEY, label);
+          if (!priv) throw new HsmKeyError(`no public key labelled "${label}" on the token`);
+          return describeExistingKey(session, priv).spki;
+        }
         const key = await crypto.keyStorage.getItem(storageId("public", obj), KEY_ALGORITHM_SPECS[algorithm].keyParams, true, ["verify"]);
         return crypto.subtle.exportKey("spki", key);
       });
@@ -239,22 +262,5 @@ function provenanceOf(c: HsmConnection, label: string): KeyProvenance {
   const pool = c.poolFor(label);
   const obj = c.findOn(pool, graphene.ObjectClass.PRIVATE_KEY, label);
   if (!obj) throw new HsmKeyError(`no private key labelled "${label}" on the token`);
-  const a = c.onLookup(pool, () =>
-    obj.getAttribute({
-      token: null,
-      local: null,
-      sensitive: null,
-      alwaysSensitive: null,
-      extractable: null,
-      neverExtractable: null,
-    }),
-  );
-  return {
-    token: !!a.token,
-    local: !!a.local,
-    sensitive: !!a.sensitive,
-    alwaysSensitive: !!a.alwaysSensitive,
-    extractable: !!a.extractable,
-    neverExtractable: !!a.neverExtractable,
-  };
+  return c.onLookup(pool, () => provenanceOfObject(obj));
 }

@@ -20,6 +20,16 @@ export interface KeyManager {
    * Refuses (HsmKeyError) a label that is taken.
    */
   generateKey(label: string, algorithm: CaKeyAlgorithm, on?: "issuing" | "root"): Promise<GeneratedKey>;
+  /**
+   * A private key already on the token (made elsewhere: a vendor's key
+   * ceremony), found by label and/or CKA_ID on the token where keys of that
+   * role live (`on`, as for generateKey), described as the token reports it.
+   * Changes nothing on the token. HsmKeyError when there is no such key, when
+   * the selector names several, when a key found by CKA_ID has no label of its
+   * own (hsm-ca addresses keys by label), or when it is of a kind hsm-ca does
+   * not sign with (EC P-256/P-384, RSA 2048/3072/4096 only).
+   */
+  findExistingKey(selector: KeySelector, on?: "issuing" | "root"): Promise<ExistingKey>;
   /** The public half, SubjectPublicKeyInfo DER. */
   publicKeySpki(label: string, algorithm: CaKeyAlgorithm): Promise<ArrayBuffer>;
   /** What signs with the key: the CA code's only view of a private key. */
@@ -57,14 +67,42 @@ export interface KeyManagerStatus {
   provenance(label: string): KeyProvenance;
 }
 
-/** Attributes that say where a key came from and whether it can leave the token. */
+/** Attributes that say where a key came from, whether it can leave the token, and whether it may sign. */
 export interface KeyProvenance {
   token: boolean;
+  /** CKA_PRIVATE: seen only after a login. */
+  private: boolean;
+  /** CKA_LOCAL: generated on this token (false: imported or unwrapped). */
   local: boolean;
   sensitive: boolean;
   alwaysSensitive: boolean;
   extractable: boolean;
   neverExtractable: boolean;
+  /** CKA_SIGN. */
+  sign: boolean;
+}
+
+/** Names a key on the token: by CKA_LABEL, by CKA_ID (hex), or both (then both must be the key's). */
+export interface KeySelector {
+  label?: string;
+  /** CKA_ID, lower-case hex. */
+  id?: string;
+}
+
+/** A private key found on the token, as the token reports it. */
+export interface ExistingKey {
+  /** Its CKA_LABEL: how hsm-ca addresses it from now on. */
+  label: string;
+  /** CKA_ID, hex. */
+  id: string;
+  algorithm: CaKeyAlgorithm;
+  /** SubjectPublicKeyInfo, DER. */
+  spki: ArrayBuffer;
+  /** Read from the public key object with the same CKA_ID, or (none there) from the private key's own attributes. */
+  publicKeyFrom: "public-key-object" | "private-key";
+  provenance: KeyProvenance;
+  /** The label of the token it is on. */
+  token: string;
 }
 
 export interface GeneratedKey {

@@ -42,8 +42,10 @@ export async function destroyRetiredKeys(deps: KeyCleanupDeps): Promise<CaRow[]>
     for (const ca of await listCas(tx)) {
       const check = await mayDestroy(tx, ca, now);
       if (!check.ok) continue;
-      if (required > 0) {
-        await requestDestruction(tx, deps, ca, check.lastExpiry, required);
+      // A key adopted from a vendor ceremony was not ours to make: someone approves its end, whatever the setting.
+      const needed = ca.keyOrigin === "adopted" ? Math.max(required, 1) : required;
+      if (needed > 0) {
+        await requestDestruction(tx, deps, ca, check.lastExpiry, needed);
         continue;
       }
       await destroyKeysOf(tx, deps, ca, check.lastExpiry, now);

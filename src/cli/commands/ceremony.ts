@@ -9,16 +9,24 @@ import { activeCa } from "../../store/cas.ts";
 import { insertCeremony } from "../../store/ceremonies.ts";
 import { LOCKS, withAdvisoryLock } from "../../store/locks.ts";
 import { CliError, type CommandEnv } from "../command-env.ts";
+import { ALLOW_WEAK_KEY_OPTION, keyChoiceFrom, keyChoiceOptions, keyChoiceUsage, requireKeyForAllowWeak } from "../key-choice.ts";
 
-export const ceremonyUsage = `hsm-ca ceremony create-root | sign-intermediate | sign-root-crl [--next-update 30d]
+export const ceremonyUsage = `hsm-ca ceremony create-root | sign-intermediate ${keyChoiceUsage("")} [--allow-weak-key]
+hsm-ca ceremony sign-root-crl [--next-update 30d]
   Root key ceremonies, for a root that lives on its own token (HSM_CA_ROOT_TOKEN_LABEL), present
   only for the ceremony. create-root makes the root key and certificate; sign-intermediate has the
   root certify a new issuing intermediate (a rotation); sign-root-crl publishes the root's CRL,
-  valid until --next-update (default 30d). Each prints a transcript and stores it.`;
+  valid until --next-update (default 30d). Each prints a transcript and stores it.
+  --key-label/--key-id adopt a key already on the token instead of making one (the root's on the
+  root token); --allow-weak-key adopts one that fails the checks anyway, recorded.
+  See docs/adopting-keys.md.`;
 
 export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<number> {
   const [what, ...rest] = args;
-  const { values } = parseArgs({ args: rest, options: { "next-update": { type: "string" } }, strict: true });
+  const { values } = parseArgs({ args: rest, options: { "next-update": { type: "string" }, ...keyChoiceOptions(""), ...ALLOW_WEAK_KEY_OPTION }, strict: true });
+  const keyChoice = keyChoiceFrom(values, "");
+  if (keyChoice && what !== "create-root" && what !== "sign-intermediate") throw new CliError(`--key-label and --key-id apply to create-root and sign-intermediate, not ${what ?? "(none)"}`);
+  requireKeyForAllowWeak(values, [keyChoice], "--key-label or --key-id");
   const store = await env.store();
   const hsm = env.hsm();
   let transcript: Transcript;
@@ -26,7 +34,7 @@ export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<
     case "create-root": {
       transcript = await withAdvisoryLock(store.db, LOCKS.hierarchy, async (tx) => {
         if (await activeCa(tx, "root")) throw new CliError("an active root exists already; a second root is not created");
-        const row = await createRoot(hsm, tx, env.config.hierarchy);
+        const row = await createRoot(hsm, tx, env.config.hierarchy, keyChoice);
         const t: Transcript = { ceremony: "create-root", at: new Date().toISOString(), token: hsm.status.rootToken.label, created: [await entryFor(hsm, row)] };
         await insertCeremony(tx, "create-root", t);
         return t;
@@ -39,13 +47,13 @@ export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<
         transcript = await withAdvisoryLock(store.db, LOCKS.hierarchy, async (tx) => {
           const root = await activeCa(tx, "root");
           if (!root) throw new CliError("there is no root: run hsm-ca ceremony create-root");
-          const row = await createIntermediate(hsm, tx, root, env.config.hierarchy, env.revocationUrls());
+          const row = await createIntermediate(hsm, tx, root, env.config.hierarchy, env.revocationUrls(), keyChoice);
           const t: Transcript = { ceremony: "sign-intermediate", at: new Date().toISOString(), token: hsm.status.rootToken.label, created: [await entryFor(hsm, row)] };
           await insertCeremony(tx, "sign-intermediate", t);
           return t;
         });
       } else {
-        const done = await rotateIntermediate(hsm, store.db, env.config.hierarchy, env.revocationUrls(), "root ceremony");
+        const done = await rotateIntermediate(hsm, store.db, env.config.hierarchy, env.revocationUrls(), "root ceremony", undefined, keyChoice);
         if (!done) throw new CliError("no intermediate was signed");
         transcript = { ...done.transcript, ceremony: "sign-intermediate" };
       }

@@ -4,11 +4,16 @@ import { formatTranscript, initHierarchy } from "../../ceremony/init-hierarchy.t
 import { isCaKeyAlgorithm, CA_KEY_ALGORITHMS } from "../../hsm/key-algorithms.ts";
 import { listCas } from "../../store/cas.ts";
 import { CliError, type CommandEnv } from "../command-env.ts";
+import { ALLOW_WEAK_KEY_OPTION, keyChoiceFrom, keyChoiceOptions, keyChoiceUsage, requireKeyForAllowWeak } from "../key-choice.ts";
 
-export const initUsage = `hsm-ca init [--root-subject DN] [--root-algorithm ALG] [--root-validity-days N]
+export const initUsage = `hsm-ca init [--root-subject DN] [--root-algorithm ALG] [--root-validity-days N] ${keyChoiceUsage("root-")}
             [--intermediate-subject DN] [--intermediate-algorithm ALG] [--intermediate-validity-days N]
+            ${keyChoiceUsage("intermediate-")} [--allow-weak-key]
   Creates the root and issuing intermediate CA keys in the HSM and their certificates,
-  if they do not exist yet, and prints the ceremony transcript. ALG: ${CA_KEY_ALGORITHMS.join(", ")}`;
+  if they do not exist yet, and prints the ceremony transcript. ALG: ${CA_KEY_ALGORITHMS.join(", ")}
+  --*-key-label/--*-key-id adopt a key already on the token (a vendor ceremony) instead of making
+  one: it must be private, sensitive and never extractable unless --allow-weak-key (recorded);
+  its algorithm is the key's own. See docs/adopting-keys.md.`;
 
 export async function initCommand(args: string[], env: CommandEnv): Promise<number> {
   const { values } = parseArgs({
@@ -20,6 +25,8 @@ export async function initCommand(args: string[], env: CommandEnv): Promise<numb
       "intermediate-subject": { type: "string" },
       "intermediate-algorithm": { type: "string" },
       "intermediate-validity-days": { type: "string" },
+      ...keyChoiceOptions("root-", "intermediate-"),
+      ...ALLOW_WEAK_KEY_OPTION,
     },
     strict: true,
   });
@@ -32,8 +39,14 @@ export async function initCommand(args: string[], env: CommandEnv): Promise<numb
   if (values["intermediate-validity-days"]) {
     h.intermediateValidityDays = days(values["intermediate-validity-days"], "--intermediate-validity-days");
   }
+  // An adopted key brings its own algorithm: an algorithm option beside it must agree with it.
+  const root = keyChoiceFrom(values, "root-");
+  const intermediate = keyChoiceFrom(values, "intermediate-");
+  requireKeyForAllowWeak(values, [root, intermediate], "--root-key-label/--root-key-id or --intermediate-key-label/--intermediate-key-id");
+  if (root && values["root-algorithm"]) root.algorithm = h.rootAlgorithm;
+  if (intermediate && values["intermediate-algorithm"]) intermediate.algorithm = h.intermediateAlgorithm;
   const store = await env.store();
-  const transcript = await initHierarchy(env.hsm(), store.db, h, env.revocationUrls());
+  const transcript = await initHierarchy(env.hsm(), store.db, h, env.revocationUrls(), { root, intermediate });
   if (!transcript) {
     env.out("The CA hierarchy already exists; nothing was created. Existing CAs:");
     for (const ca of await listCas(store.db)) {

@@ -1,10 +1,12 @@
 import { rotationDueAt } from "../../policy/rotation-rule.ts";
 import { nextTick } from "../../jobs/next-tick.ts";
+import { formatProvenance } from "../../ceremony/init-hierarchy.ts";
 import { listCas } from "../../store/cas.ts";
 import type { CommandEnv } from "../command-env.ts";
 
 export const statusUsage = `hsm-ca status
-  Prints the CA hierarchy: each CA's role, state, validity, key and key provenance, and
+  Prints the CA hierarchy: each CA's role, state, validity, key, where the key came from
+  (generated, adopted, external) and what the HSM reports about it, and
   when the issuing intermediate rotates next.`;
 
 export async function statusCommand(_args: string[], env: CommandEnv): Promise<number> {
@@ -18,10 +20,9 @@ export async function statusCommand(_args: string[], env: CommandEnv): Promise<n
   for (const ca of cas) {
     env.out(`${ca.role.toUpperCase()} CA (${ca.status})  ${ca.subject}`);
     env.out(`  valid        ${ca.notBefore.toISOString()} .. ${ca.notAfter.toISOString()}`);
-    env.out(`  key          ${ca.keyLabel}  id ${ca.keyId}  ${ca.keyAlgorithm}`);
+    env.out(`  key          ${ca.keyLabel}  id ${ca.keyId}  ${ca.keyAlgorithm}  ${ca.keyOrigin}`);
     try {
-      const p = hsm.status.provenance(ca.keyLabel);
-      env.out(`  provenance   local=${p.local} sensitive=${p.sensitive} extractable=${p.extractable} neverExtractable=${p.neverExtractable}`);
+      env.out(`  provenance   ${formatProvenance(hsm.status.provenance(ca.keyLabel))}`);
     } catch (err) {
       env.out(`  provenance   unavailable: ${(err as Error).message}`);
     }
