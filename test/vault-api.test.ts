@@ -377,6 +377,13 @@ describe("AppRoles from the CLI", () => {
     const login = await vault("POST", "/v1/auth/approle/login", { json: { role_id: approle.roleId, secret_id: approle.secretId } });
     expect(login.status).toBe(200);
     const clientToken = login.body.auth.client_token;
+    // auth/token/lookup-self, as SPIRE's token_auth reads it: a client token's ttl counts down, an API token's is 0 (never expires).
+    const self = await vault("GET", "/v1/auth/token/lookup-self", { token: clientToken });
+    expect(self.status).toBe(200);
+    expect(self.body.data).toMatchObject({ id: clientToken, renewable: false });
+    expect(self.body.data.ttl).toBeGreaterThan(3500);
+    expect(self.body.data.ttl).toBeLessThanOrEqual(3600);
+    expect((await vault("GET", "/v1/auth/token/lookup-self", { token: issuer })).body.data).toMatchObject({ id: issuer, ttl: 0, renewable: false });
     const list = await runCliInProcess(["vault", "approle", "list"], t.env);
     expect(list.stdout).toContain("cert-manager");
     expect(list.stdout).toContain(approle.roleId);

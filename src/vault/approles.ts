@@ -116,4 +116,9 @@ export async function authenticateClientToken(db: Database, secret: string, now:
   return live && { tokenId: appRoleActor(live.appRole.id), role: "issuer", profiles: live.appRole.profiles };
 }
 
+/** When a live client token expires; undefined for anything else. */
+export async function clientTokenExpiry(db: Database, secret: string, now: Date): Promise<Date | undefined> {
+  return isClientToken(secret) ? (await liveVaultClientToken(db, sha256(secret), now))?.expiresAt : undefined;
+}
+
 export const appRoleActor = (id: string) => `approle:${id}`;

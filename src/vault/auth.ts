@@ -8,7 +8,7 @@ import type { VaultContext, VaultEnv } from "./context.ts";
 import { VaultError } from "./errors.ts";
 
 /** The token a Vault client sends: X-Vault-Token (every Vault client), or Authorization: Bearer (Vault accepts it too). */
-function tokenOf(c: Context): string | undefined {
+export function tokenOf(c: Context): string | undefined {
   const vault = c.req.header("x-vault-token")?.trim();
   if (vault) return vault;
   return /^Bearer\s+(\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1];

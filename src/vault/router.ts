@@ -7,8 +7,8 @@ import { Rejection } from "../errors.ts";
 import { CRL_REASONS } from "../revocation/reasons.ts";
 import { revoke } from "../revocation/revoke.ts";
 import { certificateBySerial, listCertificates, type CertificateRow } from "../store/certificates.ts";
-import { loginAppRole } from "./approles.ts";
-import { adminOnly, anyRole, issuerOrAdmin, requireVaultToken } from "./auth.ts";
+import { clientTokenExpiry, loginAppRole } from "./approles.ts";
+import { adminOnly, anyRole, issuerOrAdmin, requireVaultToken, tokenOf } from "./auth.ts";
 import { caChainPems, crlPem, currentCrlDer, derOfPem, issuingCaPem } from "./ca-material.ts";
 import type { VaultContext, VaultEnv } from "./context.ts";
 import { VaultError, vaultErrorOf, vaultErrorResponse } from "./errors.ts";
@@ -102,6 +102,33 @@ export function vaultRoutes(ctx: VaultContext): Hono<VaultEnv> {
         token_type: "service",
         orphan: true,
         num_uses: 0,
+      }),
+    );
+  });
+
+  // What a client learns of its own token (SPIRE's token_auth reads it first): API tokens never expire (ttl 0), client tokens do.
+  on(READ, "/auth/token/lookup-self", requireVaultToken(ctx, anyRole), async (c) => {
+    const secret = tokenOf(c)!;
+    const p = c.get("principal");
+    const now = ctx.now();
+    const expires = await clientTokenExpiry(ctx.db, secret, now);
+    const ttl = expires ? Math.max(0, Math.floor((expires.getTime() - now.getTime()) / 1000)) : 0;
+    return c.json(
+      secretResponse(c, {
+        id: secret,
+        accessor: /^hsmcav?_([0-9a-f]+)_/.exec(secret)?.[1] ?? "",
+        display_name: p.tokenId,
+        policies: ["default"],
+        meta: { role: p.role, profiles: p.profiles.join(",") },
+        ttl,
+        creation_ttl: ttl,
+        expire_time: expires ? expires.toISOString() : null,
+        renewable: false,
+        orphan: true,
+        num_uses: 0,
+        type: "service",
+        entity_id: "",
+        path: expires ? "auth/approle/login" : "auth/token/create",
       }),
     );
   });

@@ -28,6 +28,9 @@ const KNOWN_FIELDS = new Set([
   "exclude_cn_from_sans",
   "remove_roots_from_chain",
   "private_key_format",
+  // SPIRE's sign-intermediate sends the CSR's subject again; the subject comes from the CSR here.
+  "organization",
+  "country",
 ]);
 
 type Format = "pem" | "der" | "pem_bundle";
