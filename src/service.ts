@@ -118,6 +118,8 @@ export async function startService(
   options: ServiceOptions = {},
 ): Promise<Service> {
   const profiles = loadProfiles(config.profilesDir);
+  // Checked with the profile files, before anything is opened.
+  const vaultSettings = config.vault && checkVaultRoles(config.vault, profiles);
   // Before anything under the data directory is opened or created (the token, PGlite, the control socket).
   const restoreUmask = createPrivately();
   let hsm: Hsm;
@@ -365,12 +367,12 @@ export async function startService(
       rateLimits,
       log,
       now: () => new Date(),
-      settings: checkVaultRoles(settings, profiles),
+      settings,
       authenticateApiToken: (c, secret, reason) => authenticateOrCount(ctx, c, secret, reason),
       ready: () => vaultReadiness({ hsm: hsm.status, ping: () => store.ping(), stopping: () => stopping }),
     });
     const tls = await withActor("system:server-certificate", () => issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing));
-    const vault = config.vault && vaultRoutes(vaultContext(config.vault));
+    const vault = vaultSettings && vaultRoutes(vaultContext(vaultSettings));
     const apiApp = createApiApp(ctx, {
       acme: acmeProfiles.size ? acme.app : undefined,
       revocation: publishing,

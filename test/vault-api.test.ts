@@ -7,7 +7,9 @@ import path from "node:path";
 import { promisify } from "node:util";
 import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../src/config.ts";
 import { auditEntriesPage } from "../src/store/audit.ts";
+import { vaultRoutes } from "../src/vault/router.ts";
 import { certificateBySerial } from "../src/store/certificates.ts";
 import { REPO, runCliInProcess } from "./helpers/cli.ts";
 import { makeCsr, makeKey, tempDir } from "./helpers/openssl.ts";
@@ -396,5 +398,33 @@ describe("AppRoles from the CLI", () => {
     const bad = await runCliInProcess(["vault", "approle", "create", "--name", "x", "--profile", "no-such-profile"], t.env);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/no profile "no-such-profile"/);
+  });
+});
+
+describe("settings", () => {
+  it("a role mapped to a missing profile stops the start, naming the setting", async () => {
+    await expect(startTestService("pglite", { HSM_CA_VAULT_ROLES: "web=no-such-profile" })).rejects.toThrow(/HSM_CA_VAULT_ROLES: role web names profile "no-such-profile"/);
+  });
+
+  it("HSM_CA_VAULT_API=off turns the API off; HSM_CA_VAULT_MOUNT moves it", async () => {
+    expect(loadConfig({ ...t.env, HSM_CA_VAULT_API: "off" }).vault).toBeUndefined();
+    expect(loadConfig(t.env).vault).toEqual({ mount: "pki", roles: { web: "tls-server", mesh: "spiffe-svid" } });
+    expect(() => loadConfig({ ...t.env, HSM_CA_VAULT_ROLES: "web:tls-server" })).toThrow(/HSM_CA_VAULT_ROLES/);
+    // One SoftHSM2 configuration a process: the router itself, on this service's parts, with another mount.
+    const ctx = t.service.ctx;
+    const router = vaultRoutes({
+      db: ctx.store.db,
+      profiles: ctx.profiles,
+      issuer: ctx.issuer,
+      log: ctx.log,
+      now: () => new Date(),
+      settings: loadConfig({ ...t.env, HSM_CA_VAULT_MOUNT: "pki_int" }).vault!,
+      authenticateApiToken: async () => undefined,
+      ready: async () => ({ ok: true, detail: "ready" }),
+    });
+    expect((await (await router.request("/pki_int/ca/pem")).text()).trim()).toBe(firstPem(t.chainPem).trim());
+    const old = await router.request("/pki/ca/pem");
+    expect(old.status).toBe(404);
+    expect(await old.json()).toEqual({ errors: [expect.stringMatching(/mount "pki_int"/)] });
   });
 });
