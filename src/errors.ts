@@ -25,6 +25,8 @@ const REJECTION_KINDS = {
   "unsupported-media-type": "refused",
   "approval-required": "deferred",
   "not-pending": "refused",
+  "issuer-path-length": "refused",
+  "wrong-profile-kind": "refused",
   "rate-limited": "refused",
   "hsm-busy": "unavailable",
   unauthorized: "refused",

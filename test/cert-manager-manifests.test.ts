@@ -89,6 +89,9 @@ describe("deploy/cert-manager", () => {
       expect(broken({ url: "http://hsm-ca:8080" })).toEqual([expect.stringMatching(/^\.spec\.url: does not match/)]);
       expect(broken({ caBundle: "not base64!" })).toEqual([".spec.caBundle: not base64"]);
       expect(broken({ profile: "TLS Server" })).toEqual([expect.stringMatching(/^\.spec\.profile: does not match/)]);
+      // spec.caProfile (isCA: true requests) is optional and named like a profile.
+      expect(broken({ caProfile: "mesh-intermediate" })).toEqual([]);
+      expect(broken({ caProfile: "Mesh Intermediate" })).toEqual([expect.stringMatching(/^\.spec\.caProfile: does not match/)]);
       expect(broken({ tokenSecretRef: { name: "x" } })).toEqual([".spec.tokenSecretRef.key: required"]);
       expect(broken({ tokenSecretRefs: {} })).toEqual([".spec.tokenSecretRefs: unknown field"]);
     }

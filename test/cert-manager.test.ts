@@ -18,6 +18,8 @@ import {
 } from "./helpers/cert-manager.ts";
 import { makeKey, openssl, tempDir, verify, x509Text, type KeySpec } from "./helpers/openssl.ts";
 import { freePort } from "./helpers/ports.ts";
+import { verifyWithAll } from "./helpers/relying-parties.ts";
+import { signWithSoftwareCa } from "./helpers/software-ca.ts";
 import { startTestService, type TestService } from "./helpers/service.ts";
 
 /**
@@ -85,13 +87,15 @@ const applied = (request: CertificateRequest, status: CertificateRequest["status
 
 beforeAll(async () => {
   t = await startTestService("postgres");
-  issuerToken = await t.token("issuer", "tls-server", "spiffe-svid", "code-signing");
+  issuerToken = await t.token("issuer", "tls-server", "spiffe-svid", "code-signing", "mesh-intermediate");
   auditorToken = await t.token("auditor");
   adminTokens = [await t.token("admin"), await t.token("admin")];
   secrets.set("apps/hsm-ca-token/token", `${issuerToken}\n`);
   secrets.set("hsm-ca-system/hsm-ca-token/token", issuerToken);
   secrets.set("apps/auditor-token/token", auditorToken);
   secrets.set("apps/wrong-token/token", "hsmca_not-a-real-token");
+  secrets.set("apps/tls-only-token/token", await t.token("issuer", "tls-server"));
+  secrets.set("linkerd/hsm-ca-token/token", issuerToken);
 });
 afterAll(async () => {
   await t?.stop();
@@ -282,7 +286,7 @@ describe("CertificateRequests", () => {
     expect(await reconcileRequest(applied(request, outcome.status), deps())).toMatchObject({ action: "ignore" });
   });
 
-  it("a validity longer than the profile allows, or isCA: true, fails without signing", async () => {
+  it("a validity longer than the profile allows, or isCA: true from an issuer with no spec.caProfile, fails without signing", async () => {
     const before = await issuedCount();
     const tooLong = await reconcileRequest(
       certificateRequest({ csrPem: certManagerCsr({ san: "DNS:long.apps.svc" }), duration: "8760h0m0s", conditions: [approvedByCertManager()] }),
@@ -291,7 +295,10 @@ describe("CertificateRequests", () => {
     expect(tooLong.action === "update" && readyCondition(tooLong.status)).toMatchObject({ reason: "Failed" });
     expect(tooLong.action === "update" && readyCondition(tooLong.status)!.message).toMatch(/bad-validity.*365d is longer than profile tls-server allows \(90d\)/);
     const ca = await reconcileRequest(certificateRequest({ csrPem: certManagerCsr({ san: "DNS:ca.apps.svc" }), isCA: true, conditions: [approvedByCertManager()] }), deps());
-    expect(ca.action === "update" && readyCondition(ca.status)).toMatchObject({ reason: "Failed", message: "hsm-ca issues end-entity certificates only; isCA: true cannot be honoured" });
+    expect(ca.action === "update" && readyCondition(ca.status)).toMatchObject({
+      reason: "Failed",
+      message: "isCA: true needs a CA profile: HsmIssuer apps/hsm-ca has no spec.caProfile (such as mesh-intermediate); nothing was signed",
+    });
     expect(await issuedCount()).toBe(before);
   });
 
@@ -388,5 +395,137 @@ describe("CertificateRequests", () => {
     const [leaf, chain] = pemBlocks(done.status.certificate);
     expect(verify(t.rootPem, chain!, leaf!).ok).toBe(true);
     expect(x509Text(leaf!)).toMatch(/Code Signing/);
+  });
+});
+
+/**
+ * A CSR as cert-manager writes it for a Certificate with isCA: true, such as
+ * Linkerd's identity issuer (commonName and dnsNames
+ * identity.linkerd.cluster.local, usages cert sign, crl sign, server auth,
+ * client auth): basicConstraints and key usages requested as extensions.
+ */
+function certManagerCaCsr(): { csrPem: string; keyPem: string } {
+  const dir = tempDir("cm-ca-csr-");
+  const keyPem = makeKey("ec-p256");
+  fs.writeFileSync(path.join(dir, "key.pem"), keyPem);
+  const csrPem = openssl([
+    "req", "-new", "-key", path.join(dir, "key.pem"), "-subj", "/CN=identity.linkerd.cluster.local",
+    "-addext", "subjectAltName=DNS:identity.linkerd.cluster.local",
+    "-addext", "basicConstraints=critical,CA:TRUE",
+    "-addext", "keyUsage=critical,digitalSignature,keyCertSign,cRLSign",
+    "-addext", "extendedKeyUsage=serverAuth,clientAuth",
+  ]);
+  fs.rmSync(dir, { recursive: true, force: true });
+  return { csrPem, keyPem };
+}
+
+describe("CertificateRequests with isCA: true (a mesh's issuer)", () => {
+  const meshIssuerRef = { name: "hsm-ca-mesh", kind: "HsmIssuer", group: "hsm-ca.io" };
+
+  beforeAll(async () => {
+    issuers = new Map();
+    memory = new Map();
+    const issuer = hsmIssuer({ url: t.service.httpsUrl, rootPem: t.rootPem, name: "hsm-ca-mesh", namespace: "linkerd", caProfile: "mesh-intermediate" });
+    const checked = await reconcileIssuer(issuer, issuerDeps());
+    expect(readyCondition(checked.status)).toMatchObject({ status: "True", message: expect.stringContaining("profile tls-server and mesh-intermediate") });
+    putIssuer({ ...issuer, status: checked.status });
+    const plain = hsmIssuer({ url: t.service.httpsUrl, rootPem: t.rootPem });
+    putIssuer({ ...plain, status: (await reconcileIssuer(plain, issuerDeps())).status });
+  });
+
+  it("an issuer whose token does not cover its spec.caProfile is not Ready", async () => {
+    const outcome = await reconcileIssuer(hsmIssuer({ url: t.service.httpsUrl, rootPem: t.rootPem, secretName: "tls-only-token", caProfile: "mesh-intermediate" }), issuerDeps());
+    expect(readyCondition(outcome.status)).toMatchObject({ status: "False", reason: "TokenRefused" });
+    expect(readyCondition(outcome.status)!.message).toMatch(/may not issue from profile mesh-intermediate/);
+  });
+
+  it("maps to the issuer's CA profile: Pending until two hsm-ca admins approve, then Issued; the sub-CA's key signs SVIDs that OpenSSL, Go and GnuTLS accept, and nothing outside its names", async () => {
+    const before = await issuedCount();
+    const { csrPem, keyPem } = certManagerCaCsr();
+    const request = certificateRequest({
+      csrPem,
+      namespace: "linkerd",
+      name: "linkerd-identity-issuer-a1b2c3",
+      issuer: meshIssuerRef,
+      isCA: true,
+      duration: "48h0m0s",
+      usages: ["cert sign", "crl sign", "server auth", "client auth"],
+      conditions: [approvedByCertManager()],
+    });
+    const waiting = await reconcileRequest(request, deps());
+    expect(waiting).toMatchObject({ action: "update", final: false, retryAfterMs: 30_000 });
+    if (waiting.action !== "update") return;
+    const id = /^Waiting for hsm-ca approvals: request (\S+) needs 2 admins to approve$/.exec(readyCondition(waiting.status)!.message!)![1]!;
+    expect(await issuedCount()).toBe(before);
+
+    for (const admin of adminTokens) {
+      const res = await t.api("POST", `/api/v1/requests/${id}/approve`, { token: admin, json: {} });
+      expect(res.status, res.text).toBe(200);
+    }
+    const done = await reconcileRequest(applied(request, waiting.status), deps());
+    expect(done.action === "update" && readyCondition(done.status)).toMatchObject({ status: "True", reason: "Issued" });
+    if (done.action !== "update") return;
+    const [subCa, intermediate, ...rest] = pemBlocks(done.status.certificate);
+    expect(rest).toEqual([]);
+    expect(intermediate).toBe(t.chainPem);
+    expect(pemBlocks(done.status.ca)).toEqual([t.rootPem]);
+    const text = x509Text(subCa!);
+    expect(text).toMatch(/CA:TRUE, pathlen:0/);
+    expect(text).toMatch(/X509v3 Name Constraints: critical/);
+    expect(text).toMatch(/Subject: CN ?= ?identity\.linkerd\.cluster\.local/);
+    // The CSR asked for server and client auth too; a CA certificate carries no EKU (it would bind everything below it).
+    expect(text).not.toMatch(/Extended Key Usage/);
+    // spec.duration 48h became validity 48h.
+    const cert = new x509.X509Certificate(subCa!);
+    expect(cert.notAfter.getTime() - Date.now()).toBeLessThanOrEqual(48 * 3_600_000);
+    expect(cert.notAfter.getTime() - Date.now()).toBeGreaterThan(47.9 * 3_600_000);
+    expect(await issuedCount()).toBe(before + 1);
+
+    // status.ca is the trust anchor bundle; status.certificate the issuer's chain.
+    const ca = { certPem: subCa!, keyPem };
+    const workload = signWithSoftwareCa(ca, { san: "URI:spiffe://cluster.local/ns/emojivoto/sa/web,DNS:web.emojivoto.serviceaccount.identity.linkerd.cluster.local" });
+    const good = await verifyWithAll({ roots: pemBlocks(done.status.ca), intermediates: [intermediate!, subCa!], leaf: workload.certPem, purpose: "clientAuth" });
+    expect([good.openssl.ok, good.go.ok, good.gnutls.ok], JSON.stringify(good)).toEqual([true, true, true]);
+    const outside = signWithSoftwareCa(ca, { san: "DNS:login.bank.example" });
+    const bad = await verifyWithAll({ roots: pemBlocks(done.status.ca), intermediates: [intermediate!, subCa!], leaf: outside.certPem, purpose: "serverAuth" });
+    expect([bad.openssl.ok, bad.go.ok, bad.gnutls.ok], JSON.stringify(bad)).toEqual([false, false, false]);
+  });
+
+  it("isCA: false never gets a CA profile, and isCA: true never an end-entity one, whatever the annotation says: Failed, nothing signed or waiting", async () => {
+    const before = await issuedCount();
+    const pendingBefore = (await t.api("GET", "/api/v1/requests?status=pending", { token: adminTokens[0] })).body.items.length;
+    const leafAsCa = await reconcileRequest(
+      certificateRequest({
+        csrPem: certManagerCsr({ subject: "/CN=Sneaky", san: "DNS:web.apps.svc.cluster.local" }),
+        annotations: { "hsm-ca.io/profile": "mesh-intermediate" },
+        duration: "24h0m0s",
+        conditions: [approvedByCertManager()],
+      }),
+      deps(),
+    );
+    expect(leafAsCa).toMatchObject({ action: "update", final: true });
+    expect(leafAsCa.action === "update" && readyCondition(leafAsCa.status)).toMatchObject({
+      reason: "Failed",
+      message:
+        "hsm-ca refused the request (wrong-profile-kind, profile mesh-intermediate): profile mesh-intermediate issues CA certificates, and this request is for an end-entity certificate",
+    });
+
+    const caAsLeaf = await reconcileRequest(
+      certificateRequest({
+        csrPem: certManagerCaCsr().csrPem,
+        namespace: "linkerd",
+        issuer: meshIssuerRef,
+        isCA: true,
+        annotations: { "hsm-ca.io/profile": "tls-server" },
+        duration: "24h0m0s",
+        conditions: [approvedByCertManager()],
+      }),
+      deps(),
+    );
+    expect(caAsLeaf.action === "update" && readyCondition(caAsLeaf.status)).toMatchObject({ reason: "Failed" });
+    expect(caAsLeaf.action === "update" && readyCondition(caAsLeaf.status)!.message).toMatch(/wrong-profile-kind, profile tls-server\): profile tls-server issues end-entity certificates/);
+
+    expect(await issuedCount()).toBe(before);
+    expect((await t.api("GET", "/api/v1/requests?status=pending", { token: adminTokens[0] })).body.items.length).toBe(pendingBefore);
   });
 });

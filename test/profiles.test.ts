@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { isCaProfile } from "../src/policy/profile-schema.ts";
 import { loadProfiles, ProfileError } from "../src/policy/profiles.ts";
 import { tempDir } from "./helpers/openssl.ts";
 
@@ -41,8 +42,35 @@ function loadError(dir: string): ProfileError {
 describe("the shipped profiles", () => {
   const profiles = loadProfiles(SHIPPED);
 
-  it("are exactly tls-server, tls-client, spiffe-svid and code-signing", () => {
-    expect([...profiles.keys()].sort()).toEqual(["code-signing", "spiffe-svid", "tls-client", "tls-server"]);
+  it("are exactly tls-server, tls-client, spiffe-svid, code-signing and mesh-intermediate", () => {
+    expect([...profiles.keys()].sort()).toEqual(["code-signing", "mesh-intermediate", "spiffe-svid", "tls-client", "tls-server"]);
+  });
+
+  it("mesh-intermediate: a CA profile, pathLen 0, the cluster's trust domain and DNS names, no IP address, 7d of at most 30d, two approvals", () => {
+    const p = profiles.get("mesh-intermediate")!;
+    expect(isCaProfile(p)).toBe(true);
+    expect(p.ca).toEqual({
+      pathLength: 0,
+      keyUsage: [],
+      nameConstraints: {
+        permitted: { dns: ["cluster.local", "svc"], uri: ["cluster.local", ".cluster.local"], ip: [] },
+        excluded: { dns: [], uri: [], ip: ["0.0.0.0/0", "::/0"] },
+      },
+    });
+    expect(p.keyUsage).toBeUndefined();
+    expect(p.extendedKeyUsage).toBeUndefined();
+    expect(p.subject.commonName).toBe("csr");
+    expect(p.sans).toMatchObject({ required: false, dns: { suffixes: ["cluster.local"] }, uri: { spiffeTrustDomains: ["cluster.local"] } });
+    expect(p.lifetime).toEqual({ default: "7d", max: "30d" });
+    expect(p.subjectKeys.rsaBits).toEqual([3072, 4096]);
+    expect(p.approvals.required).toBe(2);
+  });
+
+  it("the end-entity profiles are no CA profiles, and need no approvals unless they say so", () => {
+    for (const name of ["tls-server", "tls-client", "spiffe-svid"]) {
+      expect(isCaProfile(profiles.get(name)!)).toBe(false);
+      expect(profiles.get(name)!.approvals.required).toBe(0);
+    }
   });
 
   it("tls-server: private DNS names with wildcards, private IP ranges, serverAuth, 30d of at most 90d", () => {
@@ -236,5 +264,53 @@ describe("loadProfiles on a directory of the operator's files", () => {
   it("a directory that does not exist", () => {
     const dir = path.join(dirWith({}), "nope");
     expect(loadError(dir).message).toBe(`cannot read the profiles directory ${dir}: ENOENT`);
+  });
+});
+
+describe("CA profiles (a ca section)", () => {
+  const MESH = fs.readFileSync(path.join(SHIPPED, "mesh-intermediate.yaml"), "utf8").replace("name: mesh-intermediate", "name: broken");
+
+  it("loads the unedited mesh-intermediate, renamed", () => {
+    expect(isCaProfile(loadProfiles(dirWith({ "broken.yaml": MESH })).get("broken")!)).toBe(true);
+  });
+
+  it("needs two approvals when it says nothing, and may say 0 (automation with an approval of its own)", () => {
+    const silent = loadProfiles(dirWith({ "broken.yaml": edit(MESH, "approvals: { required: 2 }", "") })).get("broken")!;
+    expect(silent.approvals.required).toBe(2);
+    const auto = loadProfiles(dirWith({ "broken.yaml": edit(MESH, "approvals: { required: 2 }", "approvals: { required: 0 }") })).get("broken")!;
+    expect(auto.approvals.required).toBe(0);
+  });
+
+  it("pathLength defaults to 0", () => {
+    const p = loadProfiles(dirWith({ "broken.yaml": edit(MESH, "  pathLength: 0\n", "") })).get("broken")!;
+    expect(p.ca?.pathLength).toBe(0);
+  });
+
+  it.each([
+    ["keyUsage of its own", (t: string) => edit(t, "ca:\n", "keyUsage: { all: [digitalSignature] }\nca:\n"), "broken.yaml: keyUsage: a CA profile's key usages are keyCertSign, cRLSign and ca.keyUsage: remove keyUsage"],
+    ["an extendedKeyUsage", (t: string) => edit(t, "ca:\n", "extendedKeyUsage: [serverAuth]\nca:\n"), /^broken\.yaml: extendedKeyUsage: a CA profile has no extendedKeyUsage/],
+    ["no CN from the CSR", (t: string) => edit(t, "commonName: csr", "commonName: none"), 'broken.yaml: subject.commonName: a CA profile takes its CN from the CSR: use "csr"'],
+    [
+      "names permitted but every IP address left open",
+      (t: string) => edit(t, /    excluded:\n.*\n      ip: \[0\.0\.0\.0\/0, "::\/0"\]\n/, ""),
+      /^broken\.yaml: ca\.nameConstraints\.excluded\.ip: the permitted names leave every IP address open to this CA/,
+    ],
+    ["a key usage other than digitalSignature", (t: string) => edit(t, "keyUsage: []", "keyUsage: [keyEncipherment]"), /^broken\.yaml: ca\.keyUsage\.0: /],
+    ["a URI constraint that is not a host", (t: string) => edit(t, "uri: [cluster.local, .cluster.local]", 'uri: ["spiffe://cluster.local"]'), /^broken\.yaml: ca\.nameConstraints\.permitted\.uri\.0: expected a lower-case host/],
+    ["an IPv4 prefix over 32", (t: string) => edit(t, "ip: [0.0.0.0/0,", "ip: [10.0.0.0/33,"), /^broken\.yaml: ca\.nameConstraints\.excluded\.ip\.0: expected an address range/],
+    ["a path length over 4", (t: string) => edit(t, "pathLength: 0", "pathLength: 9"), /^broken\.yaml: ca\.pathLength: /],
+  ])("refused: %s", (_what, change, message) => {
+    const err = loadError(dirWith({ "broken.yaml": change(MESH) }));
+    if (typeof message === "string") expect(err.message).toBe(message);
+    else expect(err.message).toMatch(message);
+  });
+
+  it("an end-entity profile still needs keyUsage and extendedKeyUsage", () => {
+    expect(loadError(dirWith({ "broken.yaml": edit(GOOD, /keyUsage:\n  all: \[digitalSignature\]\n  rsa: \[keyEncipherment\]\n/, "") })).message).toBe(
+      "broken.yaml: keyUsage: required (or a ca section, for a CA profile)",
+    );
+    expect(loadError(dirWith({ "broken.yaml": edit(GOOD, "extendedKeyUsage: [serverAuth]\n", "") })).message).toBe(
+      "broken.yaml: extendedKeyUsage: required (or a ca section, for a CA profile)",
+    );
   });
 });

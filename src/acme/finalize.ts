@@ -44,7 +44,8 @@ export async function finalize(c: Context, ctx: AcmeContext, dir: AcmeDirectory,
       countIssuance(ctx.metrics, "acme", dir.certificateProfile.name, async () =>
         issueCertificate(
           { db: ctx.db, profiles: ctx.profiles, issuer: ctx.issuer(), revocation: ctx.revocation, audit: ctx.audit },
-          { csrPem: pem, profile: dir.certificateProfile.name, requestedBy: `acme:${req.account!.id}` },
+          // End-entity only, whatever the directory names: ACME never issues a CA certificate (loadAcmeProfiles refuses one too).
+          { csrPem: pem, profile: dir.certificateProfile.name, requestedBy: `acme:${req.account!.id}`, kind: "end-entity" },
         ),
       ),
     );

@@ -27,6 +27,8 @@ const PROBLEMS: Record<ProblemKind, { status: number; title: string }> = {
   "unsupported-media-type": { status: 415, title: "The request body is not JSON" },
   "approval-required": { status: 202, title: "The request waits for approval" },
   "not-pending": { status: 409, title: "The request is no longer pending" },
+  "issuer-path-length": { status: 409, title: "The issuing CA's path length does not allow this CA certificate" },
+  "wrong-profile-kind": { status: 400, title: "The profile issues the other kind of certificate (CA or end-entity)" },
   "rate-limited": { status: 429, title: "Too many requests from this client" },
   "hsm-busy": { status: 503, title: "The HSM queue is full" },
   unauthorized: { status: 401, title: "A valid API token is required" },

@@ -1,6 +1,6 @@
 import { mayIssue, type Principal } from "../auth/api-tokens.ts";
 import { Rejection } from "../errors.ts";
-import { checkIssueRequest } from "../issuance/issue-certificate.ts";
+import { checkIssueRequest, type CertificateKind } from "../issuance/issue-certificate.ts";
 import type { ApprovalDeps } from "./context.ts";
 import { createApprovalRequest, type RequestState } from "./requests.ts";
 
@@ -8,6 +8,8 @@ export interface IssueSubmission {
   csrPem: string;
   profile: string;
   validity?: string;
+  /** The kind of certificate asked for (REST's isCA); checked now, as issuance would. */
+  kind?: CertificateKind;
   principal: Principal;
   ttlMs: number;
 }
@@ -29,7 +31,7 @@ export async function requestIssuance(deps: ApprovalDeps, input: IssueSubmission
   if (!profile) throw new Rejection("unknown-profile", `no profile "${input.profile}"; known: ${[...deps.profiles.keys()].join(", ")}`);
   if (!mayIssue(input.principal, profile.name)) throw new Rejection("forbidden", `this token may not issue from profile ${profile.name}`);
   if (profile.approvals.required < 1) throw new Error(`profile ${profile.name} needs no approval`);
-  await checkIssueRequest({ db: deps.db, profiles: deps.profiles, issuer: await deps.issuer() }, { csrPem: input.csrPem, profile: profile.name, validity: input.validity });
+  await checkIssueRequest({ db: deps.db, profiles: deps.profiles, issuer: await deps.issuer() }, { csrPem: input.csrPem, profile: profile.name, validity: input.validity, kind: input.kind });
   return createApprovalRequest(deps, {
     kind: "issue",
     payload: { csr: input.csrPem, profile: profile.name, ...(input.validity ? { validity: input.validity } : {}) },

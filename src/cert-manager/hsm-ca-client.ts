@@ -38,7 +38,8 @@ export interface ApprovalState {
 }
 
 export interface HsmCaClient {
-  issue(request: { csrPem: string; profile: string; validity?: string }): Promise<HsmCaAnswer<IssueOutcome>>;
+  /** isCA: hsm-ca refuses a profile of the other kind (a CA profile for isCA false, an end-entity one for true). */
+  issue(request: { csrPem: string; profile: string; validity?: string; isCA: boolean }): Promise<HsmCaAnswer<IssueOutcome>>;
   approvalRequest(id: string): Promise<HsmCaAnswer<ApprovalState>>;
   rootPem(): Promise<HsmCaAnswer<string>>;
   /** /readyz: the HSM and the database answer. */
@@ -104,8 +105,8 @@ export function hsmCaClient(endpoint: HsmCaEndpoint): HsmCaClient {
   const map = <A, B>(a: HsmCaAnswer<A>, f: (v: A) => B): HsmCaAnswer<B> => (a.kind === "ok" ? { kind: "ok", value: f(a.value) } : a);
 
   return {
-    async issue({ csrPem, profile, validity }) {
-      const a = await call("POST", "/api/v1/certificates", { csr: csrPem, profile, ...(validity ? { validity } : {}) });
+    async issue({ csrPem, profile, validity, isCA }) {
+      const a = await call("POST", "/api/v1/certificates", { csr: csrPem, profile, isCA, ...(validity ? { validity } : {}) });
       if (a.kind !== "ok") return a;
       const { status, json } = a.value;
       if (status === 202 && typeof json?.id === "string") {

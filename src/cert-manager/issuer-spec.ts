@@ -3,7 +3,7 @@ import { CLUSTER_ISSUER_KIND, type HsmIssuer, type HsmIssuerSpec, type IssuerKey
 
 /** An issuer's spec, checked and decoded, or why it cannot be used. */
 export type CheckedIssuerSpec =
-  | { ok: true; url: string; caBundlePem: string; profile: string; secret: { namespace: string; name: string; key: string } }
+  | { ok: true; url: string; caBundlePem: string; profile: string; caProfile?: string; secret: { namespace: string; name: string; key: string } }
   | { ok: false; problem: string };
 
 /**
@@ -24,11 +24,19 @@ export function checkIssuerSpec(issuer: HsmIssuer, clusterResourceNamespace: str
   const caBundlePem = decodeCaBundle(spec.caBundle);
   if (!caBundlePem) return { ok: false, problem: "spec.caBundle must be base64 of one or more PEM certificates (hsm-ca's root, from /ca/root.pem)" };
   if (!spec.profile) return { ok: false, problem: "spec.profile must name an hsm-ca profile" };
+  if (spec.caProfile !== undefined && !/^[a-z0-9][a-z0-9-]*$/.test(spec.caProfile)) return { ok: false, problem: "spec.caProfile must name an hsm-ca CA profile" };
   const ref = spec.tokenSecretRef;
   if (!ref?.name || !ref.key) return { ok: false, problem: "spec.tokenSecretRef needs name and key" };
   const namespace = issuer.kind === CLUSTER_ISSUER_KIND ? clusterResourceNamespace : issuer.metadata.namespace;
   if (!namespace) return { ok: false, problem: "an HsmIssuer must have a namespace" };
-  return { ok: true, url: url.toString().replace(/\/+$/, ""), caBundlePem, profile: spec.profile, secret: { namespace, name: ref.name, key: ref.key } };
+  return {
+    ok: true,
+    url: url.toString().replace(/\/+$/, ""),
+    caBundlePem,
+    profile: spec.profile,
+    ...(spec.caProfile ? { caProfile: spec.caProfile } : {}),
+    secret: { namespace, name: ref.name, key: ref.key },
+  };
 }
 
 function decodeCaBundle(b64: string | undefined): string | undefined {

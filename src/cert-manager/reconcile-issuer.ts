@@ -46,17 +46,21 @@ export async function reconcileIssuer(issuer: HsmIssuer, deps: IssuerReconcileDe
 
   const ready = await client.ready();
   if (ready.kind !== "ok") return outcome(false, "Unreachable", `hsm-ca at ${spec.url} is not ready: ${ready.detail}`, true);
-  const covers = await client.tokenCovers(spec.profile);
-  if (covers.kind === "unavailable") return outcome(false, "Unreachable", `hsm-ca at ${spec.url} is not ready: ${covers.detail}`, true);
-  if (covers.kind === "refused") {
-    const why =
-      covers.status === 401
-        ? "hsm-ca does not accept the API token"
-        : covers.status === 403
-          ? `the API token may not issue from profile ${spec.profile}`
-          : `hsm-ca refused the token check for profile ${spec.profile}: ${covers.detail}`;
-    // Retried: an edited Secret does not change the issuer's generation, so no event would bring it back.
-    return outcome(false, "TokenRefused", `${why} (Secret ${spec.secret.namespace}/${spec.secret.name})`, true);
+  // The CA profile too, when the issuer signs isCA: true requests.
+  const profiles = spec.caProfile ? [spec.profile, spec.caProfile] : [spec.profile];
+  for (const profile of profiles) {
+    const covers = await client.tokenCovers(profile);
+    if (covers.kind === "unavailable") return outcome(false, "Unreachable", `hsm-ca at ${spec.url} is not ready: ${covers.detail}`, true);
+    if (covers.kind === "refused") {
+      const why =
+        covers.status === 401
+          ? "hsm-ca does not accept the API token"
+          : covers.status === 403
+            ? `the API token may not issue from profile ${profile}`
+            : `hsm-ca refused the token check for profile ${profile}: ${covers.detail}`;
+      // Retried: an edited Secret does not change the issuer's generation, so no event would bring it back.
+      return outcome(false, "TokenRefused", `${why} (Secret ${spec.secret.namespace}/${spec.secret.name})`, true);
+    }
   }
-  return outcome(true, "Verified", `hsm-ca at ${spec.url} is ready and accepts the token for profile ${spec.profile}`, false);
+  return outcome(true, "Verified", `hsm-ca at ${spec.url} is ready and accepts the token for profile ${profiles.join(" and ")}`, false);
 }

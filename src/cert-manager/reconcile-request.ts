@@ -111,8 +111,6 @@ export async function reconcileRequest(request: CertificateRequest, deps: Reques
   }
   if (!hasCondition(conditions, "Approved", "True")) return { action: "ignore", why: "it is not approved yet" };
 
-  if (request.spec.isCA) return failed("hsm-ca issues end-entity certificates only; isCA: true cannot be honoured");
-
   const uid = request.metadata.uid ?? `${request.metadata.namespace}/${request.metadata.name}`;
   const remembered = deps.memory.get(uid);
   if (remembered && "issued" in remembered && remembered.rootPem) return issued(request, remembered.issued, remembered.rootPem, now);
@@ -160,9 +158,15 @@ export async function reconcileRequest(request: CertificateRequest, deps: Reques
     if (ms === undefined) return failed(`spec.duration "${request.spec.duration}" is not a duration`);
     validity = hsmCaValidity(ms);
   }
-  const profile = request.metadata.annotations?.[PROFILE_ANNOTATION] || spec.profile;
+  // isCA: true is signed only by an issuer set up for it (spec.caProfile), from a CA profile; hsm-ca
+  // checks the kind too (isCA below), so an annotation cannot turn either kind into the other.
+  const isCA = request.spec.isCA === true;
+  if (isCA && !spec.caProfile) {
+    return failed(`isCA: true needs a CA profile: ${issuerKeyText(issuerKey)} has no spec.caProfile (such as mesh-intermediate); nothing was signed`);
+  }
+  const profile = request.metadata.annotations?.[PROFILE_ANNOTATION] || (isCA ? spec.caProfile! : spec.profile);
 
-  const answer = await client.issue({ csrPem, profile, validity });
+  const answer = await client.issue({ csrPem, profile, validity, isCA });
   switch (answer.kind) {
     case "ok":
       if ("issued" in answer.value) return finishIssued(answer.value.issued);

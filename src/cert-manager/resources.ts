@@ -82,6 +82,12 @@ export interface HsmIssuerSpec {
   caBundle: string;
   /** The profile to issue from unless a request names another in its annotation. */
   profile: string;
+  /**
+   * The hsm-ca CA profile (such as mesh-intermediate) for requests with
+   * isCA: true. Unset: such requests fail, so an issuer signs sub-CAs only
+   * where it is set up to.
+   */
+  caProfile?: string;
   tokenSecretRef: { name: string; key: string };
 }
 

@@ -1,12 +1,16 @@
 import { actorFor, withActor } from "../audit/actor.ts";
 import type { AuditEntry } from "../audit/audit-log.ts";
+import * as x509 from "@peculiar/x509";
+import { pathLengthOf } from "../ca/ca-certificate.ts";
 import { buildLeafCertificate } from "../ca/leaf-certificate.ts";
+import { buildSubCaCertificate } from "../ca/sub-ca-certificate.ts";
 import { parseCsr } from "../csr/parse-csr.ts";
 import { sha256Hex } from "../ca/fingerprint.ts";
 import { newSerial } from "../ca/serial.ts";
 import { Rejection } from "../errors.ts";
 import { decide } from "../policy/decide.ts";
-import type { Profile } from "../policy/profile-schema.ts";
+import type { IssuerPathLengths } from "../policy/ca-profile.ts";
+import { isCaProfile, type Profile } from "../policy/profile-schema.ts";
 import { insertCertificate, type CertificateRow } from "../store/certificates.ts";
 import type { Database } from "../store/database.ts";
 import { databaseErrorText, isUniqueViolation } from "../store/errors.ts";
@@ -25,9 +29,18 @@ export interface IssueRequest {
    * `approvals.required` issue only through it, never directly.
    */
   approvedRequest?: string;
+  /**
+   * The kind of certificate the door asks for: refused when the profile
+   * issues the other kind. ACME asks for end-entity certificates only; the
+   * cert-manager issuer says what the CertificateRequest's isCA says.
+   * Unset: whatever the profile issues.
+   */
+  kind?: CertificateKind;
   /** The door's own words for the audit entry (the Vault API: its path and role); unset: none. */
   via?: Record<string, unknown>;
 }
+
+export type CertificateKind = "ca" | "end-entity";
 
 export interface IssueContext {
   db: Database;
@@ -49,13 +62,36 @@ export async function checkIssueRequest(ctx: Pick<IssueContext, "db" | "profiles
   if (!profile) {
     throw new Rejection("unknown-profile", `no profile "${req.profile}"; known: ${[...ctx.profiles.keys()].join(", ")}`);
   }
+  const isCa = isCaProfile(profile);
+  if (req.kind && req.kind !== (isCa ? "ca" : "end-entity")) {
+    throw new Rejection(
+      "wrong-profile-kind",
+      isCa
+        ? `profile ${profile.name} issues CA certificates, and this request is for an end-entity certificate`
+        : `profile ${profile.name} issues end-entity certificates, and this request is for a CA certificate: name a CA profile`,
+    );
+  }
   const csr = await parseCsr(req.csrPem);
   const spkiSha256 = sha256Hex(csr.spki);
   if (await isKeyBlocked(ctx.db, spkiSha256)) {
     throw new Rejection("key-compromised", "this public key was revoked for key compromise and is never certified again: make a new key");
   }
-  const decision = decide({ profile, csr, validity: req.validity, issuerNotAfter: ctx.issuer.certificate.notAfter });
+  const decision = decide({
+    profile,
+    csr,
+    validity: req.validity,
+    issuerNotAfter: ctx.issuer.certificate.notAfter,
+    issuerPathLengths: isCa ? issuerPathLengths(ctx.issuer) : undefined,
+  });
   return { profile, csr, spkiSha256, decision };
+}
+
+/** The pathLen of the active intermediate and of its root: what a CA profile's certificate must fit under. */
+function issuerPathLengths(issuer: ActiveIssuer): IssuerPathLengths {
+  return {
+    intermediate: pathLengthOf(issuer.certificate) ?? null,
+    root: pathLengthOf(new x509.X509Certificate(issuer.rootPem)) ?? null,
+  };
 }
 
 /** A serial collision at 127 bits means a broken RNG; a few retries, then give up loudly. */
@@ -75,15 +111,19 @@ export async function issueCertificate(ctx: IssueContext, req: IssueRequest): Pr
     const serial = newSerial();
     const partition = ctx.revocation ? crlPartitionOf(serial, ctx.revocation.partitions) : null;
     // The HSM's key-use event names whoever asked.
-    const cert = await withActor(actorFor(req.requestedBy), () => buildLeafCertificate({
-      decision,
+    const input = {
       spki: csr.spki,
       serial,
       issuer: ctx.issuer.certificate,
       signer: ctx.issuer.signer,
       algorithm: ctx.issuer.algorithm,
       revocation: ctx.revocation && pointersFor(ctx.revocation.urls, ctx.issuer.row.id, partition),
-    }));
+    };
+    // A sub-CA is stored and revoked like any certificate its issuer signs: the issuer's CRL and OCSP cover it.
+    const { ca } = decision;
+    const cert = await withActor(actorFor(req.requestedBy), () =>
+      ca ? buildSubCaCertificate({ ...input, decision: { ...decision, ca } }) : buildLeafCertificate({ ...input, decision }),
+    );
     const fingerprintSha256 = sha256Hex(cert.der);
     try {
       const row = await insertCertificate(ctx.db, {
@@ -113,6 +153,7 @@ export async function issueCertificate(ctx: IssueContext, req: IssueRequest): Pr
           issuer_id: row.issuerId,
           subject: row.subject,
           sans: row.sans,
+          ...(decision.ca ? { ca: true, path_length: decision.ca.pathLength } : {}),
           not_after: row.notAfter,
           fingerprint_sha256: row.fingerprintSha256,
         },

@@ -6,7 +6,8 @@ import { describeKey } from "../csr/subject-key.ts";
 import { Rejection } from "../errors.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { dnsNameProblem, ipInRanges, ipRangeList, ipv4MappedAddress, isDnsName, isSingleLabel, matchesSuffix, spiffeIdProblem } from "./names.ts";
-import { EXTENDED_KEY_USAGES, type Profile } from "./profile-schema.ts";
+import { caDecision, caKeyUsages, checkIssuerPathLength, type CaDecision, type IssuerPathLengths } from "./ca-profile.ts";
+import { EXTENDED_KEY_USAGES, isCaProfile, type Profile } from "./profile-schema.ts";
 import { quoted, unsafeCharacterProblem } from "./unsafe-characters.ts";
 
 /** What the certificate will say: everything a profile decides for one CSR. */
@@ -15,10 +16,13 @@ export interface Decision {
   subject: Array<[string, string]>;
   sans: x509.JsonGeneralName[];
   sanCritical: boolean;
-  keyUsage: Profile["keyUsage"]["all"];
+  keyUsage: Array<keyof typeof x509.KeyUsageFlags>;
+  /** Dotted OIDs; none for a CA certificate. */
   extendedKeyUsage: string[];
   notBefore: Date;
   notAfter: Date;
+  /** Present for a CA profile: the certificate is a sub-CA with these constraints. */
+  ca?: CaDecision;
 }
 
 export interface DecideInput {
@@ -27,6 +31,8 @@ export interface DecideInput {
   /** "24h" and the like; the profile's default when absent. */
   validity?: string;
   issuerNotAfter: Date;
+  /** The path lengths above the new certificate: a CA profile is decided only with them. */
+  issuerPathLengths?: IssuerPathLengths;
   now?: Date;
 }
 
@@ -34,20 +40,31 @@ export interface DecideInput {
 const BACKDATE_MS = 60_000;
 const SUBJECT_ORDER = ["C", "ST", "L", "O", "OU"] as const;
 
-export function decide({ profile, csr, validity, issuerNotAfter, now = new Date() }: DecideInput): Decision {
+export function decide({ profile, csr, validity, issuerNotAfter, issuerPathLengths, now = new Date() }: DecideInput): Decision {
+  if (isCaProfile(profile)) {
+    // First: no CSR can fix a hierarchy that may not sign CAs, and the operator is told what to change.
+    if (!issuerPathLengths) throw new Error(`profile ${profile.name} issues CA certificates: decide() needs the issuer's path lengths`);
+    checkIssuerPathLength(profile, issuerPathLengths);
+  }
   checkKey(profile, csr);
   checkSubjectText(csr);
   const sans = checkSans(profile, csr);
   const subject = formSubject(profile, csr, sans);
   const { notBefore, notAfter } = lifetime(profile, validity, issuerNotAfter, now);
-  const keyUsage = [...profile.keyUsage.all];
-  if (csr.key.type === "rsa") for (const u of profile.keyUsage.rsa) if (!keyUsage.includes(u)) keyUsage.push(u);
+  if (isCaProfile(profile)) {
+    // A CA's subject is never empty (the schema makes CA profiles take the CSR's CN), so its SANs are not critical.
+    return { subject, sans, sanCritical: false, keyUsage: caKeyUsages(profile), extendedKeyUsage: [], notBefore, notAfter, ca: caDecision(profile) };
+  }
+  // The schema requires both for a profile without a ca section.
+  const usages = profile.keyUsage!;
+  const keyUsage: Decision["keyUsage"] = [...usages.all];
+  if (csr.key.type === "rsa") for (const u of usages.rsa) if (!keyUsage.includes(u)) keyUsage.push(u);
   return {
     subject,
     sans,
     sanCritical: subject.length === 0,
     keyUsage,
-    extendedKeyUsage: profile.extendedKeyUsage.map((e) => EXTENDED_KEY_USAGES[e]),
+    extendedKeyUsage: profile.extendedKeyUsage!.map((e) => EXTENDED_KEY_USAGES[e]),
     notBefore,
     notAfter,
   };
@@ -173,7 +190,8 @@ export function sanProblem(
     }
     case "url":
       if (!rules.uri) return refuse("URIs");
-      return spiffeIdProblem(san.value, rules.uri.spiffeTrustDomains);
+      // A sub-CA of a trust domain names the trust domain itself (spiffe://example.org, as SPIRE's CAs do), never a workload.
+      return spiffeIdProblem(san.value, rules.uri.spiffeTrustDomains, { trustDomainOnly: isCaProfile(profile) });
     case "email": {
       if (!rules.email) return refuse("email addresses");
       const domain = san.value.split("@")[1]?.toLowerCase() ?? "";

@@ -68,8 +68,19 @@ export function ipInRanges(ip: string, list: net.BlockList): boolean {
   return list.check(ip, family === 6 ? "ipv6" : "ipv4");
 }
 
-/** spiffe://<trust domain>/<path>, per the SPIFFE ID specification. */
-export function spiffeIdProblem(uri: string, trustDomains: readonly string[]): string | undefined {
+/**
+ * spiffe://<trust domain>/<path>, per the SPIFFE ID specification; with
+ * trustDomainOnly, the trust domain's own ID spiffe://<trust domain> (no
+ * path), which a CA of that trust domain carries.
+ */
+export function spiffeIdProblem(uri: string, trustDomains: readonly string[], opts: { trustDomainOnly?: boolean } = {}): string | undefined {
+  if (opts.trustDomainOnly) {
+    const td = /^spiffe:\/\/([^/?#]+)$/.exec(uri);
+    if (!td) return `"${uri}" is not a trust domain's SPIFFE ID (spiffe://<trust domain>, no path): a CA names its trust domain, not a workload`;
+    if (td[1] !== td[1]!.toLowerCase() || !isDnsName(td[1]!)) return `"${td[1]}" is not a valid trust domain`;
+    if (!trustDomains.includes(td[1]!)) return `trust domain "${td[1]}" is not served by this profile`;
+    return undefined;
+  }
   const m = /^spiffe:\/\/([^/?#]+)(\/[^?#]*)$/.exec(uri);
   if (!m) return `"${uri}" is not a SPIFFE ID (spiffe://<trust domain>/<path>, no query or fragment)`;
   const [, domain, path] = m;

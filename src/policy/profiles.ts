@@ -3,7 +3,7 @@ import path from "node:path";
 import YAML from "yaml";
 import type { z } from "zod";
 import { acmeProfileSchema, type AcmeProfile } from "./acme-profile-schema.ts";
-import { profileSchema, type Profile } from "./profile-schema.ts";
+import { isCaProfile, profileSchema, type Profile } from "./profile-schema.ts";
 
 export class ProfileError extends Error {}
 
@@ -27,6 +27,10 @@ export function loadAcmeProfiles(dir: string, certificateProfiles: ReadonlyMap<s
   for (const [name, p] of acme) {
     if (!certificateProfiles.has(p.certificateProfile)) {
       throw new ProfileError(`${fileNameOf(dir, name)}: certificateProfile: no certificate profile "${p.certificateProfile}"`);
+    }
+    if (isCaProfile(certificateProfiles.get(p.certificateProfile)!)) {
+      // ACME proves control of names, which says nothing about who may run a CA: a sub-CA is asked for by REST, the CLI or cert-manager.
+      throw new ProfileError(`${fileNameOf(dir, name)}: certificateProfile: profile "${p.certificateProfile}" issues CA certificates, which ACME never does`);
     }
     if (certificateProfiles.get(p.certificateProfile)!.approvals.required > 0) {
       // ACME finalizes without a person in the loop: it cannot wait for M-of-N approval.

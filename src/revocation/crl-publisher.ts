@@ -105,7 +105,9 @@ export class CrlPublisher {
     // An intermediate's CRLs name their scope (and partition) exactly as its certificates' CRL DP does.
     // The root's CRL has no IDP: it must also cover the root itself, which has no CRL DP, for
     // relying parties that check the whole chain (openssl -crl_check_all).
-    const idp = ca.role === "intermediate" ? { url: urls.crl(ca.id, partition, "full"), onlyContainsUserCerts: true } : undefined;
+    // No onlyContainsUserCerts: the intermediate also signs sub-CAs (CA profiles), and a relying party
+    // would hold a CRL limited to user certificates to say nothing about them.
+    const idp = ca.role === "intermediate" ? { url: urls.crl(ca.id, partition, "full") } : undefined;
     let base: CrlTimes | undefined = what.full ? undefined : await latestCrlTimes(db, ca.id, partition, "full");
     if (!base) {
       const number = await nextCrlNumber(db, ca.id);

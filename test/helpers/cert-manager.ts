@@ -87,6 +87,8 @@ export interface IssuerFixture {
   url: string;
   rootPem: string;
   profile?: string;
+  /** spec.caProfile: the CA profile for isCA: true requests; unset by default. */
+  caProfile?: string;
   kind?: "HsmIssuer" | "HsmClusterIssuer";
   name?: string;
   namespace?: string;
@@ -112,6 +114,7 @@ export function hsmIssuer(f: IssuerFixture): HsmIssuer {
       url: f.url,
       caBundle: Buffer.from(f.rootPem).toString("base64"),
       profile: f.profile ?? "tls-server",
+      ...(f.caProfile ? { caProfile: f.caProfile } : {}),
       tokenSecretRef: { name: f.secretName ?? "hsm-ca-token", key: f.secretKey ?? "token" },
     },
     ...(f.conditions ? { status: { conditions: f.conditions } } : {}),

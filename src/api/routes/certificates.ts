@@ -21,6 +21,8 @@ const issueBody = z.object({
   csr: z.string().min(1).max(MAX_BODY_BYTES),
   profile: z.string().min(1).max(100),
   validity: z.string().max(20).optional(),
+  /** The kind of certificate the client wants: set, a profile of the other kind is refused (wrong-profile-kind). */
+  isCA: z.boolean().optional(),
 });
 
 const revokeBody = z.object({
@@ -54,9 +56,10 @@ export function certificateRoutes(ctx: AppContext, revocation?: RevocationPublis
       if (!body.success) {
         const issue = body.error.issues[0];
         const detail = issue ? `${issue.path.join(".") || "body"}: ${issue.message}` : "invalid body";
-        return problem(c, "malformed-request", `expected JSON {csr, profile, validity?}; ${detail}`);
+        return problem(c, "malformed-request", `expected JSON {csr, profile, validity?, isCA?}; ${detail}`);
       }
       const { csr, profile, validity } = body.data;
+      const kind = body.data.isCA === undefined ? undefined : body.data.isCA ? "ca" : "end-entity";
       if (!ctx.profiles.has(profile)) {
         throw new Rejection("unknown-profile", `no profile "${profile}"; known: ${[...ctx.profiles.keys()].join(", ")}`);
       }
@@ -68,7 +71,7 @@ export function certificateRoutes(ctx: AppContext, revocation?: RevocationPublis
           ctx.metrics,
           "rest",
           profile,
-          () => requestIssuance(approvalDepsOf(ctx, revocation), { csrPem: csr, profile, validity, principal, ttlMs: approvalTtlMs(ctx) }),
+          () => requestIssuance(approvalDepsOf(ctx, revocation), { csrPem: csr, profile, validity, kind, principal, ttlMs: approvalTtlMs(ctx) }),
           () => "pending_approval",
         );
         ctx.log.info({ request: state.request.id, profile, tokenId: principal.tokenId, required: state.request.required }, "certificate request waits for approval");
@@ -79,7 +82,7 @@ export function certificateRoutes(ctx: AppContext, revocation?: RevocationPublis
         const issuer = ctx.issuer();
         const row = await issueCertificate(
           { db: ctx.store.db, profiles: ctx.profiles, issuer, revocation, audit: ctx.audit },
-          { csrPem: csr, profile, validity, requestedBy: principal.tokenId },
+          { csrPem: csr, profile, validity, kind, requestedBy: principal.tokenId },
         );
         return { issuer, row };
       });
