@@ -86,6 +86,7 @@ const envSchema = z.object({
   HSM_CA_METRICS_TOKEN_FILE: z.string().min(1).optional(),
   HSM_CA_VAULT_API: z.enum(["on", "off"]).default("on"),
   HSM_CA_VAULT_MOUNT: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'one path segment like "pki" or "pki_int"').default("pki"),
+  HSM_CA_VAULT_CA_PROFILE: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/).optional(),
   HSM_CA_VAULT_ROLES: z.string().refine((t) => "roles" in parseVaultRoles(t), 'a list like "web=tls-server,mesh=spiffe-svid"').default(""),
   HSM_CA_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
@@ -190,6 +191,8 @@ export interface VaultSettings {
   mount: string;
   /** Vault role name -> hsm-ca profile; a role not listed is the profile of its own name. */
   roles: Record<string, string>;
+  /** The CA profile root/sign-intermediate issues from; unset: the only CA profile, if there is exactly one. */
+  caProfile?: string;
 }
 
 /**
@@ -323,7 +326,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxConnections: e.HSM_CA_MAX_CONNECTIONS,
     },
     metrics: { token: e.HSM_CA_METRICS_TOKEN ?? (e.HSM_CA_METRICS_TOKEN_FILE ? readMetricsToken(path.resolve(e.HSM_CA_METRICS_TOKEN_FILE)) : undefined) },
-    vault: e.HSM_CA_VAULT_API === "on" ? { mount: e.HSM_CA_VAULT_MOUNT, roles: (parseVaultRoles(e.HSM_CA_VAULT_ROLES) as { roles: Record<string, string> }).roles } : undefined,
+    vault: e.HSM_CA_VAULT_API === "on" ? { mount: e.HSM_CA_VAULT_MOUNT, roles: (parseVaultRoles(e.HSM_CA_VAULT_ROLES) as { roles: Record<string, string> }).roles, caProfile: e.HSM_CA_VAULT_CA_PROFILE } : undefined,
     logLevel: e.HSM_CA_LOG_LEVEL,
   };
 }

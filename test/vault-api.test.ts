@@ -9,6 +9,7 @@ import * as x509 from "@peculiar/x509";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.ts";
 import { auditEntriesPage } from "../src/store/audit.ts";
+import { checkVaultRoles } from "../src/vault/roles.ts";
 import { vaultRoutes } from "../src/vault/router.ts";
 import { certificateBySerial } from "../src/store/certificates.ts";
 import { REPO, runCliInProcess } from "./helpers/cli.ts";
@@ -56,9 +57,30 @@ async function vault(method: string, p: string, opts: { token?: string; json?: u
   return res;
 }
 
+/**
+ * The shipped profiles and one more CA profile, for automation: SPIRE's
+ * upstream CA, mesh-intermediate's rules without its approvals (a CA
+ * profile that needs approvals cannot issue through the Vault API).
+ */
+function profilesWithSpireCa(): string {
+  const profiles = path.join(dir, "profiles");
+  fs.cpSync(path.join(REPO, "profiles"), profiles, { recursive: true });
+  const mesh = fs.readFileSync(path.join(profiles, "mesh-intermediate.yaml"), "utf8");
+  fs.writeFileSync(
+    path.join(profiles, "spire-upstream.yaml"),
+    mesh.replace(/^name: mesh-intermediate$/m, "name: spire-upstream").replace(/^approvals: .*$/m, "approvals: { required: 0 }"),
+  );
+  return profiles;
+}
+
 beforeAll(async () => {
-  t = await startTestService("postgres", { HSM_CA_VAULT_ROLES: "web=tls-server,mesh=spiffe-svid", HSM_CA_RATE_LIMIT_PER_TOKEN: "600/m burst 60" });
   dir = tempDir("hsmca-vault-");
+  t = await startTestService("postgres", {
+    HSM_CA_PROFILES_DIR: profilesWithSpireCa(),
+    HSM_CA_VAULT_ROLES: "web=tls-server,mesh=spiffe-svid",
+    HSM_CA_VAULT_CA_PROFILE: "spire-upstream",
+    HSM_CA_RATE_LIMIT_PER_TOKEN: "600/m burst 60",
+  });
   rootFile = path.join(dir, "root.pem");
   fs.writeFileSync(rootFile, t.rootPem);
   admin = await t.token("admin");
@@ -87,6 +109,7 @@ describe("python3-hvac, unchanged", () => {
       VAULT_CACERT: rootFile,
       VAULT_TOKEN: issuer,
       AUDITOR_TOKEN: auditor,
+      ADMIN_TOKEN: admin,
       VAULT_ROLE: "web",
       CSR_FILE: csrFile("hvac.csr", "hvac.example.test", "DNS:hvac.example.test"),
       CSR_CN: "hvac.example.test",
@@ -94,6 +117,9 @@ describe("python3-hvac, unchanged", () => {
       SECRET_ID: approle.secretId,
       OTHER_CSR_FILE: csrFile("approle.csr", "approle.example.test", "DNS:approle.example.test"),
       OTHER_CN: "approle.example.test",
+      // What SPIRE's server asks its upstream CA to sign: its own CA key, named by its trust domain.
+      INTERMEDIATE_CSR_FILE: csrFile("spire-ca.csr", "spire-ca", "URI:spiffe://cluster.local"),
+      INTERMEDIATE_CN: "spire-ca",
     };
     const { stdout } = await run(PYTHON, [path.join(REPO, "test/fixtures/vault-hvac.py")], { env, timeout: 60_000 });
     out = JSON.parse(stdout);
@@ -158,6 +184,25 @@ describe("python3-hvac, unchanged", () => {
     expect(out.auditor_sign).toMatchObject({ raised: "Forbidden" });
     expect(out.auditor_sign.errors[0]).toMatch(/permission denied: an auditor token may not/);
     expect(out.bad_token).toMatchObject({ raised: "Forbidden" });
+  });
+
+  it("signs an intermediate through the CA profile: pathLen 0, name constraints, a chain three relying parties accept", async () => {
+    expect(out.intermediate_by_issuer.raised).toBe("Forbidden");
+    expect(out.intermediate_by_issuer.errors[0]).toMatch(/may not issue from profile spire-upstream/);
+    const data = out.intermediate.data;
+    const subCa = new x509.X509Certificate(data.certificate);
+    const bc = subCa.getExtension(x509.BasicConstraintsExtension)!;
+    expect(bc).toMatchObject({ ca: true, pathLength: 0 });
+    expect(subCa.getExtension("2.5.29.30"), "name constraints").toBeTruthy();
+    expect(subCa.subject).toContain("CN=spire-ca");
+    expect(subCa.notAfter.getTime() - subCa.notBefore.getTime()).toBeLessThanOrEqual(48 * 3600_000 + 60_000);
+    expect(data.issuing_ca.trim()).toBe(firstPem(t.chainPem).trim());
+    expect(data.ca_chain).toEqual([firstPem(t.chainPem).trim(), t.rootPem.trim()]);
+    const verdicts = await verifyWithAll({ roots: [t.rootPem], intermediates: [data.issuing_ca], leaf: data.certificate });
+    expect(verdicts.openssl.ok, verdicts.openssl.detail).toBe(true);
+    expect(verdicts.go.ok, verdicts.go.detail).toBe(true);
+    expect(verdicts.gnutls.ok, verdicts.gnutls.detail).toBe(true);
+    expect(await certificateBySerial(t.service.ctx.store.db, hexOf(data.serial_number))).toMatchObject({ profile: "spire-upstream", requestedBy: tokenId(admin) });
   });
 
   it("logs in with an AppRole: a short-lived client token that issues as the AppRole", async () => {
@@ -408,7 +453,7 @@ describe("settings", () => {
 
   it("HSM_CA_VAULT_API=off turns the API off; HSM_CA_VAULT_MOUNT moves it", async () => {
     expect(loadConfig({ ...t.env, HSM_CA_VAULT_API: "off" }).vault).toBeUndefined();
-    expect(loadConfig(t.env).vault).toEqual({ mount: "pki", roles: { web: "tls-server", mesh: "spiffe-svid" } });
+    expect(loadConfig(t.env).vault).toEqual({ mount: "pki", roles: { web: "tls-server", mesh: "spiffe-svid" }, caProfile: "spire-upstream" });
     expect(() => loadConfig({ ...t.env, HSM_CA_VAULT_ROLES: "web:tls-server" })).toThrow(/HSM_CA_VAULT_ROLES/);
     // One SoftHSM2 configuration a process: the router itself, on this service's parts, with another mount.
     const ctx = t.service.ctx;
@@ -426,5 +471,31 @@ describe("settings", () => {
     const old = await router.request("/pki/ca/pem");
     expect(old.status).toBe(404);
     expect(await old.json()).toEqual({ errors: [expect.stringMatching(/mount "pki_int"/)] });
+  });
+
+  it("a CA profile that needs approvals is refused at sign-intermediate, pointing at REST's queue; several CA profiles need HSM_CA_VAULT_CA_PROFILE", async () => {
+    const ctx = t.service.ctx;
+    const asAdmin = async () => ({ tokenId: tokenId(admin), role: "admin" as const, profiles: [] });
+    const router = (caProfile?: string) =>
+      vaultRoutes({
+        db: ctx.store.db,
+        profiles: ctx.profiles,
+        issuer: ctx.issuer,
+        log: ctx.log,
+        now: () => new Date(),
+        settings: { mount: "pki", roles: {}, caProfile },
+        authenticateApiToken: asAdmin,
+        ready: async () => ({ ok: true, detail: "ready" }),
+      });
+    const csr = makeCsr({ subject: "/CN=istio-ca", san: "URI:spiffe://cluster.local" }).csr;
+    const post = (r: ReturnType<typeof router>) =>
+      r.request("/pki/root/sign-intermediate", { method: "POST", headers: { "x-vault-token": admin }, body: JSON.stringify({ csr, common_name: "istio-ca" }) });
+    const gated = await post(router("mesh-intermediate"));
+    expect(gated.status).toBe(400);
+    expect((await gated.json()).errors[0]).toMatch(/only after 2 admins approve.*POST \/api\/v1\/certificates/);
+    const unchosen = await post(router(undefined));
+    expect(unchosen.status).toBe(400);
+    expect((await unchosen.json()).errors[0]).toMatch(/there are several \(.*mesh-intermediate.*\): set HSM_CA_VAULT_CA_PROFILE/);
+    expect(() => checkVaultRoles({ mount: "pki", roles: {}, caProfile: "tls-server" }, ctx.profiles)).toThrow(/HSM_CA_VAULT_CA_PROFILE: "tls-server" is not a CA profile/);
   });
 });

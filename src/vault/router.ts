@@ -14,7 +14,7 @@ import type { VaultContext, VaultEnv } from "./context.ts";
 import { VaultError, vaultErrorOf, vaultErrorResponse } from "./errors.ts";
 import { secretResponse } from "./response.ts";
 import { storedSerial, vaultSerial } from "./serial.ts";
-import { profileOfRole } from "./roles.ts";
+import { intermediateProfile, profileOfRole } from "./roles.ts";
 import { issueForVault, jsonBody, readSignRequest } from "./sign.ts";
 
 type Handler = (c: Context<VaultEnv>, next: Next) => Response | void | Promise<Response | void>;
@@ -137,7 +137,7 @@ export function vaultRoutes(ctx: VaultContext): Hono<VaultEnv> {
     const role = c.req.param("role") ?? "";
     const profile = profileOfRole(ctx, role);
     const input = readSignRequest(await jsonBody(c), { verbatim: false });
-    return issueForVault(ctx, c, { profile, role, input, principal: c.get("principal") });
+    return issueForVault(ctx, c, { profile, role, input, principal: c.get("principal"), kind: "end-entity" });
   });
 
   const signVerbatim = async (c: Context<VaultEnv>) => {
@@ -145,13 +145,19 @@ export function vaultRoutes(ctx: VaultContext): Hono<VaultEnv> {
     if (!role) throw new VaultError(400, `name a role: ${m}/sign-verbatim/<role>; hsm-ca signs every certificate through a profile`);
     const profile = profileOfRole(ctx, role);
     const input = readSignRequest(await jsonBody(c), { verbatim: true });
-    return issueForVault(ctx, c, { profile, role, input, principal: c.get("principal") });
+    return issueForVault(ctx, c, { profile, role, input, principal: c.get("principal"), kind: "end-entity" });
   };
   on(WRITE, `${m}/sign-verbatim`, limit, requireVaultToken(ctx, adminOnly), signVerbatim);
   on(WRITE, `${m}/sign-verbatim/:role`, limit, requireVaultToken(ctx, adminOnly), signVerbatim);
 
-  on(WRITE, `${m}/root/sign-intermediate`, limit, requireVaultToken(ctx, issuerOrAdmin), () => {
-    throw new VaultError(400, "root/sign-intermediate is not available yet: hsm-ca signs intermediates through a CA profile, and this version has none");
+  // A sub-CA (SPIRE's UpstreamAuthority "vault", a mesh's issuer), through the CA profile: its path length, key usages and name constraints, its approvals.
+  on(WRITE, `${m}/root/sign-intermediate`, limit, requireVaultToken(ctx, issuerOrAdmin), async (c) => {
+    const profile = intermediateProfile(ctx);
+    const body = await jsonBody(c);
+    const ignored = ["max_path_length", "permitted_dns_domains", "use_csr_values"].filter((f) => body[f] !== undefined && body[f] !== "" && body[f] !== null);
+    const input = readSignRequest(body, { verbatim: false });
+    if (ignored.length) input.warnings.push(`ignored ${ignored.join(", ")}: the CA profile ${profile} sets path length and name constraints`);
+    return issueForVault(ctx, c, { profile, role: null, input, principal: c.get("principal"), kind: "ca" });
   });
 
   on(WRITE, `${m}/issue/:role`, () => {

@@ -5,6 +5,7 @@ import { mayIssue, type Principal } from "../auth/api-tokens.ts";
 import { parseCsr, type ParsedCsr } from "../csr/parse-csr.ts";
 import { issueCertificate } from "../issuance/issue-certificate.ts";
 import type { ActiveIssuer } from "../issuance/issuer.ts";
+import type { CertificateKind } from "../issuance/issue-certificate.ts";
 import { Rejection } from "../errors.ts";
 import { countIssuance } from "../metrics/issuance-outcome.ts";
 import { canonicalIp } from "../policy/acme-identifiers.ts";
@@ -31,6 +32,10 @@ const KNOWN_FIELDS = new Set([
   // SPIRE's sign-intermediate sends the CSR's subject again; the subject comes from the CSR here.
   "organization",
   "country",
+  // root/sign-intermediate: the CA profile sets these (path length, name constraints), not the request.
+  "max_path_length",
+  "permitted_dns_domains",
+  "use_csr_values",
 ]);
 
 type Format = "pem" | "der" | "pem_bundle";
@@ -153,9 +158,9 @@ function checkNamesInCsr(body: Record<string, unknown>, csr: ParsedCsr, warnings
 export async function issueForVault(
   ctx: VaultContext,
   c: Context,
-  req: { profile: string; role: string | null; input: SignInput; principal: Principal },
+  req: { profile: string; role: string | null; input: SignInput; principal: Principal; kind: CertificateKind },
 ): Promise<Response> {
-  const { profile, role, input, principal } = req;
+  const { profile, role, input, principal, kind } = req;
   if (!mayIssue(principal, profile)) {
     const why = role === null ? `profile ${profile}` : `role ${role} (profile ${profile})`;
     throw new VaultError(403, `permission denied: this token may not issue from ${why}`);
@@ -165,7 +170,7 @@ export async function issueForVault(
     const issuer = ctx.issuer();
     const row = await issueCertificate(
       { db: ctx.db, profiles: ctx.profiles, issuer, revocation: ctx.revocation, audit: ctx.audit },
-      { csrPem: input.csrPem, profile, validity: input.validity, requestedBy: principal.tokenId, via: { door: "vault", path: c.req.path, role } },
+      { csrPem: input.csrPem, profile, validity: input.validity, kind, requestedBy: principal.tokenId, via: { door: "vault", path: c.req.path, role } },
     );
     return { issuer, row };
   });
