@@ -396,6 +396,23 @@ describe("the same rules as REST", () => {
   });
 });
 
+describe("SPIRE's UpstreamAuthority \"vault\" requests", () => {
+  it("reads auth/token/lookup-self, then sends its sign-intermediate body (common_name, organization, country, csr, ttl): signed, nothing ignored", async () => {
+    const spire = await t.token("issuer", "spire-upstream");
+    expect((await vault("GET", "/v1/auth/token/lookup-self", { token: spire })).body.data).toMatchObject({ id: spire, ttl: 0, renewable: false });
+    // SPIRE's ca_subject with a common_name: a CA profile takes its subject's CN from the CSR.
+    const { csr } = makeCsr({ subject: "/C=US/O=SPIFFE/CN=spire-server-ca", san: "URI:spiffe://cluster.local" });
+    const res = await vault("POST", "/v1/pki/root/sign-intermediate", {
+      token: spire,
+      json: { common_name: "spire-server-ca", organization: "SPIFFE", country: "US", csr, ttl: "24h" },
+    });
+    expect(res.status, res.text).toBe(200);
+    expect(res.body.warnings).toBeNull();
+    expect(new x509.X509Certificate(res.body.data.certificate).getExtension(x509.BasicConstraintsExtension)).toMatchObject({ ca: true, pathLength: 0 });
+    expect(res.body.data.ca_chain).toHaveLength(2);
+  });
+});
+
 describe("Vault's errors for paths and methods", () => {
   it("404 for an unknown path, 405 for a known path's wrong method, in Vault's form", async () => {
     const unknown = await vault("GET", "/v1/pki/roles/web", { token: admin });

@@ -155,7 +155,7 @@ export function vaultRoutes(ctx: VaultContext): Hono<VaultEnv> {
     const profile = intermediateProfile(ctx);
     const body = await jsonBody(c);
     const ignored = ["max_path_length", "permitted_dns_domains", "use_csr_values"].filter((f) => body[f] !== undefined && body[f] !== "" && body[f] !== null);
-    const input = readSignRequest(body, { verbatim: false });
+    const input = readSignRequest(body, { verbatim: false, ca: true });
     if (ignored.length) input.warnings.push(`ignored ${ignored.join(", ")}: the CA profile ${profile} sets path length and name constraints`);
     return issueForVault(ctx, c, { profile, role: null, input, principal: c.get("principal"), kind: "ca" });
   });

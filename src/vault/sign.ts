@@ -96,7 +96,7 @@ export interface SignInput {
  * cert-manager sends exactly the CSR's names. `verbatim`: sign-verbatim,
  * where Vault takes the names from the CSR alone.
  */
-export function readSignRequest(body: Record<string, unknown>, opts: { verbatim: boolean }): SignInput {
+export function readSignRequest(body: Record<string, unknown>, opts: { verbatim: boolean; ca?: boolean }): SignInput {
   const warnings: string[] = [];
   const csrPem = string(body, "csr");
   if (!csrPem || !csrPem.trim()) throw new VaultError(400, "missing csr: send the PEM-encoded CSR in csr (hsm-ca never makes end-entity keys)");
@@ -116,10 +116,11 @@ export function readSignRequest(body: Record<string, unknown>, opts: { verbatim:
     removeRoots: bool(body, "remove_roots_from_chain"),
     warnings,
     // Checked with the CSR, inside the counted issuance: a refusal is counted as REST counts its own.
-    checkCsr: opts.verbatim ? () => {} : (csr) => checkNamesInCsr(body, csr, warnings),
+    checkCsr: opts.verbatim ? () => {} : (csr) => checkNamesInCsr(body, csr, opts.ca ? [] : warnings),
   };
 }
 
+/** `warnings`: where a CN missing from the SANs is noted (not for a CA: its CN names it, its SANs are its own identity). */
 function checkNamesInCsr(body: Record<string, unknown>, csr: ParsedCsr, warnings: string[]): void {
   const cn = csr.subject.field("CN")[0];
   const inCsr = new Set<string>();
