@@ -424,6 +424,12 @@ describe("Vault's errors for paths and methods", () => {
     expect(wrong.status).toBe(405);
     expect(wrong.body).toEqual({ errors: [expect.stringMatching(/unsupported operation/)] });
     expect((await vault("DELETE", "/v1/pki/revoke", { token: admin })).status).toBe(405);
+    const big = await vault("POST", "/v1/pki/sign/web", { token: issuer, json: { csr: "x".repeat(70_000) } });
+    expect(big.status).toBe(400);
+    expect(big.body.errors[0]).toMatch(/larger than 65536 bytes/);
+    const notJson = await t.api("POST", "/v1/pki/sign/web", { headers: { "x-vault-token": issuer }, raw: "csr=abc" });
+    expect(notJson.status).toBe(400);
+    expect(notJson.body.errors[0]).toMatch(/failed to parse JSON input/);
   });
 
   it("serves the CA unauthenticated as Vault does: /ca is DER, /ca/pem and /ca_chain PEM, cert/ca_chain JSON", async () => {
