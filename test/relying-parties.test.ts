@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { verifyWithAll } from "./helpers/relying-parties.ts";
+import { verifyCrlWithAll, verifyWithAll, type Verdicts } from "./helpers/relying-parties.ts";
 
 /**
  * The relying parties the topology tests lean on must tell a good chain from
@@ -11,7 +11,7 @@ import { verifyWithAll } from "./helpers/relying-parties.ts";
  * tests check for (another root, a name outside the constraints, a path
  * longer than pathLen allows).
  */
-describe("independent relying parties (openssl, Go, GnuTLS)", () => {
+describe("independent relying parties (openssl, Go, GnuTLS, NSS)", () => {
   let dir: string;
   const read = (f: string) => fs.readFileSync(path.join(dir, f), "utf8");
   const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
@@ -53,24 +53,24 @@ describe("independent relying parties (openssl, Go, GnuTLS)", () => {
     return "req.cnf";
   }
 
-  const all = (v: Awaited<ReturnType<typeof verifyWithAll>>) => [v.openssl.ok, v.go.ok, v.gnutls.ok];
+  const all = (v: Verdicts) => [v.openssl.ok, v.go.ok, v.gnutls.ok, v.nss.ok];
 
-  it("all three accept a good chain", async () => {
+  it("all four accept a good chain", async () => {
     const v = await verifyWithAll({ roots: [read("root.pem")], intermediates: [read("sub.pem")], leaf: read("good.pem"), purpose: "serverAuth" });
-    expect(all(v), JSON.stringify(v)).toEqual([true, true, true]);
+    expect(all(v), JSON.stringify(v)).toEqual([true, true, true, true]);
   });
 
-  it("all three refuse it against another root", async () => {
+  it("all four refuse it against another root", async () => {
     const v = await verifyWithAll({ roots: [read("other.pem")], intermediates: [read("sub.pem")], leaf: read("good.pem") });
-    expect(all(v), JSON.stringify(v)).toEqual([false, false, false]);
+    expect(all(v), JSON.stringify(v)).toEqual([false, false, false, false]);
   });
 
-  it("all three refuse a DNS name outside the sub-CA's constraints", async () => {
+  it("all four refuse a DNS name outside the sub-CA's constraints", async () => {
     const v = await verifyWithAll({ roots: [read("root.pem")], intermediates: [read("sub.pem")], leaf: read("outside.pem") });
-    expect(all(v), JSON.stringify(v)).toEqual([false, false, false]);
+    expect(all(v), JSON.stringify(v)).toEqual([false, false, false, false]);
   });
 
-  it("openssl and Go refuse a SPIFFE ID of another trust domain; GnuTLS 3.7 does not check URI constraints", async () => {
+  it("openssl, Go and NSS refuse a SPIFFE ID of another trust domain; GnuTLS 3.7 does not check URI constraints", async () => {
     const v = await verifyWithAll({ roots: [read("root.pem")], intermediates: [read("sub.pem")], leaf: read("otherdomain.pem") });
     expect(v.openssl.detail).toMatch(/permitted subtree violation/);
     expect(v.go.detail).toMatch(/not permitted by any constraint/);
@@ -79,10 +79,26 @@ describe("independent relying parties (openssl, Go, GnuTLS)", () => {
     // (a SPIFFE-aware peer checks the trust domain itself). If this starts failing, GnuTLS
     // learned URI constraints: assert that it refuses instead.
     expect(v.gnutls.ok, v.gnutls.detail).toBe(true);
+    expect(v.nss.ok, v.nss.detail).toBe(false);
+    expect(v.nss.detail).toMatch(/not permitted to issue a certificate with this name/);
   });
 
-  it("all three refuse a CA below a pathLen 0 CA", async () => {
+  it("all four accept the sub-CA's CRL and refuse it with one bit of its signature changed", async () => {
+    ext("ca.cnf", "[ca]\ndefault_ca=c\n[c]\ndatabase=index.txt\ncrlnumber=crlnumber\ndefault_md=sha256\ndefault_crl_days=1\ncrl_extensions=e\n[e]\nauthorityKeyIdentifier=keyid\n");
+    ext("index.txt", "");
+    ext("crlnumber", "01\n");
+    ssl("ca", "-config", "ca.cnf", "-gencrl", "-keyfile", "sub.key", "-cert", "sub.pem", "-out", "crl.pem");
+    const crl = Buffer.from(read("crl.pem").replace(/-----[A-Z0-9 ]+-----/g, ""), "base64");
+    const good = await verifyCrlWithAll({ issuer: read("sub.pem"), crl, roots: [read("root.pem")] });
+    expect(all(good), JSON.stringify(good)).toEqual([true, true, true, true]);
+    const forged = Buffer.from(crl);
+    forged[forged.length - 5]! ^= 1;
+    const bad = await verifyCrlWithAll({ issuer: read("sub.pem"), crl: forged, roots: [read("root.pem")] });
+    expect(all(bad), JSON.stringify(bad)).toEqual([false, false, false, false]);
+  });
+
+  it("all four refuse a CA below a pathLen 0 CA", async () => {
     const v = await verifyWithAll({ roots: [read("root.pem")], intermediates: [read("sub.pem"), read("subsub.pem")], leaf: read("too-deep.pem") });
-    expect(all(v), JSON.stringify(v)).toEqual([false, false, false]);
+    expect(all(v), JSON.stringify(v)).toEqual([false, false, false, false]);
   });
 });

@@ -7,7 +7,7 @@ import { issueCertificate } from "../issuance/issue-certificate.ts";
 import { countIssuance } from "../metrics/issuance-outcome.ts";
 import { canonicalIp } from "../policy/acme-identifiers.ts";
 import { authorizationsOfOrder, updateOrder } from "../store/acme-orders.ts";
-import { caById } from "../store/cas.ts";
+import { chainPemOf } from "../store/cas.ts";
 import { certificateBySerial } from "../store/certificates.ts";
 import { payloadObject } from "./accounts.ts";
 import type { AcmeContext, AcmeDirectory } from "./context.ts";
@@ -68,7 +68,7 @@ export async function certificateRequest(c: Context, ctx: AcmeContext, dir: Acme
   if (!cert || cert.requestedBy !== `acme:${req.account!.id}`) throw notFound("certificate");
   // The chain names the issuer that actually signed it, also after a rotation. Alternate chains
   // (Link rel="alternate") would appear with cross-signed issuers; this CA has none.
-  const chain = (await caById(ctx.db, cert.issuerId))?.certificatePem ?? "";
+  const chain = (await chainPemOf(ctx.db, cert.issuerId)) ?? "";
   return c.body(cert.certificatePem + chain, 200, { "content-type": "application/pem-certificate-chain" });
 }
 

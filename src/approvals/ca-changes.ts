@@ -1,5 +1,6 @@
 import { destroyApprovedKey, KeyMustStayError } from "../ceremony/destroy-retired-keys.ts";
 import { formatTranscript } from "../ceremony/init-hierarchy.ts";
+import { formatPending } from "../ceremony/pending-intermediate.ts";
 import { rotateIntermediate, type RotationPlan } from "../ceremony/rotate.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
 import type { KeyManager } from "../hsm/key-manager.ts";
@@ -93,6 +94,13 @@ async function executeRotation(deps: CaChangeDeps, r: ApprovalRequestRow): Promi
     async (_tx, plan) => plan.current.id === p.retire.id,
   );
   if (!done) throw new ApprovalExecutionError(`${p.retire.subject} is no longer the active intermediate: another rotation happened since request ${r.id}`);
+  if (done.awaiting) {
+    // Under an external root: the new key and CSR wait for its signature; the current intermediate keeps issuing.
+    return {
+      result: { pendingId: done.awaiting.id, subject: done.awaiting.subject, keyLabel: done.awaiting.keyLabel, awaitingSignatureSince: done.awaiting.createdAt.toISOString() },
+      text: `${formatPending(done.awaiting)}\n\n${done.prepared ? "Prepared" : "Already waiting:"} the next intermediate's key and CSR for the external root to sign; ${p.retire.subject} keeps issuing until hsm-ca ceremony import-intermediate.`,
+    };
+  }
   return {
     result: { caId: done.row.id, subject: done.row.subject, keyLabel: done.row.keyLabel, retired: p.retire.id },
     text: `${formatTranscript(done.transcript)}\n\nRetired ${p.retire.subject}: it no longer issues, and answers for its certificates until they expire.`,

@@ -14,7 +14,7 @@ import {
   type ApprovalRow,
   type RequestKind,
 } from "../store/approvals.ts";
-import { caById } from "../store/cas.ts";
+import { chainPemOf } from "../store/cas.ts";
 import { certificateBySerial, type CertificateRow } from "../store/certificates.ts";
 import type { Database } from "../store/database.ts";
 import { recordAudit, type ApprovalDeps } from "./context.ts";
@@ -106,7 +106,7 @@ export async function stateOf(db: Database, request: ApprovalRequestRow): Promis
   const serial = request.kind === "issue" && typeof request.result?.serial === "string" ? request.result.serial : undefined;
   if (serial) {
     state.certificate = await certificateBySerial(db, serial);
-    if (state.certificate) state.chainPem = (await caById(db, state.certificate.issuerId))?.certificatePem;
+    if (state.certificate) state.chainPem = await chainPemOf(db, state.certificate.issuerId);
   }
   return state;
 }

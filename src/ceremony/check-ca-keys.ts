@@ -16,7 +16,8 @@ export class CaKeyMismatchError extends Error {}
 export async function checkCaKeys(hsm: KeyManager, db: Database): Promise<string[]> {
   const warnings: string[] = [];
   for (const ca of await listCas(db)) {
-    if (ca.status !== "active") continue;
+    // An external CA's key is on no token of ours (key_origin "external"): nothing to check.
+    if (ca.status !== "active" || ca.keyOrigin === "external") continue;
     if (ca.role === "root" && !hsm.hasKey(ca.keyLabel)) {
       warnings.push(`the root key "${ca.keyLabel}" is not present: an offline root; rotation and the root's CRL need it (hsm-ca ceremony)`);
       continue;

@@ -35,6 +35,7 @@ export type DestroyCheck = { ok: true; lastExpiry: Date | undefined } | { ok: fa
 
 export async function mayDestroy(tx: Database, ca: CaRow, now: Date): Promise<DestroyCheck> {
   if (ca.role !== "intermediate") return { ok: false, reason: "it is a root CA" };
+  if (ca.keyOrigin === "external") return { ok: false, reason: "its key is an external CA's, not on this HSM" };
   if (ca.status === "active") return { ok: false, reason: "it is the active intermediate" };
   if (ca.keyDestroyedAt) return { ok: false, reason: `it was destroyed at ${ca.keyDestroyedAt.toISOString()}` };
   const last = await lastExpiryOf(tx, ca.id);

@@ -34,7 +34,7 @@ export interface TranscriptEntry {
 }
 
 export interface Transcript {
-  ceremony: "init" | "rotate" | "create-root" | "sign-intermediate" | "sign-root-crl" | "destroy-key";
+  ceremony: "init" | "rotate" | "create-root" | "sign-intermediate" | "sign-root-crl" | "destroy-key" | "import-intermediate";
   at: string;
   token: string;
   created: TranscriptEntry[];
@@ -71,7 +71,8 @@ export async function initHierarchy(
       root = await createRoot(hsm, tx, opts, keys.root);
       created.push(await entryFor(hsm, root));
     }
-    if (!intermediate) {
+    // Under an external root the intermediate comes from `hsm-ca ceremony import-intermediate`: that root's key is not here.
+    if (root.keyOrigin !== "external" && !intermediate) {
       const row = await createIntermediate(hsm, tx, root, opts, urls, keys.intermediate);
       created.push(await entryFor(hsm, row));
     }

@@ -3,12 +3,14 @@ import type { HierarchyConfig } from "../config.ts";
 import type { KeyManager } from "../hsm/key-manager.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
 import type { RevocationUrls } from "../revocation/urls.ts";
-import { activeCa, retireCa, type CaRow } from "../store/cas.ts";
+import { activeCa, isExternal, retireCa, type CaRow } from "../store/cas.ts";
 import { insertCeremony } from "../store/ceremonies.ts";
 import type { Database } from "../store/database.ts";
 import { LOCKS, withAdvisoryLock } from "../store/locks.ts";
+import type { PendingCaRow } from "../store/pending-cas.ts";
 import type { KeyChoice } from "./ca-key.ts";
 import { createIntermediate, entryFor, type Transcript } from "./init-hierarchy.ts";
+import { awaitExternalSignature } from "./pending-intermediate.ts";
 
 export interface RotationPlan {
   current: CaRow;
@@ -48,6 +50,11 @@ export type IntermediateSettings = Pick<HierarchyConfig, "intermediateAlgorithm"
  * the HSM, the root signs its certificate (the configured path length), the new CA becomes
  * active and the old one retired. The old key stays: it signs CRLs and OCSP
  * until its last certificate expires.
+ *
+ * Under an external root there is no root key to sign with: the rotation
+ * prepares the next key and its CSR once (src/ceremony/pending-intermediate.ts)
+ * and the current intermediate keeps issuing until `hsm-ca ceremony
+ * import-intermediate` brings the signed certificate.
  */
 export async function rotateIntermediate(
   hsm: KeyManager,
@@ -59,10 +66,14 @@ export async function rotateIntermediate(
   proceed: (tx: Database, plan: RotationPlan) => Promise<boolean> = async () => true,
   /** A key already on the token for the new intermediate (hsm-ca ceremony sign-intermediate --key-label); default: a new one. */
   keyChoice?: KeyChoice,
-): Promise<{ transcript: Transcript; row: CaRow } | undefined> {
+): Promise<RotationOutcome | undefined> {
   return withAdvisoryLock(db, LOCKS.hierarchy, async (tx) => {
     const plan = await planRotation(tx, hierarchy);
     if (!(await proceed(tx, plan))) return undefined;
+    if (isExternal(plan.root)) {
+      const { pending, prepared } = await awaitExternalSignature(hsm, tx, { subject: plan.subject, algorithm: plan.algorithm, reason: why, keyChoice });
+      return { awaiting: pending, prepared };
+    }
     requireRootKey(hsm, plan);
     const row = await createIntermediate(
       hsm,
@@ -84,8 +95,14 @@ export async function rotateIntermediate(
   });
 }
 
-/** Throws unless the root key is on a token now (an offline root is present only for ceremonies). */
+export type RotationOutcome =
+  | { transcript: Transcript; row: CaRow; awaiting?: undefined }
+  /** Under an external root: the next key and CSR wait for its signature (prepared now, or waiting already). */
+  | { awaiting: PendingCaRow; prepared: boolean; transcript?: undefined; row?: undefined };
+
+/** Throws unless the root key is on a token now (an offline root is present only for ceremonies); an external root's key is never needed. */
 export function requireRootKey(hsm: KeyManager, plan: RotationPlan): void {
+  if (isExternal(plan.root)) return;
   if (!hsm.hasKey(plan.root.keyLabel)) {
     throw new RotationError(`the root key is not available (token "${hsm.status.rootToken.label}"${hsm.status.rootToken.present ? "" : " is not present"}): rotation needs the root`);
   }

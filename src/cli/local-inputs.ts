@@ -18,21 +18,32 @@ import { CliError } from "./command-env.ts";
  *   passed on as `--csr-pem=<PEM>`.
  * - `issue --out FILE`: taken out; main.ts writes the command's stdout
  *   there when it succeeds (exit 0: a certificate), here in the CLI process.
+ * - Certificates handed to ceremonies (`init --external-root FILE`,
+ *   `ceremony import-intermediate --cert FILE --chain FILE`): read here and
+ *   passed on as `--external-root-pem=`, `--cert-pem=`, `--chain-pem=`.
+ * - `init --csr-out FILE`: taken out; the CSR the command prints goes to
+ *   that file instead of the terminal.
  */
 export interface LocalizedArgs {
   argv: string[];
   outFile?: string;
+  /** Where the CSR block of the command's output goes. */
+  csrOutFile?: string;
 }
 
 /** Commands that act as an API token's principal, and which of their options the CLI resolves. */
-const LOCAL_OPTIONS: Record<string, Array<"token-file" | "csr" | "out">> = {
+const LOCAL_OPTIONS: Record<string, Array<"token-file" | "csr" | "out" | "csr-out" | keyof typeof PEM_FILES>> = {
+  init: ["external-root", "csr-out"],
+  ceremony: ["cert", "chain", "out"],
   approve: ["token-file"],
   reject: ["token-file"],
   requests: ["token-file"],
   rotate: ["token-file"],
   issue: ["token-file", "csr", "out"],
 };
-const INTERNAL = ["token-value", "csr-pem"];
+/** Certificate files read here, and the option that carries their PEM to the command. */
+const PEM_FILES = { "external-root": "external-root-pem", cert: "cert-pem", chain: "chain-pem" } as const;
+const INTERNAL = ["token-value", "csr-pem", ...Object.values(PEM_FILES)];
 /** The control socket takes 64 KiB; a CSR is a few KiB. */
 const MAX_CSR_BYTES = 32 * 1024;
 
@@ -54,9 +65,16 @@ export function localizeArgs(argv: string[], env: NodeJS.ProcessEnv, cwd: string
   }
   const out = [name, ...rest.filter((_, i) => !skip.has(i))];
   if (values.csr !== undefined) out.push(`--csr-pem=${readLocal(values.csr, cwd, "--csr", MAX_CSR_BYTES)}`);
+  for (const [option, internal] of Object.entries(PEM_FILES)) {
+    if (values[option] !== undefined) out.push(`--${internal}=${readLocal(values[option], cwd, `--${option}`, MAX_CSR_BYTES)}`);
+  }
   const token = values["token-file"] !== undefined ? readLocal(values["token-file"], cwd, "--token-file", 1024).trim() : env.HSM_CA_TOKEN?.trim();
   if (token) out.push(`--token-value=${token}`);
-  return { argv: out, outFile: values.out !== undefined ? path.resolve(cwd, values.out) : undefined };
+  return {
+    argv: out,
+    outFile: values.out !== undefined ? path.resolve(cwd, values.out) : undefined,
+    csrOutFile: values["csr-out"] !== undefined ? path.resolve(cwd, values["csr-out"]) : undefined,
+  };
 }
 
 function readLocal(file: string, cwd: string, option: string, maxBytes: number): string {

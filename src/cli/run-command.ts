@@ -1,6 +1,7 @@
 import { KeyChoiceError } from "../ceremony/ca-key.ts";
 import { CaKeyMismatchError } from "../ceremony/check-ca-keys.ts";
 import { RotationError } from "../ceremony/rotate.ts";
+import { ExternalCaError } from "../ceremony/external-ca-error.ts";
 import { ConfigError } from "../config.ts";
 import { DataDirError } from "../private-data-dir.ts";
 import { Rejection } from "../errors.ts";
@@ -71,7 +72,7 @@ export async function runCommand(argv: string[], env: CommandEnv): Promise<numbe
   }
 }
 
-const EXPECTED = [KeyChoiceError, RotationError, CaKeyMismatchError, CliError, Rejection, ConfigError, ProfileError, PinError, HsmUnavailableError, HsmKeyError, DatabaseBusyError, DataDirError];
+const EXPECTED = [KeyChoiceError, ExternalCaError, RotationError, CaKeyMismatchError, CliError, Rejection, ConfigError, ProfileError, PinError, HsmUnavailableError, HsmKeyError, DatabaseBusyError, DataDirError];
 
 export function oneLine(err: unknown): string {
   if (EXPECTED.some((E) => err instanceof E)) return (err as Error).message.split("\n")[0]!;

@@ -37,7 +37,7 @@ const processIo: CliIo = {
  * starting a process (runCommandLine).
  */
 export async function runFromTerminal(argv: string[], config: Config, io: CliIo = processIo): Promise<number> {
-  // The API token, --csr FILE and --out FILE belong to this process, wherever the command runs.
+  // The API token, --csr FILE, --out FILE (and the ceremonies' certificate files and --csr-out) belong to this process, wherever the command runs.
   let inputs: LocalizedArgs;
   try {
     inputs = localizeArgs(argv, io.env, io.cwd);
@@ -53,19 +53,35 @@ export async function runFromTerminal(argv: string[], config: Config, io: CliIo 
       io.stderr(`hsm-ca: ${err.message}\n`);
       return { code: 1, stdout: "", stderr: "" };
     });
-    if (remote) return emit(remote, inputs.outFile, io);
+    if (remote) return emit(withCsrOut(remote, inputs.csrOutFile, io), inputs.outFile, io);
   }
   const local = localEnv(config, io);
   const captured: string[] = [];
-  if (inputs.outFile) local.env.out = (t) => captured.push(t);
+  if (inputs.outFile || inputs.csrOutFile) local.env.out = (t) => captured.push(t);
   let code: number;
   try {
     code = await withActor("cli", () => runCommand(argv, local.env));
   } finally {
     await local.close();
   }
-  if (!inputs.outFile) return code;
-  return emit({ code, stdout: captured.length ? captured.join("\n") + "\n" : "", stderr: "" }, inputs.outFile, io);
+  if (!inputs.outFile && !inputs.csrOutFile) return code;
+  return emit(withCsrOut({ code, stdout: captured.length ? captured.join("\n") + "\n" : "", stderr: "" }, inputs.csrOutFile, io), inputs.outFile, io);
+}
+
+/** With --csr-out FILE: the CSR block of a successful command's output goes to that file, the rest to the terminal. */
+function withCsrOut(r: CommandResult, csrOutFile: string | undefined, io: CliIo): CommandResult {
+  const begin = r.stdout.indexOf("-----BEGIN CERTIFICATE REQUEST-----");
+  const endMark = "-----END CERTIFICATE REQUEST-----";
+  const end = r.stdout.indexOf(endMark, begin);
+  if (!csrOutFile || r.code !== 0 || begin < 0 || end < 0) return r;
+  try {
+    fs.writeFileSync(csrOutFile, r.stdout.slice(begin, end + endMark.length) + "\n", { mode: 0o644 });
+  } catch (err) {
+    io.stderr(`hsm-ca: cannot write ${csrOutFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
+    return { ...r, code: 1 };
+  }
+  const rest = r.stdout.slice(0, begin) + `(the CSR is in ${csrOutFile})` + r.stdout.slice(end + endMark.length);
+  return { ...r, stdout: rest, stderr: r.stderr + `Wrote ${csrOutFile}\n` };
 }
 
 /** A command's output; with --out FILE, the stdout of a command that succeeded goes to that file instead. */

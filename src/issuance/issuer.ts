@@ -2,7 +2,7 @@ import * as x509 from "@peculiar/x509";
 import { Rejection } from "../errors.ts";
 import type { KeyManager, Signer } from "../hsm/key-manager.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
-import { activeCa, type CaRow } from "../store/cas.ts";
+import { activeCa, chainPemOf, type CaRow } from "../store/cas.ts";
 import type { Database } from "../store/database.ts";
 
 /** The CA that signs new certificates now, with what clients need to chain to the root. */
@@ -13,7 +13,7 @@ export interface ActiveIssuer {
   /** The issuing key's algorithm. */
   algorithm: CaKeyAlgorithm;
   root: CaRow;
-  /** Certificates between a leaf and the root (the intermediate), PEM. */
+  /** Certificates between a leaf and the root (the intermediate, and any external intermediates above it), PEM. */
   chainPem: string;
   rootPem: string;
 }
@@ -21,14 +21,21 @@ export interface ActiveIssuer {
 export async function loadActiveIssuer(db: Database, hsm: KeyManager): Promise<ActiveIssuer> {
   const row = await activeCa(db, "intermediate");
   const root = await activeCa(db, "root");
-  if (!row || !root) throw new Rejection("ca-not-ready", "no active root and intermediate CA: run `hsm-ca init`");
+  if (!row || !root) {
+    throw new Rejection(
+      "ca-not-ready",
+      root?.keyOrigin === "external"
+        ? "no active intermediate below the external root: import its signed certificate with `hsm-ca ceremony import-intermediate`"
+        : "no active root and intermediate CA: run `hsm-ca init`",
+    );
+  }
   return {
     row,
     certificate: new x509.X509Certificate(row.certificatePem),
     signer: hsm.signer(row.keyLabel, row.keyAlgorithm as CaKeyAlgorithm),
     algorithm: row.keyAlgorithm as CaKeyAlgorithm,
     root,
-    chainPem: row.certificatePem,
+    chainPem: (await chainPemOf(db, row.id)) ?? row.certificatePem,
     rootPem: root.certificatePem,
   };
 }

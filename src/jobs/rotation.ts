@@ -34,6 +34,11 @@ export function rotationJobs(deps: {
     try {
       const done = await rotateIntermediate(hsm, db, config.hierarchy, deps.urls(), why, proceed);
       if (!done) return;
+      if (done.awaiting) {
+        // Under an external root: prepared once, then the rule keeps firing against the waiting key and nothing is made.
+        if (done.prepared) log.warn({ pending: done.awaiting.id, subject: done.awaiting.subject, why }, "the next intermediate's key and CSR wait for the external root's signature (hsm-ca ceremony pending-csr)");
+        return;
+      }
       log.info({ ca: done.row.id, subject: done.row.subject, why }, "rotated the issuing intermediate");
       await deps.onRotated();
     } catch (err) {

@@ -147,6 +147,13 @@ export function createMetrics() {
       registers,
       collect,
     }),
+    intermediateAwaitingSignatureSeconds: new Gauge({
+      name: "hsmca_intermediate_awaiting_signature_seconds",
+      help: "Below an external root: seconds since the next intermediate's key and CSR were made and began to wait for that root's signature (hsm-ca ceremony import-intermediate); absent when none waits.",
+      labelNames: ["pending_id", "subject", "reason"] as const,
+      registers,
+      collect,
+    }),
     crlAgeSeconds: new Gauge({
       name: "hsmca_crl_age_seconds",
       help: "Seconds since thisUpdate of the latest stored CRL, per issuing CA and kind (full, delta); with partitions, the oldest partition.",

@@ -5,6 +5,7 @@ import type { KeyManagerStatus } from "../hsm/key-manager.ts";
 import { countPendingApprovalRequests, type RequestKind } from "../store/approvals.ts";
 import { auditEntriesPage, auditHead, lastAuditCheckpoint } from "../store/audit.ts";
 import { listCas } from "../store/cas.ts";
+import { waitingPendingCas } from "../store/pending-cas.ts";
 import { crlFreshness } from "../store/crls.ts";
 import type { Database } from "../store/database.ts";
 import type { Metrics } from "./catalogue.ts";
@@ -26,7 +27,8 @@ export interface ScrapeSources {
 /**
  * Fills the state gauges when Prometheus scrapes: the HSM's health and
  * session pool (in memory, plus one cheap PKCS#11 probe, as /readyz does),
- * and a few small database reads done at once: the CA table, one row per
+ * and a few small database reads done at once: the CA table, the keys
+ * waiting for an external root's signature, one row per
  * CRL scope, pending approvals grouped by kind, the audit head and the
  * last checkpoint (and, before the first checkpoint, the first entry).
  * Nothing here scans certificates.
@@ -45,6 +47,7 @@ export function readStateOnScrape(metrics: Metrics, sources: ScrapeSources): voi
       metrics.caInfo,
       metrics.caExpirySeconds,
       metrics.rotationNextSeconds,
+      metrics.intermediateAwaitingSignatureSeconds,
       metrics.crlAgeSeconds,
       metrics.crlNextUpdateSeconds,
       metrics.approvalsPending,
@@ -64,6 +67,7 @@ export function readStateOnScrape(metrics: Metrics, sources: ScrapeSources): voi
       state = await withTimeout(
         Promise.all([
           listCas(sources.db),
+          waitingPendingCas(sources.db),
           crlFreshness(sources.db),
           countPendingApprovalRequests(sources.db),
           auditHead(sources.db),
@@ -83,7 +87,10 @@ export function readStateOnScrape(metrics: Metrics, sources: ScrapeSources): voi
       return;
     }
     metrics.databaseUp.set(1);
-    const [cas, crls, pending, head, { checkpoint, firstEntry }] = state;
+    const [cas, awaiting, crls, pending, head, { checkpoint, firstEntry }] = state;
+    for (const p of awaiting) {
+      metrics.intermediateAwaitingSignatureSeconds.set({ pending_id: String(p.id), subject: p.subject, reason: p.reason }, -secondsUntil(p.createdAt));
+    }
 
     for (const ca of cas) {
       const id = String(ca.id);

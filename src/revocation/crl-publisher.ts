@@ -82,10 +82,11 @@ export class CrlPublisher {
 
   /**
    * A destroyed key signs nothing more (its certificates have all expired);
-   * an offline root signs its CRL in a ceremony (`hsm-ca ceremony sign-root-crl`).
+   * an offline root signs its CRL in a ceremony (`hsm-ca ceremony sign-root-crl`);
+   * an external CA's CRL is its own CA's job: hsm-ca never signs with its key.
    */
   private canSign(ca: CaRow): boolean {
-    return !ca.keyDestroyedAt && this.deps.hsm.hasKey(ca.keyLabel);
+    return ca.keyOrigin !== "external" && !ca.keyDestroyedAt && this.deps.hsm.hasKey(ca.keyLabel);
   }
 
   /** Every CA has its whole-issuer CRL; intermediates add partitions when configured. */

@@ -87,8 +87,9 @@ export class OcspService {
   async load(): Promise<void> {
     const issuers: Issuer[] = [];
     for (const row of await listCas(this.deps.db)) {
-      // Nothing to answer for once a CA's key is gone; an absent offline root cannot certify a responder.
-      if (row.keyDestroyedAt || !this.deps.hsm.hasKey(row.keyLabel)) continue;
+      // Nothing to answer for once a CA's key is gone; an absent offline root cannot certify a responder;
+      // an external CA (its key is not ours) answers for its certificates itself.
+      if (row.keyOrigin === "external" || row.keyDestroyedAt || !this.deps.hsm.hasKey(row.keyLabel)) continue;
       const { responder, notAfter } = await responderFor(this.deps, row, { mode: this.settings.mode, lifetimeMs: this.settings.responderLifetimeMs });
       issuers.push({ row, hashes: issuerHashes(new x509.X509Certificate(row.certificatePem)), responder, responderNotAfter: notAfter });
     }

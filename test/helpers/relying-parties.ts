@@ -8,9 +8,10 @@ import { REPO } from "./cli.ts";
 
 /**
  * Independent relying parties for what hsm-ca issues: OpenSSL (with
- * -x509_strict), Go's crypto/x509 (it enforces name constraints) and
- * GnuTLS certtool. Each gets the same roots, untrusted intermediates and
- * leaf, and says whether it accepts the chain.
+ * -x509_strict), Go's crypto/x509 (it enforces name constraints), GnuTLS
+ * certtool and NSS certutil. Each gets the same roots, untrusted
+ * intermediates and leaf, and says whether it accepts the chain; CRLs and
+ * OCSP responses likewise.
  */
 
 const run = promisify(execFile);
@@ -21,9 +22,16 @@ export interface ChainInput {
   /** Untrusted certificates between the leaf and a root, PEM, in any order. */
   intermediates: string[];
   leaf: string;
-  /** The extended key usage the relying party asks for; "any" asks for none. */
-  purpose?: "serverAuth" | "clientAuth" | "any";
+  /**
+   * The extended key usage the relying party asks for; "any" asks for none
+   * (NSS always asks for one: it accepts "any" when one of SSL server, SSL
+   * client or object signing validates). OpenSSL 3.0 has no code-signing
+   * purpose: it checks codeSigning chains without one.
+   */
+  purpose?: Purpose;
 }
+
+export type Purpose = "serverAuth" | "clientAuth" | "codeSigning" | "any";
 
 export interface Verdict {
   ok: boolean;
@@ -31,14 +39,28 @@ export interface Verdict {
   detail: string;
 }
 
-export async function verifyWithAll(input: ChainInput): Promise<{ openssl: Verdict; go: Verdict; gnutls: Verdict }> {
-  const [openssl, go, gnutls] = await Promise.all([verifyOpenssl(input), verifyGo(input), verifyGnutls(input)]);
-  return { openssl, go, gnutls };
+export interface Verdicts {
+  openssl: Verdict;
+  go: Verdict;
+  gnutls: Verdict;
+  nss: Verdict;
+}
+
+export async function verifyWithAll(input: ChainInput): Promise<Verdicts> {
+  const [openssl, go, gnutls, nss] = await Promise.all([verifyOpenssl(input), verifyGo(input), verifyGnutls(input), verifyNss(input)]);
+  return { openssl, go, gnutls, nss };
+}
+
+/** The relying parties that refused, with their reasons: empty when all accepted. */
+export function refusals(v: Verdicts): string[] {
+  return Object.entries(v)
+    .filter(([, verdict]) => !verdict.ok)
+    .map(([name, verdict]) => `${name}: ${verdict.detail}`);
 }
 
 export async function verifyOpenssl(input: ChainInput): Promise<Verdict> {
   return withFiles(input, async (f) => {
-    const purpose = { serverAuth: ["-purpose", "sslserver"], clientAuth: ["-purpose", "sslclient"], any: [] }[input.purpose ?? "any"];
+    const purpose = { serverAuth: ["-purpose", "sslserver"], clientAuth: ["-purpose", "sslclient"], codeSigning: [], any: [] }[input.purpose ?? "any"];
     const untrusted = input.intermediates.length ? ["-untrusted", f.intermediates] : [];
     return verdictOf(run("openssl", ["verify", "-x509_strict", "-CAfile", f.roots, ...untrusted, ...purpose, f.leaf]), (out) => /: OK\s*$/.test(out));
   });
@@ -47,7 +69,7 @@ export async function verifyOpenssl(input: ChainInput): Promise<Verdict> {
 export async function verifyGo(input: ChainInput): Promise<Verdict> {
   const bin = await goVerifier();
   return withFiles(input, async (f) => {
-    const eku = { serverAuth: "server", clientAuth: "client", any: "any" }[input.purpose ?? "any"];
+    const eku = { serverAuth: "server", clientAuth: "client", codeSigning: "code", any: "any" }[input.purpose ?? "any"];
     const intermediates = input.intermediates.length ? ["-intermediates", f.intermediates] : [];
     return verdictOf(run(bin, ["-roots", f.roots, ...intermediates, "-leaf", f.leaf, "-eku", eku]), (out) => out.trim() === "ok");
   });
@@ -58,12 +80,99 @@ export async function verifyGnutls(input: ChainInput): Promise<Verdict> {
     // certtool verifies the chain in --infile, leaf first, against --load-ca-certificate.
     const chain = path.join(path.dirname(f.leaf), "chain.pem");
     fs.writeFileSync(chain, [input.leaf, ...input.intermediates].map((p) => p.trim() + "\n").join(""));
-    const purpose = { serverAuth: ["--verify-purpose", "1.3.6.1.5.5.7.3.1"], clientAuth: ["--verify-purpose", "1.3.6.1.5.5.7.3.2"], any: [] }[input.purpose ?? "any"];
+    const purpose = {
+      serverAuth: ["--verify-purpose", "1.3.6.1.5.5.7.3.1"],
+      clientAuth: ["--verify-purpose", "1.3.6.1.5.5.7.3.2"],
+      codeSigning: ["--verify-purpose", "1.3.6.1.5.5.7.3.3"],
+      any: [],
+    }[input.purpose ?? "any"];
     return verdictOf(
       run("certtool", ["--verify", "--load-ca-certificate", f.roots, "--infile", chain, ...purpose]),
       (out) => /Chain verification output: Verified\./.test(out) && !/Not verified/.test(out),
     );
   });
+}
+
+/** NSS: a fresh certificate database with the roots trusted, the intermediates and leaf untrusted, then certutil -V. */
+export async function verifyNss(input: ChainInput): Promise<Verdict> {
+  return withNssDb(input.roots, input.intermediates, async (db, add) => {
+    await add("leaf", input.leaf, ",,");
+    const usages = { serverAuth: ["V"], clientAuth: ["C"], codeSigning: ["J"], any: ["V", "C", "J"] }[input.purpose ?? "any"];
+    const verdicts: Verdict[] = [];
+    for (const usage of usages) {
+      const v = await verdictOf(run("certutil", ["-V", "-d", db, "-n", "leaf", "-u", usage]), (out) => /certificate is valid/.test(out));
+      if (v.ok) return v;
+      verdicts.push(v);
+    }
+    return { ok: false, detail: verdicts.map((v) => v.detail).join("\n") };
+  });
+}
+
+/** An NSS database holding the roots (trusted for everything) and the intermediates (untrusted); `add` puts more in. */
+async function withNssDb(
+  roots: string[],
+  intermediates: string[],
+  fn: (db: string, add: (nickname: string, pem: string, trust: string) => Promise<void>) => Promise<Verdict>,
+): Promise<Verdict> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hsm-ca-nss-"));
+  try {
+    const db = `sql:${dir}`;
+    await run("certutil", ["-N", "-d", db, "--empty-password"]);
+    let n = 0;
+    /** Each certificate in `pem` under its own nickname: `nickname` for the first, `nickname-2`... after. */
+    const add = async (nickname: string, pem: string, trust: string) => {
+      for (const [i, one] of splitPem(pem).entries()) {
+        const file = path.join(dir, `cert-${n++}.pem`);
+        fs.writeFileSync(file, one);
+        await run("certutil", ["-A", "-d", db, "-n", i === 0 ? nickname : `${nickname}-${i + 1}`, "-t", trust, "-a", "-i", file]);
+      }
+    };
+    for (const [i, root] of roots.entries()) await add(`root-${i}`, root, "C,C,C");
+    for (const [i, intermediate] of intermediates.entries()) await add(`intermediate-${i}`, intermediate, ",,");
+    return await fn(db, add);
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    return { ok: false, detail: `${e.stdout ?? ""}${e.stderr ?? ""}`.trim() || e.message };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function splitPem(pem: string): string[] {
+  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((b) => b + "\n") ?? [];
+}
+
+export interface CrlInput {
+  /** The CA that signed the CRL, PEM; `roots` and `intermediates` complete its chain for NSS. */
+  issuer: string;
+  crl: Buffer;
+  roots: string[];
+  intermediates?: string[];
+}
+
+/** Each relying party parses the CRL (DER) and checks its signature against the issuer. */
+export async function verifyCrlWithAll(input: CrlInput): Promise<Verdicts> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hsm-ca-rp-crl-"));
+  const issuer = path.join(dir, "issuer.pem");
+  const crl = path.join(dir, "crl.der");
+  // certtool's --inder would apply to the CA certificate too: it gets the CRL as PEM.
+  const crlPem = path.join(dir, "crl.pem");
+  fs.writeFileSync(issuer, input.issuer);
+  fs.writeFileSync(crl, input.crl);
+  fs.writeFileSync(crlPem, `-----BEGIN X509 CRL-----\n${input.crl.toString("base64").replace(/.{64}/g, "$&\n")}\n-----END X509 CRL-----\n`);
+  try {
+    const bin = await goVerifier();
+    const [openssl, go, gnutls, nss] = await Promise.all([
+      verdictOf(run("openssl", ["crl", "-inform", "DER", "-in", crl, "-CAfile", issuer, "-noout"]), (out) => /verify OK/.test(out)),
+      verdictOf(run(bin, ["-crl", crl, "-issuer", issuer]), (out) => out.startsWith("ok")),
+      verdictOf(run("certtool", ["--verify-crl", "--load-ca-certificate", issuer, "--infile", crlPem]), (out) => /Verification output: Verified\./.test(out)),
+      // crlutil -I imports a CRL only when its signature verifies under an issuer in the database.
+      withNssDb(input.roots, [...(input.intermediates ?? []), input.issuer], (db) => verdictOf(run("crlutil", ["-I", "-d", db, "-i", crl]), () => true)),
+    ]);
+    return { openssl, go, gnutls, nss };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 interface Files {
@@ -100,7 +209,7 @@ async function verdictOf(p: Promise<{ stdout: string; stderr: string }>, accepte
 
 const GO_SOURCE = path.join(REPO, "test/fixtures/go-verify/main.go");
 
-/** Builds test/fixtures/go-verify once per source version (Go's standard library only, no network). */
+/** Builds test/fixtures/go-verify once per source version (no network: the standard library and Debian's golang.org/x/crypto). */
 let goBuild: Promise<string> | undefined;
 function goVerifier(): Promise<string> {
   goBuild ??= (async () => {
@@ -113,7 +222,7 @@ function goVerifier(): Promise<string> {
     // Built beside, then renamed: two test files building at once each get a whole binary.
     const partial = `${bin}.${process.pid}`;
     await run("go", ["build", "-o", partial, GO_SOURCE], {
-      env: { ...process.env, GOCACHE: path.join(os.tmpdir(), "hsm-ca-go-cache"), GOPATH: path.join(os.tmpdir(), "hsm-ca-gopath"), GO111MODULE: "off", GOFLAGS: "" },
+      env: { ...process.env, GOCACHE: path.join(os.tmpdir(), "hsm-ca-go-cache"), GOPATH: `${path.join(os.tmpdir(), "hsm-ca-gopath")}:/usr/share/gocode`, GO111MODULE: "off", GOFLAGS: "" },
       timeout: 120_000,
     });
     fs.renameSync(partial, bin);

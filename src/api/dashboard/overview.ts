@@ -6,6 +6,7 @@ import type { KeyManagerStatus, KeyProvenance } from "../../hsm/key-manager.ts";
 import { reasonName } from "../../revocation/reasons.ts";
 import { approvalsOfMany, listApprovalRequests } from "../../store/approvals.ts";
 import { listCas, type CaRow } from "../../store/cas.ts";
+import { waitingPendingCas } from "../../store/pending-cas.ts";
 import type { Database } from "../../store/database.ts";
 import { duration } from "./format.ts";
 import { activeResponder } from "../../store/ocsp.ts";
@@ -51,7 +52,7 @@ export interface Overview {
   now: Date;
   cas: CaView[];
   timeline: { start: Date; end: Date; now: number };
-  rotation: { nextTick?: Date; dueAt?: Date; rule?: string };
+  rotation: { nextTick?: Date; dueAt?: Date; rule?: string; awaitingSignature?: { subject: string; since: Date; reason: string; keyLabel: string } };
   hsm: { tokenLabel: string; health: { ok: true } | { ok: false; detail: string }; pool: { size: number; inUse: number; waiting: number }; queueLimit: number };
   keys: KeyView[];
   approvals: Array<{ id: string; kind: string; requestedBy: string; required: number; approved: number; createdAt: Date; expiresAt: Date; summary: string }>;
@@ -76,8 +77,9 @@ export interface OverviewSources {
 /** Everything the dashboard shows, read at once. Reads only: nothing here changes state. */
 export async function readOverview(s: OverviewSources): Promise<Overview> {
   const now = s.now();
-  const [cas, issued, pendingRows, audit, jobs] = await Promise.all([
+  const [cas, waiting, issued, pendingRows, audit, jobs] = await Promise.all([
     listCas(s.db),
+    waitingPendingCas(s.db),
     recentlyIssued(s.db, RECENT_ROWS),
     listApprovalRequests(s.db, { status: "pending", limit: 100 }),
     s.auditStatus().catch((err: Error) => ({ error: err.message })),
@@ -111,7 +113,8 @@ export async function readOverview(s: OverviewSources): Promise<Overview> {
       keys.push({ label, purpose, error: (err as Error).message });
     }
   };
-  for (const c of shown) keyOf(c.keyLabel, `${c.role} CA #${c.id} (${c.status})`);
+  for (const c of shown) if (c.keyOrigin !== "external") keyOf(c.keyLabel, `${c.role} CA #${c.id} (${c.status})`);
+  for (const p of waiting) keyOf(p.keyLabel, `next intermediate, awaiting the external root's signature`);
   for (const r of responders) if (r) keyOf(r.keyLabel, `OCSP responder for CA #${r.issuerId}`);
   if ("checkpoint" in audit && audit.checkpoint) keyOf(audit.checkpoint.keyLabel, "audit checkpoints");
 
@@ -123,7 +126,12 @@ export async function readOverview(s: OverviewSources): Promise<Overview> {
       rotationMark: row === active && dueAt ? at(dueAt) : undefined,
     })),
     timeline: { start: new Date(start), end: new Date(end), now: at(now) },
-    rotation: { nextTick: s.rotation.nextTick(), dueAt, rule: describeRule(s.rotation.remaining) },
+    rotation: {
+      nextTick: s.rotation.nextTick(),
+      dueAt,
+      rule: describeRule(s.rotation.remaining),
+      awaitingSignature: waiting[0] && { subject: waiting[0].subject, since: waiting[0].createdAt, reason: waiting[0].reason, keyLabel: waiting[0].keyLabel },
+    },
     hsm: { tokenLabel: s.hsm.tokenLabel, health: s.hsm.health(), pool: s.hsm.poolStats, queueLimit: s.queueLimit },
     keys,
     approvals: pendingRows
@@ -154,7 +162,11 @@ function orderForDisplay(cas: CaRow[]): CaRow[] {
   const out: CaRow[] = [];
   for (const root of roots) {
     out.push(root);
-    out.push(...cas.filter((c) => c.parentId === root.id && c.role === "intermediate").sort((a, b) => b.id - a.id));
+    // Below an external root, ours may hang below external intermediates: every level, top down.
+    for (let level = [root]; level.length; ) {
+      level = cas.filter((c) => level.some((p) => c.parentId === p.id) && c.role === "intermediate").sort((a, b) => b.id - a.id);
+      out.push(...level);
+    }
   }
   // Anything without a known parent (should not happen) still shows.
   out.push(...cas.filter((c) => !out.includes(c)));

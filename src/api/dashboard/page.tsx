@@ -163,7 +163,7 @@ function CaRow({ ca, now, at }: { ca: CaView; now: number; at: Date }) {
         </div>
         <div class="subject">{r.subject}</div>
         <div class="muted">
-          serial <code>{r.serial}</code> · key <code>{r.keyLabel}</code> · {r.keyAlgorithm}
+          serial <code>{r.serial}</code> · key {r.keyOrigin === "external" ? "external" : <code>{r.keyLabel}</code>} · {r.keyAlgorithm}
         </div>
         <div class="muted">
           {utc(r.notBefore)} → {utc(r.notAfter)} (expires {relative(r.notAfter, at)})
@@ -206,6 +206,19 @@ function Rotation({ o }: { o: Overview }) {
         <dd>
           <strong>{nextRotation(r) ? `${utc(nextRotation(r)!)} (${relative(nextRotation(r)!, o.now)})` : "none planned"}</strong>
         </dd>
+        {r.awaitingSignature ? (
+          <>
+            <dt>Awaiting signature</dt>
+            <dd id="awaiting-signature">
+              <span class="warn">
+                {r.awaitingSignature.subject}: waiting for the external root's signature since {utc(r.awaitingSignature.since)} ({relative(r.awaitingSignature.since, o.now)})
+              </span>
+              <div class="muted">
+                key <code>{r.awaitingSignature.keyLabel}</code> · {r.awaitingSignature.reason} · CSR: <code>hsm-ca ceremony pending-csr</code>, then <code>hsm-ca ceremony import-intermediate</code>
+              </div>
+            </dd>
+          </>
+        ) : null}
       </dl>
     </section>
   );

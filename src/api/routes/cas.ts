@@ -2,6 +2,8 @@ import { Hono } from "hono";
 import { mayRead } from "../../auth/api-tokens.ts";
 import type { KeyProvenance } from "../../hsm/key-manager.ts";
 import { listCas } from "../../store/cas.ts";
+import { waitingPendingCas } from "../../store/pending-cas.ts";
+import { csrKeySha256 } from "../../ca/fingerprint.ts";
 import type { AppContext, AppEnv } from "../context.ts";
 import { requireRole } from "../require-role.ts";
 
@@ -15,7 +17,8 @@ export function caRoutes(ctx: AppContext) {
         let provenance: KeyProvenance | null = null;
         let keyError: string | undefined;
         try {
-          provenance = ctx.keyStatus.provenance(row.keyLabel);
+          // An external CA's key is on no token of ours.
+          if (row.keyOrigin !== "external") provenance = ctx.keyStatus.provenance(row.keyLabel);
         } catch (err) {
           keyError = (err as Error).message;
         }
@@ -39,6 +42,24 @@ export function caRoutes(ctx: AppContext) {
           certificate: row.certificatePem,
         };
       }),
+    });
+  });
+  // Below an external root: the intermediate keys waiting for its signature, with their CSRs.
+  app.get("/pending", requireRole(ctx, mayRead), async (c) => {
+    const rows = await waitingPendingCas(ctx.store.db);
+    return c.json({
+      items: rows.map((p) => ({
+        id: p.id,
+        subject: p.subject,
+        reason: p.reason,
+        keyLabel: p.keyLabel,
+        keyId: p.keyId,
+        keyAlgorithm: p.keyAlgorithm,
+        keyOrigin: p.keyOrigin,
+        publicKeySha256: csrKeySha256(p.csrPem),
+        awaitingSignatureSince: p.createdAt.toISOString(),
+        csr: p.csrPem,
+      })),
     });
   });
   return app;

@@ -9,6 +9,7 @@ import { activeCa } from "../../store/cas.ts";
 import { insertCeremony } from "../../store/ceremonies.ts";
 import { LOCKS, withAdvisoryLock } from "../../store/locks.ts";
 import { CliError, type CommandEnv } from "../command-env.ts";
+import { externalCeremonyUsage, importIntermediateCommand, pendingCsrCommand, refuseExternalRoot } from "./external-ceremony.ts";
 import { ALLOW_WEAK_KEY_OPTION, keyChoiceFrom, keyChoiceOptions, keyChoiceUsage, requireKeyForAllowWeak } from "../key-choice.ts";
 
 export const ceremonyUsage = `hsm-ca ceremony create-root | sign-intermediate ${keyChoiceUsage("")} [--allow-weak-key]
@@ -19,10 +20,14 @@ hsm-ca ceremony sign-root-crl [--next-update 30d]
   valid until --next-update (default 30d). Each prints a transcript and stores it.
   --key-label/--key-id adopt a key already on the token instead of making one (the root's on the
   root token); --allow-weak-key adopts one that fails the checks anyway, recorded.
-  See docs/adopting-keys.md.`;
+  See docs/adopting-keys.md.
+${externalCeremonyUsage}`;
 
 export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<number> {
   const [what, ...rest] = args;
+  // Below an external root: their own options (certificate files, the key to adopt).
+  if (what === "import-intermediate") return importIntermediateCommand(rest, env);
+  if (what === "pending-csr") return pendingCsrCommand(rest, env);
   const { values } = parseArgs({ args: rest, options: { "next-update": { type: "string" }, ...keyChoiceOptions(""), ...ALLOW_WEAK_KEY_OPTION }, strict: true });
   const keyChoice = keyChoiceFrom(values, "");
   if (keyChoice && what !== "create-root" && what !== "sign-intermediate") throw new CliError(`--key-label and --key-id apply to create-root and sign-intermediate, not ${what ?? "(none)"}`);
@@ -43,6 +48,7 @@ export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<
     }
     case "sign-intermediate": {
       // The first intermediate under a new root, or a rotation of the current one.
+      await refuseExternalRoot(store.db, "its CA signs the intermediate: hsm-ca ceremony import-intermediate --cert FILE");
       if (!(await activeCa(store.db, "intermediate"))) {
         transcript = await withAdvisoryLock(store.db, LOCKS.hierarchy, async (tx) => {
           const root = await activeCa(tx, "root");
@@ -54,7 +60,7 @@ export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<
         });
       } else {
         const done = await rotateIntermediate(hsm, store.db, env.config.hierarchy, env.revocationUrls(), "root ceremony", undefined, keyChoice);
-        if (!done) throw new CliError("no intermediate was signed");
+        if (!done?.transcript) throw new CliError("no intermediate was signed");
         transcript = { ...done.transcript, ceremony: "sign-intermediate" };
       }
       await env.hierarchyChanged();
@@ -63,6 +69,7 @@ export async function ceremonyCommand(args: string[], env: CommandEnv): Promise<
     case "sign-root-crl": {
       const lifetime = parseDuration(values["next-update"] ?? "30d");
       if (!lifetime) throw new CliError(`--next-update "${values["next-update"]}" is not a duration like 30d`);
+      await refuseExternalRoot(store.db, "its CRL is published by the CA that holds its key");
       const root = await activeCa(store.db, "root");
       if (!root) throw new CliError("there is no root: run hsm-ca ceremony create-root");
       const publisher = new CrlPublisher({

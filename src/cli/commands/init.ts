@@ -4,6 +4,7 @@ import { formatTranscript, initHierarchy } from "../../ceremony/init-hierarchy.t
 import { isCaKeyAlgorithm, CA_KEY_ALGORITHMS } from "../../hsm/key-algorithms.ts";
 import { listCas } from "../../store/cas.ts";
 import { CliError, type CommandEnv } from "../command-env.ts";
+import { initBelowExternalRoot } from "./external-init.ts";
 import { ALLOW_WEAK_KEY_OPTION, keyChoiceFrom, keyChoiceOptions, keyChoiceUsage, requireKeyForAllowWeak } from "../key-choice.ts";
 
 export const initUsage = `hsm-ca init [--root-subject DN] [--root-algorithm ALG] [--root-validity-days N] ${keyChoiceUsage("root-")}
@@ -13,7 +14,12 @@ export const initUsage = `hsm-ca init [--root-subject DN] [--root-algorithm ALG]
   if they do not exist yet, and prints the ceremony transcript. ALG: ${CA_KEY_ALGORITHMS.join(", ")}
   --*-key-label/--*-key-id adopt a key already on the token (a vendor ceremony) instead of making
   one: it must be private, sensitive and never extractable unless --allow-weak-key (recorded);
-  its algorithm is the key's own. See docs/adopting-keys.md.`;
+  its algorithm is the key's own. See docs/adopting-keys.md.
+hsm-ca init --external-root ROOT.pem [--csr-out FILE] [--intermediate-subject DN] [--intermediate-algorithm ALG]
+            ${keyChoiceUsage("intermediate-")} [--allow-weak-key]
+  Below a root hsm-ca does not hold: stores that root (a self-signed CA certificate), makes the
+  issuing intermediate's key in the HSM (or adopts one) and writes its CSR for the root to sign;
+  then hsm-ca ceremony import-intermediate --cert FILE activates it. See docs/external-root.md.`;
 
 export async function initCommand(args: string[], env: CommandEnv): Promise<number> {
   const { values } = parseArgs({
@@ -25,6 +31,7 @@ export async function initCommand(args: string[], env: CommandEnv): Promise<numb
       "intermediate-subject": { type: "string" },
       "intermediate-algorithm": { type: "string" },
       "intermediate-validity-days": { type: "string" },
+      "external-root-pem": { type: "string" },
       ...keyChoiceOptions("root-", "intermediate-"),
       ...ALLOW_WEAK_KEY_OPTION,
     },
@@ -45,6 +52,11 @@ export async function initCommand(args: string[], env: CommandEnv): Promise<numb
   requireKeyForAllowWeak(values, [root, intermediate], "--root-key-label/--root-key-id or --intermediate-key-label/--intermediate-key-id");
   if (root && values["root-algorithm"]) root.algorithm = h.rootAlgorithm;
   if (intermediate && values["intermediate-algorithm"]) intermediate.algorithm = h.intermediateAlgorithm;
+  if (values["external-root-pem"] !== undefined) {
+    const own = ["root-subject", "root-algorithm", "root-validity-days", "intermediate-validity-days", "root-key-label", "root-key-id"].filter((o) => values[o as keyof typeof values] !== undefined);
+    if (own.length) throw new CliError(`--${own[0]} does not go with --external-root: the external root and its CA decide that`);
+    return initBelowExternalRoot(env, { rootPem: values["external-root-pem"], subject: h.intermediateSubject, algorithm: h.intermediateAlgorithm, keyChoice: intermediate });
+  }
   const store = await env.store();
   const transcript = await initHierarchy(env.hsm(), store.db, h, env.revocationUrls(), { root, intermediate });
   if (!transcript) {

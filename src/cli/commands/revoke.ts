@@ -28,9 +28,12 @@ export async function revokeCommand(args: string[], env: CommandEnv): Promise<nu
   const ca = (await listCas(store.db)).find((c) => c.serial === serial);
   if (ca) {
     if (ca.role === "root") throw new CliError("the root CA cannot be revoked: retire the hierarchy instead");
+    if (ca.keyOrigin === "external") throw new CliError(`${ca.subject} is an external CA: revoke it at the CA that issued it`, 1);
     const row = await revokeCa(store.db, ca.id, reason, new Date());
     if (row) env.audit?.record({ kind: "admin.revoke", actor: "cli", subject: ca.serial, details: { target: "intermediate", subject: ca.subject, key_label: ca.keyLabel, reason: reasonName(reason) } });
     env.out(row ? `Revoked intermediate CA ${ca.subject} (${reasonName(reason)}); it no longer issues.` : `Intermediate CA ${ca.subject} was already revoked.`);
+    const parent = ca.parentId === null ? undefined : (await listCas(store.db)).find((c) => c.id === ca.parentId);
+    if (row && parent?.keyOrigin === "external") env.out(`Its issuer ${parent.subject} is external: have that CA revoke it too, so that its CRL and OCSP say so.`);
     await env.hierarchyChanged();
     return 0;
   }

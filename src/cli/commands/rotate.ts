@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { transcriptDetails } from "../../ceremony/transcript-details.ts";
 import { formatTranscript } from "../../ceremony/init-hierarchy.ts";
+import { formatPending, nextSteps } from "../../ceremony/pending-intermediate.ts";
 import { requestRotation } from "../../approvals/ca-changes.ts";
 import { planRotation, requireRootKey, rotateIntermediate, type RotationPlan } from "../../ceremony/rotate.ts";
 import { approvalDepsOfEnv, principalOf } from "../approval-env.ts";
@@ -27,8 +28,12 @@ export async function rotateCommand(args: string[], env: CommandEnv): Promise<nu
   if (values["dry-run"]) {
     env.out(`Would rotate the issuing intermediate:`);
     env.out(`  retire   ${plan.current.subject}  (key ${plan.current.keyLabel}, valid until ${plan.current.notAfter.toISOString()})`);
-    env.out(`  create   ${plan.subject}  (${plan.algorithm} key on token "${hsm.status.tokenLabel}", ${plan.validityDays} days, signed by ${plan.root.subject})`);
-    env.out(`  root key ${hsm.hasKey(plan.root.keyLabel) ? "available" : `NOT available (token "${hsm.status.rootToken.label}")`}`);
+    if (plan.root.keyOrigin === "external") {
+      env.out(`  prepare  ${plan.subject}  (${plan.algorithm} key on token "${hsm.status.tokenLabel}" and a CSR for the external root ${plan.root.subject} to sign)`);
+    } else {
+      env.out(`  create   ${plan.subject}  (${plan.algorithm} key on token "${hsm.status.tokenLabel}", ${plan.validityDays} days, signed by ${plan.root.subject})`);
+      env.out(`  root key ${hsm.hasKey(plan.root.keyLabel) ? "available" : `NOT available (token "${hsm.status.rootToken.label}")`}`);
+    }
     const required = env.config.approvals.caChange;
     if (required > 0) env.out(`  needs    ${required} admin approvals first (HSM_CA_CA_CHANGE_APPROVALS)`);
     env.out("Nothing was changed.");
@@ -37,6 +42,13 @@ export async function rotateCommand(args: string[], env: CommandEnv): Promise<nu
   if (env.config.approvals.caChange > 0) return requestRotationCommand(env, plan, values["token-value"]);
   const done = await rotateIntermediate(hsm, store.db, env.config.hierarchy, env.revocationUrls(), "hsm-ca rotate");
   if (!done) throw new CliError("the rotation did not happen");
+  if (done.awaiting) {
+    env.out(formatPending(done.awaiting));
+    if (done.prepared) env.audit?.record({ kind: "admin.rotate", actor: "cli", details: { awaiting_signature: { pending_id: done.awaiting.id, subject: done.awaiting.subject, key_label: done.awaiting.keyLabel } } });
+    env.out(`\n${done.prepared ? "Prepared the next intermediate's key and CSR" : "A key already waits for the external root's signature; nothing new was made"}. ${plan.current.subject} keeps issuing meanwhile.`);
+    env.out(nextSteps("hsm-ca ceremony pending-csr --out next.csr"));
+    return 0;
+  }
   env.audit?.record({ kind: "admin.rotate", actor: "cli", details: { ...transcriptDetails(done.transcript), retired: { subject: plan.current.subject, key_label: plan.current.keyLabel, serial: plan.current.serial } } });
   await env.hierarchyChanged();
   env.out(formatTranscript(done.transcript));

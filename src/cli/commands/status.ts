@@ -2,12 +2,15 @@ import { rotationDueAt } from "../../policy/rotation-rule.ts";
 import { nextTick } from "../../jobs/next-tick.ts";
 import { formatProvenance } from "../../ceremony/init-hierarchy.ts";
 import { listCas } from "../../store/cas.ts";
+import { waitingPendingCas } from "../../store/pending-cas.ts";
+import { formatPending } from "../../ceremony/pending-intermediate.ts";
 import type { CommandEnv } from "../command-env.ts";
 
 export const statusUsage = `hsm-ca status
   Prints the CA hierarchy: each CA's role, state, validity, key, where the key came from
   (generated, adopted, external) and what the HSM reports about it, and
-  when the issuing intermediate rotates next.`;
+  when the issuing intermediate rotates next; below an external root, the key that waits for
+  that root's signature, and since when.`;
 
 export async function statusCommand(_args: string[], env: CommandEnv): Promise<number> {
   const store = await env.store();
@@ -20,6 +23,11 @@ export async function statusCommand(_args: string[], env: CommandEnv): Promise<n
   for (const ca of cas) {
     env.out(`${ca.role.toUpperCase()} CA (${ca.status})  ${ca.subject}`);
     env.out(`  valid        ${ca.notBefore.toISOString()} .. ${ca.notAfter.toISOString()}`);
+    if (ca.keyOrigin === "external") {
+      env.out(`  key          external (${ca.keyAlgorithm}): not on this HSM, hsm-ca never signs with it`);
+      env.out(`  sha256       ${ca.fingerprintSha256}`);
+      continue;
+    }
     env.out(`  key          ${ca.keyLabel}  id ${ca.keyId}  ${ca.keyAlgorithm}  ${ca.keyOrigin}`);
     try {
       env.out(`  provenance   ${formatProvenance(hsm.status.provenance(ca.keyLabel))}`);
@@ -40,6 +48,11 @@ export async function statusCommand(_args: string[], env: CommandEnv): Promise<n
       ].filter(Boolean);
       env.out(`  next rotation ${next ? next.toISOString() : "not scheduled"}${why.length ? ` (${why.join("; ")})` : ""}`);
     }
+  }
+  // Below an external root: the next intermediate's key waits for that root's signature.
+  for (const p of await waitingPendingCas(store.db)) {
+    env.out(formatPending(p));
+    env.out(`  CSR          hsm-ca ceremony pending-csr --out FILE; then hsm-ca ceremony import-intermediate --cert FILE`);
   }
   const root = hsm.status.rootToken;
   if (root.label !== hsm.status.tokenLabel) env.out(`Root token "${root.label}": ${root.present ? "present" : "not present (offline root)"}`);
