@@ -136,7 +136,7 @@ describe("python3-hvac, unchanged", () => {
     expect(out.ca_chain).toContain(t.rootPem.trim());
   });
 
-  it("signs a CSR: Vault's envelope, a colon-hex serial, a chain three relying parties accept, the ttl asked for", async () => {
+  it("signs a CSR: Vault's envelope, a colon-hex serial, a chain four relying parties accept, the ttl asked for", async () => {
     const s = out.sign;
     expect(s).toMatchObject({ lease_id: "", renewable: false, lease_duration: 0 });
     expect(s.data.serial_number).toMatch(/^[0-9a-f]{2}(:[0-9a-f]{2}){15}$/);
@@ -149,6 +149,7 @@ describe("python3-hvac, unchanged", () => {
     expect(verdicts.openssl.ok, verdicts.openssl.detail).toBe(true);
     expect(verdicts.go.ok, verdicts.go.detail).toBe(true);
     expect(verdicts.gnutls.ok, verdicts.gnutls.detail).toBe(true);
+    expect(verdicts.nss.ok, verdicts.nss.detail).toBe(true);
   });
 
   it("stored it before answering, as requested by the token, under the role's profile", async () => {
@@ -202,6 +203,7 @@ describe("python3-hvac, unchanged", () => {
     expect(verdicts.openssl.ok, verdicts.openssl.detail).toBe(true);
     expect(verdicts.go.ok, verdicts.go.detail).toBe(true);
     expect(verdicts.gnutls.ok, verdicts.gnutls.detail).toBe(true);
+    // NSS's certutil -V checks end-entity usages only (server, client, code signing): not a CA certificate's.
     expect(await certificateBySerial(t.service.ctx.store.db, hexOf(data.serial_number))).toMatchObject({ profile: "spire-upstream", requestedBy: tokenId(admin) });
   });
 
