@@ -4,7 +4,8 @@
 # Sourced by scripts/start and scripts/test; with HSM_CA_TEST_DEPS=1 (scripts/test)
 # also the real ACME clients and DNS server the tests drive: certbot, lego, pebble,
 # the browser the dashboard test drives: chromium, and the relying parties that
-# verify chains: Go (golang-go, golang-golang-x-crypto-dev), GnuTLS (gnutls-bin), NSS (libnss3-tools).
+# verify chains: Go (golang-go, golang-golang-x-crypto-dev), GnuTLS (gnutls-bin), NSS (libnss3-tools),
+# and the Vault client the Vault-compatible API's tests drive: python3-hvac.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -31,6 +32,8 @@ if [ "${HSM_CA_TEST_DEPS:-0}" = 1 ]; then
   [ -d /usr/share/gocode/src/golang.org/x/crypto/ocsp ] || missing+=(golang-golang-x-crypto-dev)
   command -v certtool >/dev/null 2>&1 || missing+=(gnutls-bin)
   command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
+  # A real Vault client for the Vault-compatible API's tests, with Debian's own interpreter.
+  /usr/bin/python3 -c "import hvac" >/dev/null 2>&1 || missing+=(python3-hvac)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

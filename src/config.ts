@@ -84,6 +84,10 @@ const envSchema = z.object({
   HSM_CA_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(10_000_000).optional(),
   HSM_CA_METRICS_TOKEN: z.string().min(16, "at least 16 characters").max(200).regex(/^\S+$/, "no whitespace").optional(),
   HSM_CA_METRICS_TOKEN_FILE: z.string().min(1).optional(),
+  HSM_CA_VAULT_API: z.enum(["on", "off"]).default("on"),
+  HSM_CA_VAULT_MOUNT: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'one path segment like "pki" or "pki_int"').default("pki"),
+  HSM_CA_VAULT_CA_PROFILE: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/).optional(),
+  HSM_CA_VAULT_ROLES: z.string().refine((t) => "roles" in parseVaultRoles(t), 'a list like "web=tls-server,mesh=spiffe-svid"').default(""),
   HSM_CA_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -176,7 +180,34 @@ export interface Config {
   };
   /** GET /metrics: unset token: unauthenticated; set: only with this bearer token (never logged). */
   metrics: { token?: string };
+  /** The Vault-compatible PKI API under /v1 on the HTTPS listener (src/vault); undefined: off. */
+  vault?: VaultSettings;
   logLevel: z.infer<typeof envSchema>["HSM_CA_LOG_LEVEL"];
+}
+
+/** HSM_CA_VAULT_*: where the Vault-compatible API answers and what its roles mean. */
+export interface VaultSettings {
+  /** The PKI mount's name: /v1/<mount>/sign/<role> and so on. */
+  mount: string;
+  /** Vault role name -> hsm-ca profile; a role not listed is the profile of its own name. */
+  roles: Record<string, string>;
+  /** The CA profile root/sign-intermediate issues from; unset: the only CA profile, if there is exactly one. */
+  caProfile?: string;
+}
+
+/**
+ * HSM_CA_VAULT_ROLES: "web=tls-server,mesh=spiffe-svid"; the offending part
+ * when it does not parse.
+ */
+export function parseVaultRoles(text: string): { roles: Record<string, string> } | { error: string } {
+  const roles: Record<string, string> = {};
+  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const m = /^([A-Za-z0-9][A-Za-z0-9._-]{0,99})=([A-Za-z0-9][A-Za-z0-9._-]{0,99})$/.exec(part);
+    if (!m) return { error: `"${part}" is not ROLE=PROFILE` };
+    if (roles[m[1]!]) return { error: `role ${m[1]} is mapped twice` };
+    roles[m[1]!] = m[2]!;
+  }
+  return { roles };
 }
 
 export class ConfigError extends Error {}
@@ -295,6 +326,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxConnections: e.HSM_CA_MAX_CONNECTIONS,
     },
     metrics: { token: e.HSM_CA_METRICS_TOKEN ?? (e.HSM_CA_METRICS_TOKEN_FILE ? readMetricsToken(path.resolve(e.HSM_CA_METRICS_TOKEN_FILE)) : undefined) },
+    vault: e.HSM_CA_VAULT_API === "on" ? { mount: e.HSM_CA_VAULT_MOUNT, roles: (parseVaultRoles(e.HSM_CA_VAULT_ROLES) as { roles: Record<string, string> }).roles, caProfile: e.HSM_CA_VAULT_CA_PROFILE } : undefined,
     logLevel: e.HSM_CA_LOG_LEVEL,
   };
 }

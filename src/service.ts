@@ -16,7 +16,7 @@ import { AuditLog, keyUseRecorder } from "./audit/audit-log.ts";
 import type { AppContext } from "./api/context.ts";
 import { formatTranscript, initHierarchy } from "./ceremony/init-hierarchy.ts";
 import { checkCaKeys } from "./ceremony/check-ca-keys.ts";
-import type { Config } from "./config.ts";
+import type { Config, VaultSettings } from "./config.ts";
 import { startControlSocket, type CommandRunner } from "./control/control-socket.ts";
 import { Hsm } from "./hsm/hsm.ts";
 import { createPrivately, describeRepairs, makeDataDirPrivate } from "./private-data-dir.ts";
@@ -55,6 +55,12 @@ import { createMetrics, type Metrics } from "./metrics/catalogue.ts";
 import { observeHsm } from "./metrics/hsm-observer.ts";
 import { jobsObserver } from "./metrics/jobs-observer.ts";
 import { readStateOnScrape } from "./metrics/scrape-state.ts";
+import { authenticateOrCount } from "./api/require-role.ts";
+import type { VaultContext } from "./vault/context.ts";
+import { acceptListMethod } from "./vault/list-method.ts";
+import { vaultReadiness } from "./vault/readiness.ts";
+import { checkVaultRoles } from "./vault/roles.ts";
+import { vaultRoutes } from "./vault/router.ts";
 
 export interface Service {
   ctx: AppContext;
@@ -112,6 +118,8 @@ export async function startService(
   options: ServiceOptions = {},
 ): Promise<Service> {
   const profiles = loadProfiles(config.profilesDir);
+  // Checked with the profile files, before anything is opened.
+  const vaultSettings = config.vault && checkVaultRoles(config.vault, profiles);
   // Before anything under the data directory is opened or created (the token, PGlite, the control socket).
   const restoreUmask = createPrivately();
   let hsm: Hsm;
@@ -349,22 +357,40 @@ export async function startService(
       closers.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
     }
 
+    /** The Vault-compatible API's context: REST's parts, and REST's token authentication with its failure counting. */
+    const vaultContext = (settings: VaultSettings): VaultContext => ({
+      db: store.db,
+      profiles,
+      issuer: currentIssuer,
+      revocation: publishing,
+      audit,
+      metrics,
+      rateLimits,
+      log,
+      now: () => new Date(),
+      settings,
+      authenticateApiToken: (c, secret, reason) => authenticateOrCount(ctx, c, secret, reason),
+      ready: () => vaultReadiness({ hsm: hsm.status, ping: () => store.ping(), stopping: () => stopping }),
+    });
     const tls = await withActor("system:server-certificate", () => issueServerCertificate(store.db, currentIssuer(), config.serverNames, publishing));
+    const vault = vaultSettings && vaultRoutes(vaultContext(vaultSettings));
+    const apiApp = createApiApp(ctx, {
+      acme: acmeProfiles.size ? acme.app : undefined,
+      revocation: publishing,
+      metricsToken,
+      dashboard: {
+        rotation: rotationPlan,
+        jobs: () => jobs.status(),
+        queueLimit: config.hsm.queueLimit,
+        auditPublicKey: async (label) => (hsm.hasKey(label) ? Buffer.from(await hsm.publicKeySpki(label, AUDIT_KEY_ALGORITHM)) : undefined),
+      },
+      vault,
+    });
     const httpsServer = await listen(
       guard(
         "https",
         serve({
-          fetch: createApiApp(ctx, {
-            acme: acmeProfiles.size ? acme.app : undefined,
-            revocation: publishing,
-            metricsToken,
-            dashboard: {
-              rotation: rotationPlan,
-              jobs: () => jobs.status(),
-              queueLimit: config.hsm.queueLimit,
-              auditPublicKey: async (label) => (hsm.hasKey(label) ? Buffer.from(await hsm.publicKeySpki(label, AUDIT_KEY_ALGORITHM)) : undefined),
-            },
-          }).fetch,
+          fetch: apiApp.fetch,
           hostname: config.https.host,
           port: config.https.port,
           createServer: https.createServer,
@@ -374,6 +400,7 @@ export async function startService(
       ),
     );
     closers.push(() => closeServer(httpsServer));
+    if (vault) acceptListMethod(httpsServer as https.Server, apiApp.fetch, log);
     ownEndpoints.listeners.push(boundAddress(httpsServer));
 
     const listenerCertificate = listenerCertificateJob({

@@ -19,6 +19,7 @@ import { publicCaRoutes } from "./routes/public-ca.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { requestLog } from "./request-log.ts";
 import { dashboardRoutes, type DashboardSources } from "./dashboard/routes.tsx";
+import type { VaultEnv } from "../vault/context.ts";
 
 /** What both listeners share besides the context. */
 export interface ListenerOptions {
@@ -29,7 +30,7 @@ export interface ListenerOptions {
 /** The HTTPS API: authenticated REST, the ACME server, the dashboard, and the public routes. */
 export function createApiApp(
   ctx: AppContext,
-  opts: ListenerOptions & { acme?: Hono; revocation?: RevocationPublishing; dashboard?: DashboardSources } = {},
+  opts: ListenerOptions & { acme?: Hono; revocation?: RevocationPublishing; dashboard?: DashboardSources; vault?: Hono<VaultEnv> } = {},
 ): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.use("*", requestLog(ctx, "https"));
@@ -40,6 +41,8 @@ export function createApiApp(
   app.route("/api/v1/requests", requestRoutes(ctx, opts.revocation));
   app.route("/api/v1/tokens", tokenRoutes(ctx));
   if (opts.dashboard) app.route("/dashboard", dashboardRoutes(ctx, opts.dashboard));
+  // The Vault-compatible PKI API (src/vault): its own errors, in Vault's form.
+  if (opts.vault) app.route("/v1", opts.vault);
   if (acme) app.route("/", acme);
   mountPublic(app, ctx, opts);
   return app;

@@ -22,6 +22,7 @@ import { tokenCommand, tokenUsage } from "./commands/token.ts";
 import { approveCommand, approveUsage, rejectCommand } from "./commands/approve.ts";
 import { issueCommand, issueUsage } from "./commands/issue.ts";
 import { requestsCommand, requestsUsage } from "./commands/requests.ts";
+import { vaultCommand, vaultUsage } from "./commands/vault.ts";
 
 type Command = (args: string[], env: CommandEnv) => Promise<number>;
 
@@ -41,6 +42,7 @@ export const COMMANDS: Record<string, { run: Command; usage: string }> = {
   requests: { run: requestsCommand, usage: requestsUsage },
   approve: { run: approveCommand, usage: approveUsage },
   reject: { run: rejectCommand, usage: "" }, // described with approve
+  vault: { run: vaultCommand, usage: vaultUsage },
 };
 
 export const USAGE = [

@@ -36,6 +36,8 @@ export interface IssueRequest {
    * Unset: whatever the profile issues.
    */
   kind?: CertificateKind;
+  /** The door's own words for the audit entry (the Vault API: its path and role); unset: none. */
+  via?: Record<string, unknown>;
 }
 
 export type CertificateKind = "ca" | "end-entity";
@@ -147,6 +149,7 @@ export async function issueCertificate(ctx: IssueContext, req: IssueRequest): Pr
           profile: row.profile,
           requested_by: row.requestedBy,
           approved_request: req.approvedRequest,
+          via: req.via,
           issuer_id: row.issuerId,
           subject: row.subject,
           sans: row.sans,

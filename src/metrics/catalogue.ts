@@ -50,7 +50,7 @@ export function createMetrics() {
     // ---- what the CA does ----
     issuance: new Counter({
       name: "hsmca_issuance_total",
-      help: "Certificate requests that reached issuance, by profile, outcome (issued, refused, failed, pending_approval) and source (rest, acme, approval, cli).",
+      help: "Certificate requests that reached issuance, by profile, outcome (issued, refused, failed, pending_approval) and source (rest, acme, approval, cli, vault).",
       labelNames: ["profile", "outcome", "source"] as const,
       registers,
     }),

@@ -2,7 +2,7 @@ import { isUnavailable, Rejection } from "../errors.ts";
 import type { Metrics } from "./catalogue.ts";
 
 /** The door a certificate request came through. */
-export type IssuanceSource = "rest" | "acme" | "approval" | "cli";
+export type IssuanceSource = "rest" | "acme" | "approval" | "cli" | "vault";
 export type IssuanceOutcome = "issued" | "refused" | "failed" | "pending_approval";
 
 /**

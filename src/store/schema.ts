@@ -341,3 +341,36 @@ export const approvals = pgTable(
   },
   (t) => [primaryKey({ columns: [t.requestId, t.approver] })],
 );
+
+/**
+ * Vault-compatible AppRoles (src/vault): a role_id and a secret_id (only its
+ * SHA-256 kept) that log in at POST /v1/auth/approle/login for a short-lived
+ * client token with an issuer token's scope (these profiles).
+ */
+export const vaultAppRoles = pgTable("vault_approles", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  roleId: text("role_id").notNull().unique(),
+  secretIdSha256: text("secret_id_sha256").notNull(),
+  profiles: jsonb("profiles").$type<string[]>().notNull(),
+  /** How long a client token from a login lasts. */
+  tokenTtlSeconds: integer("token_ttl_seconds").notNull(),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  revokedAt: timestamp("revoked_at", { withTimezone: true }),
+});
+
+/** Client tokens an AppRole login handed out: only a SHA-256 of the secret, valid until expires_at. */
+export const vaultClientTokens = pgTable(
+  "vault_client_tokens",
+  {
+    /** The token's accessor: public, names it in logs. */
+    id: text("id").primaryKey(),
+    secretSha256: text("secret_sha256").notNull().unique(),
+    appRoleId: text("approle_id")
+      .notNull()
+      .references(() => vaultAppRoles.id),
+    expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index("vault_client_tokens_expires_idx").on(t.expiresAt)],
+);
