@@ -15,7 +15,7 @@ import {
 } from "@peculiar/asn1-x509";
 import type * as x509 from "@peculiar/x509";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
-import { integerContent, signedEnvelope, SIGNATURE_ALGORITHMS, withoutElement } from "./der-envelope.ts";
+import { firstBadEntrySerial, integerContent, signedEnvelope, SIGNATURE_ALGORITHMS, withoutElement } from "./der-envelope.ts";
 import { lintEnabled, refuse } from "./gate.ts";
 import type { Violation } from "./lint-failure.ts";
 import { nameText } from "./names.ts";
@@ -39,13 +39,14 @@ export interface CrlLintInput {
 }
 
 /**
- * Entries are decoded one by one up to this size of tbsCertList (about
- * 100,000 entries); above it the gate decodes the CRL without its entries
- * and leaves them to the writer's own checks (serial, date and reason of each
- * entry are checked as they are written, src/ca/crl.ts): decoding a million
- * entries into objects would cost many times the build itself.
+ * Entries are decoded into objects up to this size of tbsCertList (about
+ * 1,000 entries: asn1js stops at 10,000 nodes, and a million entries as
+ * objects would cost many times the build itself). Above it the gate
+ * decodes the CRL without its entries, and walks the entries' headers for
+ * their serials (positive, at most 20 octets); their dates and reasons are
+ * checked as the writer writes them (src/ca/crl.ts).
  */
-const FULL_DECODE_LIMIT = 4 << 20;
+const FULL_DECODE_LIMIT = 48 << 10;
 
 /** Known critical CRL extensions (RFC 5280 §5.2): the delta indicator and the IDP. */
 const KNOWN_CRITICAL = new Set([id_ce_deltaCRLIndicator, id_ce_issuingDistributionPoint]);
@@ -64,6 +65,10 @@ export async function crlViolations(input: CrlLintInput): Promise<Violation[]> {
   const full = input.tbs.length <= FULL_DECODE_LIMIT;
   // Large CRLs: the same tbsCertList with the revokedCertificates SEQUENCE taken out (it follows nextUpdate).
   const tbs = full ? input.tbs : withoutElement(input.tbs, 5, 0x30);
+  if (!full) {
+    const bad = firstBadEntrySerial(input.tbs);
+    if (bad) out.push({ rule: "crl-entry-serial", detail: bad });
+  }
   const der = signedEnvelope(tbs, SIGNATURE_ALGORITHMS[input.algorithm], await throwawaySignature(input.algorithm, tbs));
   let crl: CertificateList;
   try {

@@ -76,3 +76,32 @@ export function withoutElement(der: Uint8Array, index: number, tag: number): Uin
   }
   return der;
 }
+
+/**
+ * In a tbsCertList's revokedCertificates (its element 5, when that is a
+ * SEQUENCE), the first entry whose serial is not a positive INTEGER of at
+ * most 20 octets, described; undefined when all are.
+ */
+export function firstBadEntrySerial(tbs: Uint8Array): string | undefined {
+  const outer = headerLength(tbs, 0);
+  let at = outer.header;
+  for (let i = 0; i < 5 && at < tbs.length; i++) {
+    const e = headerLength(tbs, at);
+    at += e.header + e.length;
+  }
+  if (tbs[at] !== 0x30) return undefined;
+  const list = headerLength(tbs, at);
+  const end = at + list.header + list.length;
+  let index = 0;
+  for (let p = at + list.header; p < end; index++) {
+    const entry = headerLength(tbs, p);
+    const serialAt = p + entry.header;
+    const serial = headerLength(tbs, serialAt);
+    const first = tbs[serialAt + serial.header]!;
+    if (tbs[serialAt] !== 0x02 || serial.length === 0 || serial.length > 20 || first & 0x80) {
+      return `entry ${index}: serial ${Buffer.from(tbs.subarray(serialAt + serial.header, serialAt + serial.header + serial.length)).toString("hex")} is not a positive INTEGER of at most 20 octets`;
+    }
+    p += entry.header + entry.length;
+  }
+  return undefined;
+}
