@@ -21,7 +21,7 @@ const contexts = new WeakMap<ActiveIssuer, WeakMap<Profile, LintContext>>();
 
 /** The certificates between the issuer and the root, then the root: the chain without the issuer itself. */
 function aboveOf(issuer: ActiveIssuer): x509.X509Certificate[] {
-  const chain = [...new x509.X509Certificates(issuer.chainPem), new x509.X509Certificate(issuer.rootPem)];
+  const chain = [...x509.PemConverter.decode(issuer.chainPem), ...x509.PemConverter.decode(issuer.rootPem)].map((der) => new x509.X509Certificate(der));
   const own = Buffer.from(issuer.certificate.rawData);
   return chain.filter((c) => !Buffer.from(c.rawData).equals(own));
 }
