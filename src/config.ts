@@ -62,6 +62,8 @@ const envSchema = z.object({
   HSM_CA_OCSP_RESPONSE_LIFETIME: z.string().regex(/^[1-9][0-9]*[smhd]$/).default("12h"),
   HSM_CA_OCSP_RESPONDER_LIFETIME: z.string().regex(/^[1-9][0-9]*[smhd]$/).default("30d"),
   HSM_CA_OCSP_SIGN_RATE: z.coerce.number().int().min(1).max(100_000).default(200),
+  /** off: certificates, CRLs and OCSP responses are signed without the lint gate (unsafe; docs/lint.md). */
+  HSM_CA_LINT: z.enum(["on", "off"]).default("on"),
   HSM_CA_ACME_PROFILES_DIR: z.string().optional(),
   HSM_CA_ACME_HTTP01_PORT: port.default(80),
   HSM_CA_ACME_TLSALPN01_PORT: port.default(443),
@@ -110,6 +112,8 @@ export interface HierarchyConfig {
 
 export interface Config {
   dataDir: string;
+  /** Lint before sign (docs/lint.md): on unless HSM_CA_LINT=off, which is unsafe. */
+  lint: { enabled: boolean };
   profilesDir: string;
   hsm: HsmConfig;
   /** Unset: embedded PGlite under dataDir. */
@@ -296,6 +300,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     publicUrl: e.HSM_CA_PUBLIC_URL?.replace(/\/+$/, ""),
     publicHttpUrl: e.HSM_CA_PUBLIC_HTTP_URL?.replace(/\/+$/, ""),
+    lint: { enabled: e.HSM_CA_LINT === "on" },
     revocation: {
       crlPartitions: e.HSM_CA_CRL_PARTITIONS,
       crlLifetimeMs: parseDuration(e.HSM_CA_CRL_LIFETIME)!,

@@ -7,7 +7,9 @@
  * Each kind says whose the refusal is: "refused" (the request's: trying it
  * again unchanged gets the same answer), "deferred" (accepted, but it waits
  * for someone), or "unavailable" (the CA's: it cannot serve now, and trying
- * again later may work).
+ * again later may work), or "failed" (the CA's, and not a matter of time:
+ * the lint gate found what it was about to sign malformed, so it signed
+ * nothing; a bug or a broken template, for the operator to look at).
  */
 const REJECTION_KINDS = {
   "malformed-request": "refused",
@@ -35,13 +37,19 @@ const REJECTION_KINDS = {
   "database-unavailable": "unavailable",
   "ca-not-ready": "unavailable",
   "shutting-down": "unavailable",
-} as const satisfies Record<string, "refused" | "deferred" | "unavailable">;
+  "lint-failed": "failed",
+} as const satisfies Record<string, "refused" | "deferred" | "unavailable" | "failed">;
 
 export type RejectionKind = keyof typeof REJECTION_KINDS;
 
 /** The CA cannot serve the request now (HSM or database down or busy, no issuer, stopping); later it may. */
 export function isUnavailable(kind: RejectionKind): boolean {
   return REJECTION_KINDS[kind] === "unavailable";
+}
+
+/** The CA failed at something trying again will not fix (the lint gate refused to sign). */
+export function isCaFailure(kind: RejectionKind): boolean {
+  return REJECTION_KINDS[kind] === "failed";
 }
 
 export class Rejection extends Error {

@@ -3,6 +3,7 @@ import "reflect-metadata";
 import { runFromTerminal } from "./cli/terminal.ts";
 import { oneLine } from "./cli/run-command.ts";
 import { loadConfig, type Config } from "./config.ts";
+import { setLintEnabled } from "./lint/gate.ts";
 import { serve } from "./serve.ts";
 
 /**
@@ -19,6 +20,8 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`hsm-ca: ${oneLine(err)}\n`);
     return 2;
   }
+  // The CLI signs too (ceremonies, CRLs with DATABASE_URL): the gate's setting holds for the whole process.
+  setLintEnabled(config.lint.enabled);
   return argv[0] === "serve" ? serve(config) : runFromTerminal(argv, config);
 }
 

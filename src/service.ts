@@ -53,6 +53,8 @@ import { RevocationUrls } from "./revocation/urls.ts";
 import { AUDIT_KEY_ALGORITHM } from "./audit/checkpoint.ts";
 import { createMetrics, type Metrics } from "./metrics/catalogue.ts";
 import { observeHsm } from "./metrics/hsm-observer.ts";
+import { lintFailureRecorder } from "./metrics/lint-observer.ts";
+import { onLintFailure, setLintEnabled } from "./lint/gate.ts";
 import { jobsObserver } from "./metrics/jobs-observer.ts";
 import { readStateOnScrape } from "./metrics/scrape-state.ts";
 import { authenticateOrCount } from "./api/require-role.ts";
@@ -168,6 +170,10 @@ export async function startService(
     // Metrics: a registry of this service's own; the state gauges are read when scraped.
     const metrics = createMetrics();
     closers.push(observeHsm(metrics, hsm));
+    // Lint before sign (docs/lint.md): on unless turned off; every refusal is audited and counted.
+    setLintEnabled(config.lint.enabled);
+    if (!config.lint.enabled) log.warn("HSM_CA_LINT=off: certificates, CRLs and OCSP responses are signed without the lint gate (unsafe)");
+    closers.push(onLintFailure(lintFailureRecorder(audit, metrics)));
 
     // Background work: one scheduler; the leader jobs run on the one replica that holds the lease (docs/jobs.md).
     const replica = `${os.hostname()}:${process.pid}`;

@@ -135,7 +135,8 @@ const CASES: Array<{ name: string; decision: Decision; key: "p256" | "p384" | "r
         { type: "ip", value: "fe80::1:2:3:4" },
         { type: "email", value: "ops@example.test" },
       ],
-      keyUsage: ["digitalSignature", "keyEncipherment"],
+      // No keyEncipherment: a P-384 key cannot encrypt, and the lint gate refuses it (docs/lint.md).
+      keyUsage: ["digitalSignature", "keyAgreement"],
       extendedKeyUsage: ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"],
     },
   },

@@ -37,6 +37,7 @@ const PROBLEMS: Record<ProblemKind, { status: number; title: string }> = {
   "database-unavailable": { status: 503, title: "The database is not available" },
   "ca-not-ready": { status: 503, title: "The CA hierarchy is not set up" },
   "shutting-down": { status: 503, title: "The service is shutting down" },
+  "lint-failed": { status: 500, title: "The CA refused to sign what it built: it broke a lint rule" },
   internal: { status: 500, title: "Internal error" },
 };
 
@@ -57,5 +58,7 @@ export function problem(c: Context, kind: ProblemKind, detail: string, extra: Re
 /** A refusal as its problem, with Retry-After when the refusal says when to try again. */
 export function rejectionProblem(c: Context, err: Rejection): Response {
   if (err.retryAfterSeconds !== undefined) c.header("retry-after", String(err.retryAfterSeconds));
-  return problem(c, err.kind, err.detail);
+  // A lint failure names its rule as a member of its own, for tools that sort failures by it.
+  const rule = (err as Rejection & { rule?: unknown }).rule;
+  return problem(c, err.kind, err.detail, typeof rule === "string" ? { rule } : {});
 }

@@ -1,6 +1,6 @@
 import * as x509 from "@peculiar/x509";
-import { asWebCrypto } from "../hsm/signing-crypto.ts";
 import { authorityKeyIdentifier } from "./authority-key-identifier.ts";
+import { generateAfterLint } from "./signed-after-lint.ts";
 import { revocationExtensions, type RevocationPointers } from "./revocation-pointers.ts";
 import type { Signer } from "../hsm/key-manager.ts";
 
@@ -51,27 +51,28 @@ async function buildCaCertificate(
 ): Promise<x509.X509Certificate> {
   const publicKey = new x509.PublicKey(input.spki);
   const ski = await x509.SubjectKeyIdentifierExtension.create(publicKey, false, soft);
-  return input.signer.use((signingKey, crypto) =>
-    x509.X509CertificateGenerator.create(
-      {
-        serialNumber: input.serial,
-        subject: input.subject,
-        issuer: issuer ? issuer.subjectName : input.subject,
-        notBefore: input.notBefore,
-        notAfter: input.notAfter,
-        publicKey,
-        signingKey,
-        signingAlgorithm: input.signer.signingAlgorithm,
-        extensions: [
-          new x509.BasicConstraintsExtension(true, pathLength, true),
-          new x509.KeyUsagesExtension(CA_KEY_USAGE, true),
-          ski,
-          issuer ? authorityKeyIdentifier(issuer) : new x509.AuthorityKeyIdentifierExtension(ski.keyId),
-          ...(revocation ? revocationExtensions(revocation) : []),
-        ],
-      },
-      asWebCrypto(crypto),
-    ),
+  // Written with a throwaway key, linted, and only then signed by the CA key (src/lint).
+  return generateAfterLint(
+    {
+      serialNumber: input.serial,
+      subject: input.subject,
+      issuer: issuer ? issuer.subjectName : input.subject,
+      notBefore: input.notBefore,
+      notAfter: input.notAfter,
+      publicKey,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, pathLength, true),
+        new x509.KeyUsagesExtension(CA_KEY_USAGE, true),
+        ski,
+        issuer ? authorityKeyIdentifier(issuer) : new x509.AuthorityKeyIdentifierExtension(ski.keyId),
+        ...(revocation ? revocationExtensions(revocation) : []),
+      ],
+    },
+    input.signer,
+    {
+      role: issuer ? "intermediate" : "root",
+      issuer,
+      template: { notBefore: input.notBefore, notAfter: input.notAfter, pathLength, keyUsage: ["keyCertSign", "cRLSign"] },
+    },
   );
 }
-

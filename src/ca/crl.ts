@@ -20,6 +20,7 @@ import {
   writeTime,
 } from "../asn1/der-writer.ts";
 import { TAG } from "../asn1/tags.ts";
+import { lintCrl } from "../lint/crl.ts";
 import { certificateFields } from "./certificate-fields.ts";
 import { signatureAlgorithmDer, signTbs } from "./signature.ts";
 import type { Signer } from "../hsm/key-manager.ts";
@@ -65,6 +66,8 @@ export interface CrlInput {
   freshestCrlUrl?: string;
   /** Issuing Distribution Point (critical) with this full-name URI; must equal the certificates' CRL DP URI exactly. */
   issuingDistributionPoint?: { url: string; onlyContainsUserCerts?: boolean; onlyContainsCACerts?: boolean };
+  /** The number of the last CRL of this kind published for this issuer and partition: the lint gate holds the new one above it. */
+  previousNumber?: bigint;
 }
 
 export { CRL_REASONS as CRL_REASON } from "./crl-reasons.ts";
@@ -159,6 +162,18 @@ export async function buildCrl(input: CrlInput): Promise<Uint8Array<ArrayBuffer>
   off += extensions.length;
   const tbsEnd = off;
 
+  // Nothing reaches the CA key before the gate passes it (src/lint; docs/lint.md).
+  await lintCrl({
+    tbs: out.subarray(HEAD_ROOM, tbsEnd),
+    algorithm: input.keyAlgorithm,
+    issuer: input.issuer,
+    crlNumber: input.crlNumber,
+    previousNumber: input.previousNumber,
+    deltaOf: input.deltaOf,
+    thisUpdate: input.thisUpdate,
+    nextUpdate: input.nextUpdate,
+    issuingDistributionPoint: input.issuingDistributionPoint,
+  });
   const signature = await signTbs(input.signer, input.keyAlgorithm, out.subarray(HEAD_ROOM, tbsEnd));
   if (signature.length > MAX_SIGNATURE[input.keyAlgorithm]) throw new Error(`a ${input.keyAlgorithm} signature of ${signature.length} bytes`);
 

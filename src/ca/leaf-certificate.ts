@@ -6,6 +6,8 @@ import { concat, contextTag, integerFromHex, sequence, time, tlv } from "../asn1
 import { derToPem } from "../asn1/pem.ts";
 import { TAG } from "../asn1/tags.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
+import type { LintContext } from "../lint/certificate-expectations.ts";
+import { lintCertificate } from "../lint/certificate.ts";
 import { authorityKeyIdentifier } from "./authority-key-identifier.ts";
 import { subjectPublicKeyBits } from "./certificate-fields.ts";
 import type { LeafTemplate } from "./leaf-template.ts";
@@ -38,6 +40,8 @@ export interface LeafInput {
   algorithm: CaKeyAlgorithm;
   signer: Signer;
   revocation?: RevocationPointers;
+  /** What the lint gate needs beyond the template: the CAs above the issuer, the profile's name rules. */
+  lint?: LintContext;
 }
 
 export interface LeafCertificate {
@@ -76,6 +80,8 @@ export async function buildLeafCertificate(input: LeafInput): Promise<LeafCertif
     spki,
     contextTag(3, true, sequence(...extensions)),
   );
+  // Nothing reaches the CA key before the gate passes it (src/lint; docs/lint.md).
+  await lintCertificate({ role: "leaf", tbs, algorithm: input.algorithm, serial: input.serial, issuer: input.issuer, template: { ...decision }, ...input.lint });
   const signature = await signTbs(input.signer, input.algorithm, tbs);
   // der.ts allocates plain ArrayBuffers.
   const der = sequence(tbs, fixed.signatureAlgorithm, tlv(TAG.BIT_STRING, Uint8Array.of(0), signature)) as Uint8Array<ArrayBuffer>;

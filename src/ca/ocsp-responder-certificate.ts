@@ -1,7 +1,7 @@
 import * as x509 from "@peculiar/x509";
-import { asWebCrypto } from "../hsm/signing-crypto.ts";
 import { authorityKeyIdentifier } from "./authority-key-identifier.ts";
 import type { CaCertificateInput } from "./ca-certificate.ts";
+import { generateAfterLint } from "./signed-after-lint.ts";
 
 /** Software WebCrypto for hashing key identifiers: no reason to spend HSM time on SHA-1. */
 const soft = globalThis.crypto;
@@ -24,20 +24,18 @@ export async function buildOcspResponderCertificate(
     await x509.SubjectKeyIdentifierExtension.create(publicKey, false, soft),
     authorityKeyIdentifier(input.issuer),
   ];
-  return input.signer.use((signingKey, crypto) =>
-    x509.X509CertificateGenerator.create(
-      {
-        serialNumber: input.serial,
-        subject: input.subject,
-        issuer: input.issuer.subjectName,
-        notBefore: input.notBefore,
-        notAfter: input.notAfter,
-        publicKey,
-        signingKey,
-        signingAlgorithm: input.signer.signingAlgorithm,
-        extensions,
-      },
-      asWebCrypto(crypto),
-    ),
+  // Written with a throwaway key, linted, and only then signed by the CA key (src/lint).
+  return generateAfterLint(
+    {
+      serialNumber: input.serial,
+      subject: input.subject,
+      issuer: input.issuer.subjectName,
+      notBefore: input.notBefore,
+      notAfter: input.notAfter,
+      publicKey,
+      extensions,
+    },
+    input.signer,
+    { role: "ocsp-responder", issuer: input.issuer, template: { notBefore: input.notBefore, notAfter: input.notAfter, extendedKeyUsage: [OID_OCSP_SIGNING] } },
   );
 }

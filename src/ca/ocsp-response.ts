@@ -3,6 +3,7 @@ import type * as x509 from "@peculiar/x509";
 import { generalizedTime, sequence as seq, tlv } from "../asn1/der-writer.ts";
 import { readTlv } from "../asn1/der-reader.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
+import { lintOcspResponse } from "../lint/ocsp-response.ts";
 import { certificateFields } from "./certificate-fields.ts";
 import { CRL_REASONS } from "./crl-reasons.ts";
 import type { OcspCertId } from "./ocsp-cert-id.ts";
@@ -85,6 +86,20 @@ export async function buildOcspResponse(input: OcspResponseInput): Promise<Uint8
     seq(single),
     ...(nonce ? [tlv(0xa1, seq(seq(tlv(0x06, Buffer.from(OID_NONCE, "hex")), tlv(0x04, tlv(0x04, nonce)))))] : []),
   );
+  // Nothing reaches the responder's key before the gate passes it (src/lint; docs/lint.md).
+  await lintOcspResponse({
+    tbs: responseData,
+    algorithm: responder.keyAlgorithm,
+    responder: responder.certificate,
+    delegated: responder.includeCertificate,
+    certIdDer: certId.der,
+    serial: certId.serial,
+    status: status.status,
+    producedAt: input.producedAt,
+    thisUpdate: input.thisUpdate,
+    nextUpdate: input.nextUpdate,
+    nonce,
+  });
   const signature = await signTbs(responder.signer, responder.keyAlgorithm, responseData);
   const basic = seq(
     responseData,

@@ -5,6 +5,8 @@ import { derToPem } from "../asn1/pem.ts";
 import { TAG } from "../asn1/tags.ts";
 import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
 import type { Signer } from "../hsm/key-manager.ts";
+import type { LintContext } from "../lint/certificate-expectations.ts";
+import { lintCertificate } from "../lint/certificate.ts";
 import { authorityKeyIdentifier } from "./authority-key-identifier.ts";
 import { certificateFields, subjectPublicKeyBits } from "./certificate-fields.ts";
 import type { LeafCertificate } from "./leaf-certificate.ts";
@@ -25,6 +27,8 @@ export interface SubCaInput {
   algorithm: CaKeyAlgorithm;
   signer: Signer;
   revocation?: RevocationPointers;
+  /** What the lint gate needs beyond the template: the CAs above the issuer, the profile's name rules. */
+  lint?: LintContext;
 }
 
 /**
@@ -68,6 +72,8 @@ export async function buildSubCaCertificate(input: SubCaInput): Promise<LeafCert
     spki,
     contextTag(3, true, sequence(...extensions)),
   );
+  // Nothing reaches the CA key before the gate passes it (src/lint; docs/lint.md).
+  await lintCertificate({ role: "sub-ca", tbs, algorithm: input.algorithm, serial: input.serial, issuer: input.issuer, template: { ...decision, pathLength: decision.ca.pathLength }, ...input.lint });
   const signature = await signTbs(input.signer, input.algorithm, tbs);
   const cert = sequence(tbs, signatureAlgorithm, tlv(TAG.BIT_STRING, Uint8Array.of(0), signature)) as Uint8Array<ArrayBuffer>;
   return { der: cert, pem: derToPem(cert, "CERTIFICATE"), subject: subjectString(decision.subject), notBefore, notAfter };

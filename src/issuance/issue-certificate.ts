@@ -17,6 +17,7 @@ import { databaseErrorText, isUniqueViolation } from "../store/errors.ts";
 import { isKeyBlocked } from "../store/blocked-keys.ts";
 import { crlPartitionOf, pointersFor, type RevocationPublishing } from "../revocation/pointers.ts";
 import type { ActiveIssuer } from "./issuer.ts";
+import { lintContextFor } from "./lint-context.ts";
 
 export interface IssueRequest {
   csrPem: string;
@@ -118,6 +119,7 @@ export async function issueCertificate(ctx: IssueContext, req: IssueRequest): Pr
       signer: ctx.issuer.signer,
       algorithm: ctx.issuer.algorithm,
       revocation: ctx.revocation && pointersFor(ctx.revocation.urls, ctx.issuer.row.id, partition),
+      lint: lintContextFor(ctx.issuer, profile),
     };
     // A sub-CA is stored and revoked like any certificate its issuer signs: the issuer's CRL and OCSP cover it.
     const { ca } = decision;

@@ -54,6 +54,12 @@ export function createMetrics() {
       labelNames: ["profile", "outcome", "source"] as const,
       registers,
     }),
+    lintFailures: new Counter({
+      name: "hsmca_lint_failures_total",
+      help: "Objects the lint gate refused before a CA key signed them (nothing was signed), by rule and kind (certificate, crl, ocsp-response).",
+      labelNames: ["rule", "kind"] as const,
+      registers,
+    }),
     revocations: new Counter({
       name: "hsmca_revocations_total",
       help: "Certificates revoked by this process, by RFC 5280 reason and source (api, acme, cli); repeated revocations of a revoked certificate are not counted.",

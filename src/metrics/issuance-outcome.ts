@@ -1,4 +1,4 @@
-import { isUnavailable, Rejection } from "../errors.ts";
+import { isCaFailure, isUnavailable, Rejection } from "../errors.ts";
 import type { Metrics } from "./catalogue.ts";
 
 /** The door a certificate request came through. */
@@ -32,5 +32,5 @@ export async function countIssuance<T>(
 
 /** Issuance throws Rejections (refusals, or the CA unavailable) and, when something breaks, anything else. */
 function isRefusal(err: unknown): boolean {
-  return err instanceof Rejection && !isUnavailable(err.kind);
+  return err instanceof Rejection && !isUnavailable(err.kind) && !isCaFailure(err.kind);
 }

@@ -124,6 +124,8 @@ export class CrlPublisher {
         entries,
         freshestCrlUrl: urls.crl(ca.id, partition, "delta"),
         issuingDistributionPoint: idp,
+        // The lint gate holds the number above the last one published for this partition.
+        previousNumber: (await latestCrlTimes(db, ca.id, partition, "full"))?.crlNumber,
       });
       const row: CrlRow = {
         issuerId: ca.id,
@@ -153,6 +155,7 @@ export class CrlPublisher {
       entries: deltaEntries,
       deltaOf: base.crlNumber,
       issuingDistributionPoint: idp,
+      previousNumber: (await latestCrlTimes(db, ca.id, partition, "delta"))?.crlNumber,
     });
     await saveCrl(db, {
       issuerId: ca.id,
