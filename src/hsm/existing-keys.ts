@@ -97,6 +97,15 @@ function labelOf(obj: graphene.SessionObject): string {
   return (obj.getAttribute("label") as string | undefined) ?? "";
 }
 
+/** The algorithm of a key object (public or private), or undefined for a kind hsm-ca does not sign with. */
+export function algorithmOfKey(obj: graphene.SessionObject, label: string): CaKeyAlgorithm | undefined {
+  try {
+    return algorithmOf(obj, label);
+  } catch {
+    return undefined;
+  }
+}
+
 /** CKA_KEY_TYPE with CKA_EC_PARAMS (EC) or the modulus size (RSA) -> the CaKeyAlgorithm; anything else is refused. */
 function algorithmOf(obj: graphene.SessionObject, label: string): CaKeyAlgorithm {
   const type = obj.getAttribute("keyType") as number;

@@ -8,7 +8,7 @@ import { HsmEvents, type AvailabilityListener, type KeyEvents, type KeyUseEvent,
 import type { HsmConfig } from "./hsm-config.ts";
 import { KEY_ALGORITHM_SPECS, type CaKeyAlgorithm } from "./key-algorithms.ts";
 import { unsupportedReason } from "./capabilities.ts";
-import { describeExistingKey, findExistingPrivateKey, provenanceOfObject, spkiOf } from "./existing-keys.ts";
+import { algorithmOfKey, describeExistingKey, findExistingPrivateKey, provenanceOfObject, spkiOf } from "./existing-keys.ts";
 import { generateKeyPair } from "./key-generation.ts";
 import type { ExistingKey, GeneratedKey, KeyManager, KeyManagerStatus, KeyProvenance, KeySelector, SecretSealer, Signer, TokenDataObjects } from "./key-manager.ts";
 import { ckaIdOf, findObject, privateKeyOn, storageId } from "./key-objects.ts";
@@ -124,16 +124,14 @@ export class Hsm implements KeyManager, SecretSealer, TokenDataObjects, KeyEvent
   async publicKeySpki(label: string, algorithm: CaKeyAlgorithm): Promise<ArrayBuffer> {
     const pool = this.connection.poolFor(label);
     try {
-      return await pool.use(async ({ crypto, session }) => {
+      return await pool.use(async ({ session }) => {
         const obj = findObject(session, graphene.ObjectClass.PUBLIC_KEY, label);
-        if (!obj) {
-          // An adopted key's public half may carry another label (or be only in the private key's attributes).
-          const priv = findObject(session, graphene.ObjectClass.PRIVATE_KEY, label);
-          if (!priv) throw new HsmKeyError(`no public key labelled "${label}" on the token`);
-          return describeExistingKey(session, priv).spki;
-        }
-        const key = await crypto.keyStorage.getItem(storageId("public", obj), KEY_ALGORITHM_SPECS[algorithm].keyParams, true, ["verify"]);
-        return crypto.subtle.exportKey("spki", key);
+        // From the key's own attributes: its algorithm is the key's, whatever the caller expected.
+        if (obj) return spkiOf(obj, algorithmOfKey(obj, label) ?? algorithm);
+        // An adopted key's public half may carry another label (or be only in the private key's attributes).
+        const priv = findObject(session, graphene.ObjectClass.PRIVATE_KEY, label);
+        if (!priv) throw new HsmKeyError(`no public key labelled "${label}" on the token`);
+        return describeExistingKey(session, priv).spki;
       });
     } catch (err) {
       throw this.connection.failure(err, pool);
