@@ -66,6 +66,10 @@ for (const kind of MODULES) {
       env = { HSM_CA_DATA_DIR: path.join(root, "data"), DATABASE_URL: db.url, HSM_CA_HTTPS_PORT: "0", HSM_CA_HTTP_PORT: "0", HSM_CA_AUTO_INIT: "true" };
       // A queue the slow TPM fills under the load below; the fast tokens keep the default.
       if (kind === "tpm2") env.HSM_CA_HSM_QUEUE_LIMIT = "8";
+      // The per-token rate limit would answer 429 before the HSM's queue is reached.
+      env.HSM_CA_RATE_LIMIT_PER_TOKEN = "off";
+      // `hsm-ca rotate` acts at once instead of asking for approvals.
+      env.HSM_CA_CA_CHANGE_APPROVALS = "0";
     }, 600_000);
 
     afterAll(async () => {
@@ -123,10 +127,12 @@ for (const kind of MODULES) {
       const before = (await issue()).body.chain as string;
       const rotated = cli(["rotate"]);
       expect(rotated.status, rotated.stderr + rotated.stdout).toBe(0);
+      let seen = "";
       const after = await waitFor("issuance under the new intermediate", async () => {
         const r = await issue();
+        seen = `${r.status} ${JSON.stringify(r.body).slice(0, 300)} / ${rotated.stdout.slice(0, 600)}`;
         return r.status === 201 && r.body.chain !== before ? r : undefined;
-      }, { timeoutMs: 20_000 });
+      }, { timeoutMs: 20_000 }).catch((err) => { throw new Error(`${err.message}: ${seen}`); });
       expect(verify(rootPem, after.body.chain, after.body.certificate).ok).toBe(true);
     }, 120_000);
 
@@ -134,7 +140,7 @@ for (const kind of MODULES) {
       if (skipped) return ctx.skip();
       const r = await issue();
       expect(r.status).toBe(201);
-      const revoked = cli(["revoke", r.body.serial, "--reason", "keyCompromise"]);
+      const revoked = cli(["revoke", r.body.serial, "--reason", "superseded"]);
       expect(revoked.status, revoked.stderr).toBe(0);
       const rp = new RelyingParty();
       try {
@@ -169,8 +175,7 @@ for (const kind of MODULES) {
       it("sheds load beyond the slow token's queue with 503 hsm-busy and Retry-After, never a silent timeout", async (ctx) => {
         if (skipped) return ctx.skip();
         const results = await Promise.all(Array.from({ length: 120 }, () => issue()));
-        const statuses = new Set(results.map((r) => r.status));
-        expect([...statuses].every((s) => s === 201 || s === 503)).toBe(true);
+        expect([...new Set(results.map((r) => r.status))].filter((s) => s !== 201 && s !== 503)).toEqual([]);
         const busy = results.filter((r) => r.status === 503);
         expect(busy.length).toBeGreaterThan(0);
         for (const r of busy) {
@@ -187,10 +192,12 @@ for (const kind of MODULES) {
         if (skipped) return ctx.skip();
         const stopped = spawnSync(path.join(tokenDir, "stop"), ["daemon"], { encoding: "utf8", timeout: 30_000 });
         expect(stopped.status, stopped.stderr).toBe(0);
+        const seen: string[] = [];
         const down = await waitFor("503 hsm-unavailable", async () => {
           const r = await issue();
+          seen.push(`${r.status} ${r.body?.type ?? ""}`);
           return r.status === 503 ? r : undefined;
-        }, { timeoutMs: 20_000 });
+        }, { timeoutMs: 20_000 }).catch((err) => { throw new Error(`${err.message}: ${seen.slice(-5).join(", ")}`); });
         expect(down.body.type).toMatch(/hsm-(unavailable|busy)$/);
         expect(Number(down.headers["retry-after"])).toBeGreaterThan(0);
         const started = spawnSync(path.join(tokenDir, "start"), { encoding: "utf8", timeout: 60_000 });
