@@ -4,7 +4,8 @@
 # Sourced by scripts/start and scripts/test; with HSM_CA_TEST_DEPS=1 (scripts/test)
 # also the real ACME clients and DNS server the tests drive: certbot, lego, pebble,
 # the browser the dashboard test drives: chromium, and the relying parties that
-# verify chains: Go (golang-go) and GnuTLS certtool (gnutls-bin).
+# verify chains: Go (golang-go) and GnuTLS certtool (gnutls-bin), and the PKCS#11
+# modules scripts/dev-token sets up (opencryptoki, tpm2-pkcs11 with swtpm and tpm2-abrmd).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -28,6 +29,14 @@ if [ "${HSM_CA_TEST_DEPS:-0}" = 1 ]; then
   # Independent relying parties that verify what hsm-ca issues: Go's crypto/x509 and GnuTLS.
   command -v go >/dev/null 2>&1 || missing+=(golang-go)
   command -v certtool >/dev/null 2>&1 || missing+=(gnutls-bin)
+  # Two more PKCS#11 modules for test/pkcs11-modules.test.ts (scripts/dev-token): opencryptoki's
+  # soft token, and tpm2-pkcs11 on a software TPM behind tpm2-abrmd.
+  [ -x /usr/sbin/pkcsslotd ] || missing+=(opencryptoki)
+  [ -e /usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so ] || missing+=(libtpm2-pkcs11-1)
+  command -v tpm2_ptool >/dev/null 2>&1 || missing+=(libtpm2-pkcs11-tools)
+  command -v swtpm >/dev/null 2>&1 || missing+=(swtpm swtpm-tools)
+  command -v tpm2_getrandom >/dev/null 2>&1 || missing+=(tpm2-tools)
+  command -v tpm2-abrmd >/dev/null 2>&1 || missing+=(tpm2-abrmd libtss2-tcti-tabrmd0)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -23,10 +23,12 @@ import { waitFor } from "./helpers/wait.ts";
  * the queue is shed with 503 hsm-busy + Retry-After.
  *
  * HSM_CA_TEST_PKCS11_MODULES (comma-separated) picks the modules; default
- * softhsm,opencryptoki,tpm2. A module whose Debian packages cannot be
+ * softhsm,opencryptoki (CI). tpm2 runs separately:
+ * HSM_CA_TEST_PKCS11_MODULES=tpm2 ./scripts/test test/pkcs11-modules.test.ts
+ * (see CONTRIBUTING.md). A module whose Debian packages cannot be
  * installed (not root) is skipped with the reason; any other failure fails.
  */
-const MODULES = (process.env.HSM_CA_TEST_PKCS11_MODULES ?? "softhsm,opencryptoki,tpm2").split(",").filter(Boolean);
+const MODULES = (process.env.HSM_CA_TEST_PKCS11_MODULES ?? "softhsm,opencryptoki").split(",").filter(Boolean);
 
 for (const kind of MODULES) {
   describe.sequential(`PKCS#11 module ${kind}`, () => {
@@ -186,8 +188,9 @@ for (const kind of MODULES) {
       }, 120_000);
     }
 
-    if (kind !== "softhsm") {
-      // SoftHSM2 runs no daemon; its faults are in hsm-faults.test.ts.
+    if (kind === "tpm2") {
+      // SoftHSM2 runs no daemon (its faults are in hsm-faults.test.ts); opencryptoki's soft token
+      // keeps signing in-process with pkcsslotd gone (measured), so killing it is no fault.
       it("answers 503 hsm-unavailable while the module's daemon is down, and recovers when it is back", async (ctx) => {
         if (skipped) return ctx.skip();
         const stopped = spawnSync(path.join(tokenDir, "stop"), ["daemon"], { encoding: "utf8", timeout: 30_000 });
