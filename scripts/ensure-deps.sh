@@ -5,7 +5,8 @@
 # also the real ACME clients and DNS server the tests drive: certbot, lego, pebble,
 # the browser the dashboard test drives: chromium, and the relying parties that
 # verify chains: Go (golang-go, golang-golang-x-crypto-dev), GnuTLS (gnutls-bin), NSS (libnss3-tools),
-# and the Vault client the Vault-compatible API's tests drive: python3-hvac.
+# the Vault client the Vault-compatible API's tests drive: python3-hvac, and the PKCS#11
+# modules scripts/dev-token sets up (opencryptoki, tpm2-pkcs11 with swtpm and tpm2-abrmd).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -31,9 +32,16 @@ if [ "${HSM_CA_TEST_DEPS:-0}" = 1 ]; then
   command -v go >/dev/null 2>&1 || missing+=(golang-go)
   [ -d /usr/share/gocode/src/golang.org/x/crypto/ocsp ] || missing+=(golang-golang-x-crypto-dev)
   command -v certtool >/dev/null 2>&1 || missing+=(gnutls-bin)
-  command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
-  # A real Vault client for the Vault-compatible API's tests, with Debian's own interpreter.
-  /usr/bin/python3 -c "import hvac" >/dev/null 2>&1 || missing+=(python3-hvac)
+# verify chains: Go (golang-go, golang-golang-x-crypto-dev), GnuTLS (gnutls-bin), NSS (libnss3-tools),
+# and the Vault client the Vault-compatible API's tests drive: python3-hvac.
+  # Two more PKCS#11 modules for test/pkcs11-modules.test.ts (scripts/dev-token): opencryptoki's
+  # soft token, and tpm2-pkcs11 on a software TPM behind tpm2-abrmd.
+  [ -x /usr/sbin/pkcsslotd ] || missing+=(opencryptoki)
+  [ -e /usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so ] || missing+=(libtpm2-pkcs11-1)
+  command -v tpm2_ptool >/dev/null 2>&1 || missing+=(libtpm2-pkcs11-tools)
+  command -v swtpm >/dev/null 2>&1 || missing+=(swtpm swtpm-tools)
+  command -v tpm2_getrandom >/dev/null 2>&1 || missing+=(tpm2-tools)
+  command -v tpm2-abrmd >/dev/null 2>&1 || missing+=(tpm2-abrmd libtss2-tcti-tabrmd0)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -319,7 +319,7 @@ scenario("on PostgreSQL", () => {
     const bare = await cli(["backup", path.join(root, "nohook.hsmca")], withPassphrase(external));
     expect(bare.code, bare.stderr).toBe(0);
     expect(bare.stdout).toMatch(/and NO HSM part\./);
-    expect(bare.stderr).toMatch(/^WARNING: this backup holds only the database, NOT the CA keys: HSM_CA_PKCS11_MODULE is set and HSM_CA_BACKUP_HOOK is not\.$/m);
+    expect(bare.stderr).toMatch(/^WARNING: this backup holds only the database, NOT the CA keys: HSM_CA_PKCS11_MODULE is set and HSM_CA_BACKUP_HOOK is not; back up the SoftHSM2 token directory \(directories.tokendir in SOFTHSM2_CONF\) from HSM_CA_BACKUP_HOOK\.$/m);
 
     const archive = path.join(root, "hook.hsmca");
     const withHook = await cli(["backup", archive], withPassphrase({ ...external, HSM_CA_BACKUP_HOOK: hook }));

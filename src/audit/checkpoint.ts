@@ -17,11 +17,20 @@ import { canonicalJson } from "./chain.ts";
 /** The actor of the audit log's own key uses (the checkpoint signatures). */
 export const AUDIT_ACTOR = "system:audit";
 export const AUDIT_KEY_ALGORITHM = "ecdsa-p256" as const;
+/** On a token without EC mechanisms (opencryptoki's soft token): RSA-2048, PKCS#1 v1.5 with SHA-256. */
+export const AUDIT_KEY_ALGORITHM_WITHOUT_EC = "rsa-2048" as const;
+type AuditKeyAlgorithm = typeof AUDIT_KEY_ALGORITHM | typeof AUDIT_KEY_ALGORITHM_WITHOUT_EC;
+
+/** The audit key's algorithm, from its public key. */
+function auditKeyAlgorithmOf(spki: Buffer): AuditKeyAlgorithm {
+  return crypto.createPublicKey({ key: spki, format: "der", type: "spki" }).asymmetricKeyType === "rsa" ? AUDIT_KEY_ALGORITHM_WITHOUT_EC : AUDIT_KEY_ALGORITHM;
+}
 
 /**
  * What a checkpoint signs: canonical JSON
  * ["hsm-ca audit checkpoint", seq, head_hash, at (ISO 8601), key_label], UTF-8.
- * The signature is ECDSA P-256 with SHA-256, r||s (64 bytes), base64.
+ * The signature is ECDSA P-256 with SHA-256, r||s (64 bytes), base64; on a
+ * token without EC, RSA-2048 PKCS#1 v1.5 with SHA-256.
  */
 export function checkpointMessage(c: { seq: number; headHash: string; at: Date; keyLabel: string }): Buffer {
   return Buffer.from(canonicalJson(["hsm-ca audit checkpoint", c.seq, c.headHash, c.at.toISOString(), c.keyLabel]), "utf8");
@@ -31,6 +40,9 @@ export function checkpointMessage(c: { seq: number; headHash: string; at: Date; 
 export function checkpointSignatureValid(row: AuditAnchor, publicKeySpki?: Buffer): boolean {
   try {
     const key = crypto.createPublicKey({ key: publicKeySpki ?? Buffer.from(row.publicKey, "base64"), format: "der", type: "spki" });
+    if (key.asymmetricKeyType === "rsa" && (key.asymmetricKeyDetails?.modulusLength ?? 0) >= 2048) {
+      return crypto.verify("sha256", checkpointMessage(row), key, Buffer.from(row.signature, "base64"));
+    }
     if (key.asymmetricKeyType !== "ec" || key.asymmetricKeyDetails?.namedCurve !== "prime256v1") return false;
     return crypto.verify("sha256", checkpointMessage(row), { key, dsaEncoding: "ieee-p1363" }, Buffer.from(row.signature, "base64"));
   } catch {
@@ -92,9 +104,10 @@ export class CheckpointSigner {
         const key = await this.keyFor(last);
         const at = now();
         const message = checkpointMessage({ seq: head.seq, headHash: head.hash, at, keyLabel: key.label });
+        const algorithm = auditKeyAlgorithmOf(Buffer.from(key.publicKey, "base64"));
         const signature = await this.hsm
-          .signer(key.label, AUDIT_KEY_ALGORITHM)
-          .use((k, c) => c.subtle.sign(KEY_ALGORITHM_SPECS[AUDIT_KEY_ALGORITHM].signParams, k, new Uint8Array(message)));
+          .signer(key.label, algorithm)
+          .use((k, c) => c.subtle.sign(KEY_ALGORITHM_SPECS[algorithm].signParams, k, new Uint8Array(message)));
         const row = await insertAuditCheckpoint(tx, {
           seq: head.seq,
           headHash: head.hash,
@@ -127,7 +140,8 @@ export class CheckpointSigner {
     }
     const date = new Date().toISOString().slice(0, 10).replaceAll("-", "");
     const label = `hsm-ca/audit/${date}-${crypto.randomBytes(4).toString("hex")}`;
-    const generated = await this.hsm.generateKey(label, AUDIT_KEY_ALGORITHM);
+    const algorithm = this.hsm.unsupportedReason(AUDIT_KEY_ALGORITHM) ? AUDIT_KEY_ALGORITHM_WITHOUT_EC : AUDIT_KEY_ALGORITHM;
+    const generated = await this.hsm.generateKey(label, algorithm);
     return (this.key = { label, publicKey: Buffer.from(generated.spki).toString("base64") });
   }
 }

@@ -24,7 +24,7 @@ const PIN_FILES = ["user.pin", "so.pin"];
 export async function collectHsmPart(config: Config, hook: string | undefined, env: NodeJS.ProcessEnv): Promise<HsmPart> {
   if (config.hsm.embedded) return collectEmbedded(config);
   if (!hook) {
-    return { kind: "none", reason: "HSM_CA_PKCS11_MODULE is set and HSM_CA_BACKUP_HOOK is not" };
+    return { kind: "none", reason: `HSM_CA_PKCS11_MODULE is set and HSM_CA_BACKUP_HOOK is not; ${keyBackupAdvice(config.hsm.module)}` };
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hsm-ca-hook-"));
   try {
@@ -33,6 +33,32 @@ export async function collectHsmPart(config: Config, hook: string | undefined, e
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * What backing up the CA keys means on this module. hsm-ca makes every key
+ * sensitive and never extractable, so no module lets hsm-ca wrap one out
+ * (C_WrapKey): the keys' backup is the HSM's own (docs/hsm-compatibility.md).
+ */
+export function keyBackupAdvice(module: string): string {
+  const name = path.basename(module);
+  if (name.includes("tpm2_pkcs11")) {
+    return (
+      "tpm2-pkcs11 cannot back up keys (C_WrapKey is not supported; its keys are sealed to the TPM): back up its store " +
+      "(TPM2_PKCS11_STORE) together with the TPM's own state (swtpm: its --tpmstate directory) from HSM_CA_BACKUP_HOOK; " +
+      "a hardware TPM cannot be copied, so keep a second issuing CA on another TPM instead"
+    );
+  }
+  if (name.includes("opencryptoki")) {
+    return (
+      "opencryptoki will not wrap hsm-ca's never-extractable keys (CKR_KEY_UNEXTRACTABLE): back up the token directory " +
+      "(/var/lib/opencryptoki/<token>, encrypted under the token's master keys) from HSM_CA_BACKUP_HOOK"
+    );
+  }
+  if (name.includes("softhsm2")) {
+    return "back up the SoftHSM2 token directory (directories.tokendir in SOFTHSM2_CONF) from HSM_CA_BACKUP_HOOK";
+  }
+  return "the CA keys are never extractable, so hsm-ca cannot export them: back them up with the HSM's own means (cloning, a backup HSM, the vendor's tool) from HSM_CA_BACKUP_HOOK";
 }
 
 function collectEmbedded(config: Config): HsmPart {

@@ -4,6 +4,7 @@ import * as graphene from "graphene-pk11";
 import pkcs11 from "pkcs11js";
 import { ensureEmbeddedTokenInitialised, prepareEmbeddedToken } from "./embedded-softhsm.ts";
 import { failureReason, HsmKeyError, HsmUnavailableError, LoginError, PinError, pkcs11Reason } from "./errors.ts";
+import { poolSizeFor, tokenCapabilities, type TokenCapabilities } from "./capabilities.ts";
 import type { HsmEvents } from "./events.ts";
 import type { HsmConfig } from "./hsm-config.ts";
 import { findObject } from "./key-objects.ts";
@@ -53,6 +54,8 @@ const DRAIN_TIMEOUT_MS = 30_000;
 /** The sessions of one connection to the token(s). */
 interface Sessions {
   pool: SessionPool;
+  /** What the issuing token's module can do, asked when the sessions were opened. */
+  capabilities: TokenCapabilities;
   /** The separate root token (an offline root), when configured and present. */
   rootPool?: SessionPool;
 }
@@ -76,6 +79,7 @@ export class HsmConnection implements ModuleUser {
   /** The current pool; while unavailable, the last one (retired). */
   private pool!: SessionPool;
   private rootPool?: SessionPool;
+  private caps!: TokenCapabilities;
   /** Retired pools whose lent sessions are still being given back. */
   private readonly retiring = new Set<SessionPool>();
   private down?: { reason: string; since: number };
@@ -119,6 +123,16 @@ export class HsmConnection implements ModuleUser {
 
   get tokenLabel(): string {
     return this.config.tokenLabel;
+  }
+
+  /** What the issuing token's module can do (mechanisms, session limit, wrapping). */
+  get capabilities(): TokenCapabilities {
+    return this.caps;
+  }
+
+  /** False when the module refused CKF_OS_LOCKING_OK: every call then runs on the main thread. */
+  get osLocking(): boolean {
+    return this.shared.osLocking;
   }
 
   get poolStats() {
@@ -243,6 +257,7 @@ export class HsmConnection implements ModuleUser {
   private adopt(sessions: Sessions): void {
     this.pool = sessions.pool;
     this.rootPool = sessions.rootPool;
+    this.caps = sessions.capabilities;
     this.generation = this.shared.generation;
   }
 
@@ -368,8 +383,10 @@ export class HsmConnection implements ModuleUser {
 function connect(shared: SharedModule, config: HsmConfig, pin: string, root: "required" | "optional"): Sessions {
   const slot = findSlotByTokenLabel(shared.mod, config.tokenLabel);
   if (!slot) throw new HsmUnavailableError(`no token labelled "${config.tokenLabel}" in ${config.module}`);
-  const options = { queueLimit: config.queueLimit, tracker: shared };
-  const pool = new SessionPool(slot, config.sessions, options);
+  const capabilities = tokenCapabilities(slot, config.module);
+  const signing = { rsaHashed: capabilities.rsaHashed, synchronous: !shared.osLocking };
+  const options = { queueLimit: config.queueLimit, tracker: shared, signing };
+  const pool = new SessionPool(slot, poolSizeFor(config.sessions, capabilities), options);
   let rootPool: SessionPool | undefined;
   try {
     login(pool.lookup, pin);
@@ -390,7 +407,7 @@ function connect(shared: SharedModule, config: HsmConfig, pin: string, root: "re
     pool.close();
     throw err;
   }
-  return { pool, rootPool };
+  return { pool, rootPool, capabilities };
 }
 
 /** Is the lookup session still open and logged in, and does the token answer? The reason when not. */

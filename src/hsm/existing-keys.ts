@@ -3,7 +3,7 @@ import * as graphene from "graphene-pk11";
 import { HsmKeyError } from "./errors.ts";
 import type { CaKeyAlgorithm } from "./key-algorithms.ts";
 import type { ExistingKey, KeyProvenance, KeySelector } from "./key-manager.ts";
-import { ckaIdOf } from "./key-objects.ts";
+import { ckaIdOf, refuseContextSpecificLogin } from "./key-objects.ts";
 
 /**
  * Private keys that are on the token already, made by something else (a
@@ -64,6 +64,7 @@ export function describeExistingKey(session: graphene.Session, obj: graphene.Ses
   const label = labelOf(obj);
   const id = ckaIdOf(obj);
   const algorithm = algorithmOf(obj, label);
+  refuseContextSpecificLogin(obj, label);
   const { spki, from } = publicKeyOf(session, obj, algorithm, label, id);
   return { label, id, algorithm, spki, publicKeyFrom: from, provenance: provenanceOfObject(obj) };
 }
@@ -94,6 +95,15 @@ export function provenanceOfObject(obj: graphene.SessionObject): KeyProvenance {
 
 function labelOf(obj: graphene.SessionObject): string {
   return (obj.getAttribute("label") as string | undefined) ?? "";
+}
+
+/** The algorithm of a key object (public or private), or undefined for a kind hsm-ca does not sign with. */
+export function algorithmOfKey(obj: graphene.SessionObject, label: string): CaKeyAlgorithm | undefined {
+  try {
+    return algorithmOf(obj, label);
+  } catch {
+    return undefined;
+  }
 }
 
 /** CKA_KEY_TYPE with CKA_EC_PARAMS (EC) or the modulus size (RSA) -> the CaKeyAlgorithm; anything else is refused. */
@@ -149,7 +159,7 @@ function publicKeyOf(session: graphene.Session, priv: graphene.SessionObject, al
 }
 
 /** SPKI DER from a key object's public attributes (node's JWK import does the encoding). */
-function spkiOf(obj: graphene.SessionObject, algorithm: CaKeyAlgorithm): ArrayBuffer {
+export function spkiOf(obj: graphene.SessionObject, algorithm: CaKeyAlgorithm): ArrayBuffer {
   let jwk: crypto.JsonWebKey;
   if (algorithm.startsWith("ecdsa-")) {
     const curve = Object.values(CURVES).find((c) => c.algorithm === algorithm)!;

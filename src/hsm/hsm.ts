@@ -3,11 +3,13 @@ import * as graphene from "graphene-pk11";
 import pkcs11 from "pkcs11js";
 import { HsmConnection } from "./connection.ts";
 import { readDataObjects, replaceDataObject } from "./data-objects.ts";
-import { failureReason, HsmKeyError } from "./errors.ts";
+import { failureReason, HsmKeyError, pkcs11Reason } from "./errors.ts";
 import { HsmEvents, type AvailabilityListener, type KeyEvents, type KeyUseEvent, type KeyUseListener } from "./events.ts";
 import type { HsmConfig } from "./hsm-config.ts";
 import { KEY_ALGORITHM_SPECS, type CaKeyAlgorithm } from "./key-algorithms.ts";
-import { describeExistingKey, findExistingPrivateKey, provenanceOfObject } from "./existing-keys.ts";
+import { unsupportedReason } from "./capabilities.ts";
+import { algorithmOfKey, describeExistingKey, findExistingPrivateKey, provenanceOfObject, spkiOf } from "./existing-keys.ts";
+import { generateKeyPair } from "./key-generation.ts";
 import type { ExistingKey, GeneratedKey, KeyManager, KeyManagerStatus, KeyProvenance, KeySelector, SecretSealer, Signer, TokenDataObjects } from "./key-manager.ts";
 import { ckaIdOf, findObject, privateKeyOn, storageId } from "./key-objects.ts";
 import { openWithSecretKey, sealWithSecretKey } from "./secret-key.ts";
@@ -60,17 +62,22 @@ export class Hsm implements KeyManager, SecretSealer, TokenDataObjects, KeyEvent
 
   async generateKey(label: string, algorithm: CaKeyAlgorithm, on: "issuing" | "root" = "issuing"): Promise<GeneratedKey> {
     if (this.hasKey(label)) throw new HsmKeyError(`a key labelled "${label}" already exists on the token`);
-    const spec = KEY_ALGORITHM_SPECS[algorithm];
+    const unsupported = this.unsupportedReason(algorithm);
+    if (unsupported) throw new HsmKeyError(unsupported);
     const pool = this.connection.poolForNewKey(on);
-    return this.keyOperation(label, "generate", pool, async ({ crypto }) => {
-      // token/sensitive/label are node-webcrypto-p11's PKCS#11 extensions to the algorithm.
-      const params: EcKeyGenParams | RsaHashedKeyGenParams = Object.assign({}, spec.keyParams, { token: true, sensitive: true, label });
-      const pair = (await crypto.subtle.generateKey(params, false, ["sign", "verify"])) as CryptoKeyPair;
-      const spki = await crypto.subtle.exportKey("spki", pair.publicKey);
-      const id = ckaIdOf(findObject(crypto.session, graphene.ObjectClass.PRIVATE_KEY, label)!);
+    const synchronous = !this.connection.osLocking;
+    return this.keyOperation(label, "generate", pool, async ({ session }) => {
+      const pair = await generateKeyPair(session, label, algorithm, synchronous);
+      const spki = spkiOf(pair.publicKey, algorithm);
+      const id = ckaIdOf(pair.privateKey);
       this.keyIds.set(label, id);
       return { label, id, algorithm, spki };
     });
+  }
+
+  /** Why the token cannot make or sign with keys of this algorithm (a mechanism it lacks), or undefined when it can. */
+  unsupportedReason(algorithm: CaKeyAlgorithm): string | undefined {
+    return unsupportedReason(this.connection.capabilities, algorithm);
   }
 
   async findExistingKey(selector: KeySelector, on: "issuing" | "root" = "issuing"): Promise<ExistingKey> {
@@ -117,16 +124,14 @@ export class Hsm implements KeyManager, SecretSealer, TokenDataObjects, KeyEvent
   async publicKeySpki(label: string, algorithm: CaKeyAlgorithm): Promise<ArrayBuffer> {
     const pool = this.connection.poolFor(label);
     try {
-      return await pool.use(async ({ crypto, session }) => {
+      return await pool.use(async ({ session }) => {
         const obj = findObject(session, graphene.ObjectClass.PUBLIC_KEY, label);
-        if (!obj) {
-          // An adopted key's public half may carry another label (or be only in the private key's attributes).
-          const priv = findObject(session, graphene.ObjectClass.PRIVATE_KEY, label);
-          if (!priv) throw new HsmKeyError(`no public key labelled "${label}" on the token`);
-          return describeExistingKey(session, priv).spki;
-        }
-        const key = await crypto.keyStorage.getItem(storageId("public", obj), KEY_ALGORITHM_SPECS[algorithm].keyParams, true, ["verify"]);
-        return crypto.subtle.exportKey("spki", key);
+        // From the key's own attributes: its algorithm is the key's, whatever the caller expected.
+        if (obj) return spkiOf(obj, algorithmOfKey(obj, label) ?? algorithm);
+        // An adopted key's public half may carry another label (or be only in the private key's attributes).
+        const priv = findObject(session, graphene.ObjectClass.PRIVATE_KEY, label);
+        if (!priv) throw new HsmKeyError(`no public key labelled "${label}" on the token`);
+        return describeExistingKey(session, priv).spki;
       });
     } catch (err) {
       throw this.connection.failure(err, pool);
@@ -191,7 +196,7 @@ export class Hsm implements KeyManager, SecretSealer, TokenDataObjects, KeyEvent
         const obj = c.findOn(pool, cls, label);
         if (obj) {
           id ??= c.onLookup(pool, () => ckaIdOf(obj));
-          c.onLookup(pool, () => obj.destroy());
+          c.onLookup(pool, () => destroyObject(obj, label));
           destroyed = true;
         }
       }
@@ -235,6 +240,25 @@ export class Hsm implements KeyManager, SecretSealer, TokenDataObjects, KeyEvent
       if (started !== undefined) this.events.keyUsed({ label, operation, id: this.keyIds.get(label), ok: false, ms: performance.now() - started, error: failureReason(err) });
       throw error;
     }
+  }
+}
+
+/**
+ * C_DestroyObject, with a clear refusal from modules that do not destroy
+ * objects (some HSMs keep keys until an officer deletes them, or allow no
+ * deletion by the user role).
+ */
+/** PKCS#11 3.0's code for an action the token's policy forbids (pkcs11js does not name it). */
+const CKR_ACTION_PROHIBITED = 0x1b;
+
+function destroyObject(obj: graphene.SessionObject, label: string): void {
+  try {
+    obj.destroy();
+  } catch (err) {
+    if (err instanceof pkcs11.Pkcs11Error && (err.code === pkcs11.CKR_FUNCTION_NOT_SUPPORTED || err.code === CKR_ACTION_PROHIBITED)) {
+      throw new HsmKeyError(`the HSM does not let hsm-ca destroy the key "${label}" (${pkcs11Reason(err)}): delete it with the HSM vendor's tool`);
+    }
+    throw err;
   }
 }
 

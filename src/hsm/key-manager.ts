@@ -30,7 +30,13 @@ export interface KeyManager {
    * not sign with (EC P-256/P-384, RSA 2048/3072/4096 only).
    */
   findExistingKey(selector: KeySelector, on?: "issuing" | "root"): Promise<ExistingKey>;
-  /** The public half, SubjectPublicKeyInfo DER. */
+  /**
+   * Why the HSM cannot make or sign with keys of this algorithm (its module
+   * lacks a mechanism: opencryptoki's soft token has no EC), or undefined
+   * when it can. generateKey refuses such an algorithm with this reason.
+   */
+  unsupportedReason(algorithm: CaKeyAlgorithm): string | undefined;
+  /** The public half, SubjectPublicKeyInfo DER (as the token describes the key; `algorithm` is what the caller expects). */
   publicKeySpki(label: string, algorithm: CaKeyAlgorithm): Promise<ArrayBuffer>;
   /** What signs with the key: the CA code's only view of a private key. */
   signer(label: string, algorithm: CaKeyAlgorithm): Signer;

@@ -28,6 +28,7 @@ export function privateKeyOn(member: PooledSession, label: string, algorithm: Ca
   if (cached) return cached;
   const obj = findObject(member.session, graphene.ObjectClass.PRIVATE_KEY, label);
   if (!obj) throw new HsmKeyError(`no private key labelled "${label}" on the token`);
+  refuseContextSpecificLogin(obj, label);
   ids.set(label, ckaIdOf(obj));
   const key = new Pkcs11SigningKey(keyAlgorithm(algorithm), obj.handle);
   member.keys.set(label, key);
@@ -39,4 +40,27 @@ function keyAlgorithm(algorithm: CaKeyAlgorithm): EcKeyAlgorithm | RsaHashedKeyA
   const params = KEY_ALGORITHM_SPECS[algorithm].keyParams;
   if ("namedCurve" in params) return { name: params.name, namedCurve: params.namedCurve };
   return { name: params.name, modulusLength: params.modulusLength, publicExponent: params.publicExponent, hash: { name: params.hash as string } };
+}
+
+/**
+ * Keys with CKA_ALWAYS_AUTHENTICATE need the PIN again (C_Login with
+ * CKU_CONTEXT_SPECIFIC) before every signature. hsm-ca refuses them: a CA
+ * signs thousands of times a second from a pool of sessions, and logging in
+ * per signature would keep the PIN in memory for the life of the process
+ * and double every signature's round trips. Make (or re-make) the key
+ * without that attribute; the token's user login still guards it.
+ */
+export function refuseContextSpecificLogin(obj: graphene.SessionObject, label: string): void {
+  let always: boolean;
+  try {
+    always = !!obj.getAttribute("alwaysAuth");
+  } catch {
+    // A module that does not know the attribute (PKCS#11 before 2.20) has no such keys.
+    return;
+  }
+  if (always) {
+    throw new HsmKeyError(
+      `the key "${label}" has CKA_ALWAYS_AUTHENTICATE set: it would need the PIN again before every signature, which hsm-ca does not do; make the key without it`,
+    );
+  }
 }

@@ -31,6 +31,12 @@ export class SharedModule {
   private idleWaiters: Array<() => void> = [];
   /** Bumped by every re-initialisation. */
   generation = 0;
+  /**
+   * False when the module refused CKF_OS_LOCKING_OK (CKR_CANT_LOCK) and was
+   * initialised without locking: then it must never be called from two
+   * threads at once, so every call (signatures too) runs on the main thread.
+   */
+  osLocking = true;
 
   constructor(
     readonly library: string,
@@ -95,7 +101,7 @@ export class SharedModule {
       // not initialised any more: fine, it is initialised below
     }
     this.generation++;
-    initialise(this.mod);
+    this.osLocking = initialise(this.mod);
   }
 
   /** @internal */
@@ -112,12 +118,25 @@ export class SharedModule {
 
 const loaded = new Map<string, SharedModule>();
 
-function initialise(mod: graphene.Module): void {
+/**
+ * C_Initialize with CKF_OS_LOCKING_OK; a module that cannot lock
+ * (CKR_CANT_LOCK: some vendors' single-threaded libraries) is initialised
+ * without it. Returns whether OS locking is on.
+ */
+function initialise(mod: graphene.Module): boolean {
   try {
     mod.initialize(MODULE_INIT_OPTIONS);
+    return true;
+  } catch (err) {
+    if (err instanceof pkcs11.Pkcs11Error && err.code === pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) return true;
+    if (!(err instanceof pkcs11.Pkcs11Error && err.code === pkcs11.CKR_CANT_LOCK)) throw err;
+  }
+  try {
+    mod.initialize({ flags: 0 });
   } catch (err) {
     if (!(err instanceof pkcs11.Pkcs11Error && err.code === pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) throw err;
   }
+  return false;
 }
 
 /** The process's module for this library, loaded and initialised on first use. */
@@ -130,8 +149,9 @@ export function acquireModule(library: string, user: ModuleUser): SharedModule {
     } catch (err) {
       throw new HsmUnavailableError(`cannot load the PKCS#11 module ${library}: ${(err as Error).message}`);
     }
-    initialise(mod);
+    const osLocking = initialise(mod);
     shared = new SharedModule(library, mod);
+    shared.osLocking = osLocking;
     loaded.set(library, shared);
   }
   shared.addUser(user);

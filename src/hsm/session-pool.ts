@@ -1,7 +1,9 @@
 import * as graphene from "graphene-pk11";
 import { Crypto } from "node-webcrypto-p11";
+// Default import: pkcs11js is CommonJS and its constants are not visible as ESM named exports.
+import pkcs11 from "pkcs11js";
 import { HsmBusyError, PoolRetiredError } from "./errors.ts";
-import { signingCryptoFor, type Pkcs11SigningKey, type SigningCrypto } from "./signing-crypto.ts";
+import { DEFAULT_SIGNING_OPTIONS, signingCryptoFor, type Pkcs11SigningKey, type SigningCrypto, type SigningOptions } from "./signing-crypto.ts";
 
 /**
  * A PKCS#11 session runs one operation at a time: two overlapping signs on
@@ -28,13 +30,26 @@ export interface LeaseTracker {
 export interface SessionPoolOptions {
   /** Callers that may wait for a session; further ones get HsmBusyError. */
   queueLimit: number;
+  /**
+   * How long a caller may wait in the queue before it is refused with
+   * HsmBusyError (503 + Retry-After) rather than left to time out somewhere
+   * above: a slow token (a TPM signs ~150/s) must shed load, not stall.
+   */
+  maxWaitMs?: number;
   tracker?: LeaseTracker;
+  /** How the token signs (capabilities, locking); SoftHSM2's defaults when absent. */
+  signing?: SigningOptions;
 }
 
 interface Waiter {
   resolve(member: PooledSession): void;
   reject(err: Error): void;
+  /** performance.now() when it started waiting. */
+  since: number;
 }
+
+/** Queue waits above this are refused: well under any client's or proxy's timeout. */
+const DEFAULT_MAX_WAIT_MS = 10_000;
 
 const SESSION_FLAGS = graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION;
 
@@ -55,7 +70,10 @@ export class SessionPool {
   private abandoned = false;
   private drainWaiters: Array<() => void> = [];
   private readonly queueLimit: number;
+  private readonly maxWaitMs: number;
   private readonly tracker?: LeaseTracker;
+  /** Runs while callers wait: refuses the ones that waited longer than maxWaitMs. */
+  private sweeper?: NodeJS.Timeout;
 
   constructor(
     readonly slot: graphene.Slot,
@@ -63,12 +81,21 @@ export class SessionPool {
     options: SessionPoolOptions,
   ) {
     this.queueLimit = options.queueLimit;
+    this.maxWaitMs = options.maxWaitMs ?? DEFAULT_MAX_WAIT_MS;
     this.tracker = options.tracker;
+    const signing = options.signing ?? DEFAULT_SIGNING_OPTIONS;
     this.lookup = slot.open(SESSION_FLAGS);
     try {
       for (let i = 0; i < size; i++) {
-        const session = slot.open(SESSION_FLAGS);
-        const member: PooledSession = { session, crypto: new Crypto({ session }), signing: signingCryptoFor(session), keys: new Map() };
+        let session: graphene.Session;
+        try {
+          session = slot.open(SESSION_FLAGS);
+        } catch (err) {
+          // A token with fewer sessions than configured (or than it said): use the ones it gave.
+          if (i > 0 && err instanceof pkcs11.Pkcs11Error && err.code === pkcs11.CKR_SESSION_COUNT) break;
+          throw err;
+        }
+        const member: PooledSession = { session, crypto: new Crypto({ session }), signing: signingCryptoFor(session, signing), keys: new Map() };
         this.members.push(member);
         this.idle.push(member);
       }
@@ -119,6 +146,7 @@ export class SessionPool {
     if (this.retiredBecause === undefined) {
       this.retiredBecause = reason;
       for (const w of this.waiters.splice(0)) w.reject(new PoolRetiredError(`the HSM is unavailable: ${reason}`));
+      this.stopSweeperWhenIdle();
       this.closeSession(this.lookup);
       for (const m of this.idle.splice(0)) this.closeSession(m.session);
     }
@@ -157,7 +185,28 @@ export class SessionPool {
         new HsmBusyError(`the HSM queue is full: ${this.members.length} sessions busy and ${this.waiters.length} callers waiting; try again shortly`),
       );
     }
-    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject, since: performance.now() });
+      this.sweeper ??= setInterval(() => this.refuseLongWaits(), Math.min(500, this.maxWaitMs)).unref();
+    });
+  }
+
+  /** The queue is first come first served: the oldest waiters are at the front. */
+  private refuseLongWaits(): void {
+    const limit = performance.now() - this.maxWaitMs;
+    let n = 0;
+    while (n < this.waiters.length && this.waiters[n]!.since <= limit) n++;
+    for (const w of this.waiters.splice(0, n)) {
+      w.reject(new HsmBusyError(`the HSM is slower than the requests: waited ${Math.round(this.maxWaitMs / 1000)} s for one of its ${this.members.length} sessions; try again shortly`));
+    }
+    this.stopSweeperWhenIdle();
+  }
+
+  private stopSweeperWhenIdle(): void {
+    if (this.waiters.length === 0 && this.sweeper) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
   }
 
   private lend(member: PooledSession): void {
@@ -175,6 +224,7 @@ export class SessionPool {
         next.resolve(member);
         return;
       }
+      this.stopSweeperWhenIdle();
       this.idle.push(member);
     } else {
       this.closeSession(member.session);

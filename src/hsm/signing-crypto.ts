@@ -16,7 +16,9 @@ import { UnsupportedSignatureError } from "./errors.ts";
  * and export still go through node-webcrypto-p11 (rare, not hot).
  *
  * ECDSA signs the digest (CKM_ECDSA) and returns r||s as WebCrypto does;
- * RSASSA-PKCS1-v1_5 hands the data to CKM_SHA*_RSA_PKCS.
+ * RSASSA-PKCS1-v1_5 hands the data to CKM_SHA*_RSA_PKCS, or, on a token
+ * without it (opencryptoki 3.8), hashes in software and signs the
+ * DigestInfo with CKM_RSA_PKCS: the same signature bytes (RFC 8017 9.2).
  */
 
 /** A CA private key on the token: a WebCrypto CryptoKey that carries its PKCS#11 object handle. */
@@ -38,17 +40,39 @@ export interface SigningCrypto {
   getRandomValues<T extends ArrayBufferView | null>(array: T): T;
 }
 
-const HASHES: Record<string, { node: string; rsaMechanism: number }> = {
-  "SHA-256": { node: "sha256", rsaMechanism: pkcs11.CKM_SHA256_RSA_PKCS },
-  "SHA-384": { node: "sha384", rsaMechanism: pkcs11.CKM_SHA384_RSA_PKCS },
-  "SHA-512": { node: "sha512", rsaMechanism: pkcs11.CKM_SHA512_RSA_PKCS },
+/** Per hash: node's name, and the DER DigestInfo prefix before the digest (RFC 8017 9.2, note 1). */
+const HASHES: Record<string, { node: string; digestInfo: Buffer }> = {
+  "SHA-256": { node: "sha256", digestInfo: Buffer.from("3031300d060960864801650304020105000420", "hex") },
+  "SHA-384": { node: "sha384", digestInfo: Buffer.from("3041300d060960864801650304020205000430", "hex") },
+  "SHA-512": { node: "sha512", digestInfo: Buffer.from("3051300d060960864801650304020305000440", "hex") },
+};
+
+/** How this token signs: from its capabilities (src/hsm/capabilities.ts) and how its module was initialised. */
+export interface SigningOptions {
+  /** CKM_SHA*_RSA_PKCS per hash name when the token has it; otherwise the DigestInfo goes to CKM_RSA_PKCS. */
+  rsaHashed: Readonly<Record<string, number | undefined>>;
+  /**
+   * Sign on the main thread (synchronous C_Sign): for a module initialised
+   * without CKF_OS_LOCKING_OK, which must never be called from two threads
+   * at once. Slower, but such a module gets no concurrent call at all.
+   */
+  synchronous: boolean;
+}
+
+/** What SoftHSM2 and most HSMs offer: every hashed RSA mechanism, OS locking. */
+export const DEFAULT_SIGNING_OPTIONS: SigningOptions = {
+  rsaHashed: { "SHA-256": pkcs11.CKM_SHA256_RSA_PKCS, "SHA-384": pkcs11.CKM_SHA384_RSA_PKCS, "SHA-512": pkcs11.CKM_SHA512_RSA_PKCS },
+  synchronous: false,
 };
 
 const EC_SIGNATURE_BYTES: Record<string, number> = { "P-256": 64, "P-384": 96, "P-521": 132 };
 
 /** WebCrypto's `subtle.sign` on one PKCS#11 session; the caller holds the session for the call. */
 class Pkcs11Subtle implements Pick<SubtleCrypto, "sign"> {
-  constructor(private readonly session: graphene.Session) {}
+  constructor(
+    private readonly session: graphene.Session,
+    private readonly options: SigningOptions,
+  ) {}
 
   sign(algorithm: AlgorithmIdentifier | EcdsaParams | RsaPssParams, key: CryptoKey, data: BufferSource): Promise<ArrayBuffer> {
     if (!(key instanceof Pkcs11SigningKey)) return Promise.reject(new UnsupportedSignatureError("not a key of this HSM"));
@@ -65,13 +89,26 @@ class Pkcs11Subtle implements Pick<SubtleCrypto, "sign"> {
       const rsa = key.algorithm as RsaHashedKeyAlgorithm;
       const hash = HASHES[hashName(rsa.hash)];
       if (!hash) return Promise.reject(new UnsupportedSignatureError(`RSASSA-PKCS1-v1_5 with ${hashName(rsa.hash)}`));
-      return this.run(hash.rsaMechanism, key, input, Math.ceil(rsa.modulusLength / 8));
+      const size = Math.ceil(rsa.modulusLength / 8);
+      const hashed = this.options.rsaHashed[hashName(rsa.hash)];
+      if (hashed !== undefined) return this.run(hashed, key, input, size);
+      const digestInfo = Buffer.concat([hash.digestInfo, crypto.createHash(hash.node).update(input).digest()]);
+      return this.run(pkcs11.CKM_RSA_PKCS, key, digestInfo, size);
     }
     return Promise.reject(new UnsupportedSignatureError(`${name} with a ${key.algorithm.name} key`));
   }
 
   private run(mechanism: number, key: Pkcs11SigningKey, input: Buffer, size: number): Promise<ArrayBuffer> {
     const { lib, handle } = this.session;
+    if (this.options.synchronous) {
+      try {
+        lib.C_SignInit(handle, { mechanism }, key.handle);
+        const signature = lib.C_Sign(handle, input, Buffer.allocUnsafe(size));
+        return Promise.resolve(signature.buffer.slice(signature.byteOffset, signature.byteOffset + signature.byteLength) as ArrayBuffer);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     return new Promise((resolve, reject) => {
       try {
         lib.C_SignInit(handle, { mechanism }, key.handle);
@@ -87,9 +124,9 @@ class Pkcs11Subtle implements Pick<SubtleCrypto, "sign"> {
 }
 
 /** A SigningCrypto bound to one session. */
-export function signingCryptoFor(session: graphene.Session): SigningCrypto {
+export function signingCryptoFor(session: graphene.Session, options: SigningOptions = DEFAULT_SIGNING_OPTIONS): SigningCrypto {
   return {
-    subtle: new Pkcs11Subtle(session),
+    subtle: new Pkcs11Subtle(session, options),
     getRandomValues: (array) => crypto.getRandomValues(array as ArrayBufferView) as typeof array,
   };
 }

@@ -54,7 +54,9 @@ async function issueResponder(
   lifetimeMs: number,
 ): Promise<OcspResponderRow> {
   const label = `hsm-ca/ocsp/${issuer.id}/${deps.now().toISOString().slice(0, 10).replaceAll("-", "")}-${crypto.randomBytes(4).toString("hex")}`;
-  const key = await deps.hsm.generateKey(label, RESPONDER_KEY);
+  // A token without EC (opencryptoki's soft token) gets an RSA responder key.
+  const algorithm: CaKeyAlgorithm = deps.hsm.unsupportedReason(RESPONDER_KEY) ? "rsa-2048" : RESPONDER_KEY;
+  const key = await deps.hsm.generateKey(label, algorithm);
   const now = deps.now().getTime();
   const cn = issuerCert.subjectName.getField("CN")[0] ?? "hsm-ca";
   const cert = await buildOcspResponderCertificate({
@@ -69,7 +71,7 @@ async function issueResponder(
   const row = await replaceResponder(deps.db, {
     issuerId: issuer.id,
     keyLabel: label,
-    keyAlgorithm: RESPONDER_KEY,
+    keyAlgorithm: algorithm,
     certificatePem: cert.toString("pem").trim() + "\n",
     notBefore: cert.notBefore,
     notAfter: cert.notAfter,
