@@ -1,5 +1,6 @@
-import net from "node:net";
+import type net from "node:net";
 import postgres, { type Options, type Sql, type TransactionSql } from "postgres";
+import { routeConnections } from "./postgres-hosts.ts";
 
 /**
  * A postgres.js pool whose queries cannot hang.
@@ -32,7 +33,9 @@ import postgres, { type Options, type Sql, type TransactionSql } from "postgres"
  * another connection through the same black hole) nor tell which connection
  * carries a query, but it lets us make the sockets: we keep them and watch
  * how many bytes each has received. Idle connections dropped with the silent
- * ones cost one reconnect each.
+ * ones cost one reconnect each. Making the sockets is also how a URL naming
+ * a primary and its standbys reaches whichever accepts writes, and finds
+ * the new one after a failover (postgres-hosts.ts).
  *
  * A statement still in flight when it is given up may yet have been
  * executed (an INSERT committed): the caller hears "failed", never
@@ -75,50 +78,23 @@ export function openPool(url: string, options: PoolOptions): BoundedPool {
   const bounded = options.answerTimeoutMs > 0;
   const sockets = new SocketWatch();
   const probeSockets = new SocketWatch();
-  let nextHost = 0;
+  const connectTimeoutS = bounded ? Math.max(1, Math.ceil(options.answerTimeoutMs / 1000)) : 5;
   const connectionOptions = {
     onnotice: () => {},
-    connect_timeout: bounded ? Math.max(1, Math.ceil(options.answerTimeoutMs / 1000)) : 5,
+    connect_timeout: connectTimeoutS,
     keep_alive: KEEPALIVE_S,
     backoff: (retries: number) => Math.min(0.05 * 2 ** retries, MAX_BACKOFF_S) * (0.5 + Math.random() / 2),
     connection: bounded
       ? { statement_timeout: options.statementTimeoutMs, idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS }
       : {},
   };
-  const connectTimeoutMs = connectionOptions.connect_timeout * 1000;
-  /**
-   * postgres.js starts talking on a socket it is handed at once, so it is
-   * handed one that is connected already, as its own would be. One that
-   * cannot connect is handed over as a socket that fails just after
-   * postgres.js listens to it (its own path for a refused connection):
-   * writing the startup message to a socket still connecting, and losing it,
-   * left postgres.js writing to a connection it had closed.
-   */
-  const socketFor = (watch: SocketWatch) => (o: { host: string[]; port: number[]; path?: string | false }) =>
-    new Promise<net.Socket>((resolve) => {
-      const i = nextHost++ % o.host.length;
-      const socket = o.path ? net.connect(o.path) : net.connect(o.port[i] ?? 5432, o.host[i]!);
-      // postgres.js reads these for TLS (SNI), as it does for sockets of its own.
-      Object.assign(socket, { host: o.host[i], port: o.port[i] });
-      socket.setKeepAlive(true, KEEPALIVE_S * 1000);
-      const timer = setTimeout(() => socket.destroy(Object.assign(new Error(`connect timeout (${connectTimeoutMs} ms)`), { code: "CONNECT_TIMEOUT" })), connectTimeoutMs);
-      const failed = (err: Error) => {
-        clearTimeout(timer);
-        const dead = new net.Socket();
-        setImmediate(() => dead.destroy(err));
-        resolve(dead);
-      };
-      socket.once("error", failed);
-      socket.once("connect", () => {
-        clearTimeout(timer);
-        socket.removeListener("error", failed);
-        watch.add(socket);
-        resolve(socket);
-      });
-    });
-  const raw = postgres(url, { ...connectionOptions, max: options.max, socket: socketFor(sockets) } as Options<Record<string, never>>);
+  // The sockets are ours (see postgres-hosts.ts: which host, when the URL names several): we watch what each receives.
+  const routed = (watch: SocketWatch) => routeConnections(url, { connectTimeoutMs: connectTimeoutS * 1000, keepAliveS: KEEPALIVE_S, onConnected: (s) => watch.add(s) });
+  const pool = routed(sockets);
+  const raw = postgres(pool.url, { ...connectionOptions, ...pool.options, max: options.max } as Options<Record<string, never>>);
   // The probe has a connection of its own: a pool full of slow queries must not hide a database that answers.
-  const probeSql = bounded ? postgres(url, { ...connectionOptions, max: 1, socket: socketFor(probeSockets) } as Options<Record<string, never>>) : undefined;
+  const probeRoute = bounded ? routed(probeSockets) : undefined;
+  const probeSql = probeRoute ? postgres(probeRoute.url, { ...connectionOptions, ...probeRoute.options, max: 1 } as Options<Record<string, never>>) : undefined;
   const probe = probeSql ? new LivenessProbe(probeSql, probeSockets, options.answerTimeoutMs) : undefined;
   const limitMs = options.statementTimeoutMs + GRACE_MS;
   const deadline: Deadline | undefined = probe
