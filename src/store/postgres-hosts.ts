@@ -140,10 +140,8 @@ interface SocketRequest {
 /**
  * postgres.js starts talking on a socket it is handed at once, so it is
  * handed one that is connected already, as its own would be. One that
- * cannot connect is handed over as a socket that fails just after
- * postgres.js listens to it (its own path for a refused connection):
- * writing the startup message to a socket still connecting, and losing it,
- * left postgres.js writing to a connection it had closed.
+ * cannot connect is handed over as a socket that fails once postgres.js
+ * has written its startup message to it (failingSocket).
  */
 async function singleHostSocket(o: SocketRequest, options: RoutingOptions): Promise<net.Socket> {
   const to = o.path ? { path: o.path } : { host: o.host[0]!, port: o.port[0] ?? 5432 };
@@ -199,9 +197,28 @@ function handOver(socket: net.Socket, options: RoutingOptions): net.Socket {
   return socket;
 }
 
+/**
+ * A socket that fails as a refused connection does, but only once
+ * postgres.js has flushed what it queued on it: postgres.js (3.4) queues
+ * its startup message as soon as it has the socket, and a socket closed
+ * before that write went out leaves it behind, with the write's timer, in
+ * the connection: every later connection of that slot then hangs in its
+ * startup, until a large write sends the lot (the server answers "invalid
+ * frontend message type 0"). Failing from inside the write, after
+ * postgres.js has cleared its buffer, leaves the slot clean.
+ */
 function failingSocket(err: Error): net.Socket {
   const dead = new net.Socket();
-  setImmediate(() => dead.destroy(err));
+  const fail = () => setImmediate(() => dead.destroy(err));
+  let failing = false;
+  dead.write = ((_chunk: unknown, callback?: unknown) => {
+    if (!failing) fail();
+    failing = true;
+    if (typeof callback === "function") process.nextTick(callback as () => void);
+    return true;
+  }) as typeof dead.write;
+  // Should postgres.js never write to it (it always does), it still fails.
+  setTimeout(() => !failing && ((failing = true), fail()), 1_000).unref();
   return dead;
 }
 

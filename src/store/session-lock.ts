@@ -42,6 +42,8 @@ export function openSessionLock(url: string, options: { lock: number; name: stri
     ...route.options,
     max: 1,
     onnotice: () => {},
+    // Its startup query's failure cannot be caught (see postgres-pool.ts); the lock's queries use no array type.
+    fetch_types: false,
     connect_timeout: connectTimeoutS,
     keep_alive: 10,
     // postgres.js closes a connection after a random 30-60 min by default, or when idle; this one carries the lock.
