@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
+import { hostsOf } from "./postgres-hosts.ts";
 
 /**
  * Which database the service last served from, written by `serve` into its
@@ -43,8 +44,17 @@ export function readDatabaseMarker(dataDir: string): DatabaseMarker | undefined 
   }
 }
 
-/** Host, port and database name of a PostgreSQL URL; nothing when it does not parse as a URL. */
+/**
+ * Host, port and database name of a PostgreSQL URL; nothing when it does not
+ * parse as a URL. A URL naming several hosts (a primary and its standbys)
+ * gives them all as the host, `h1:p1,h2:p2`.
+ */
 function whereIs(databaseUrl: string): { host?: string; port?: string; database?: string } {
+  const hosts = hostsOf(databaseUrl);
+  if (hosts.length > 1) {
+    const database = /^[^:]+:\/\/[^/?#]*\/([^?#]+)/.exec(databaseUrl)?.[1];
+    return { host: hosts.map((h) => `${h.host}:${h.port}`).join(","), database: database ? decodeURIComponent(database) : undefined };
+  }
   try {
     const u = new URL(databaseUrl);
     return {

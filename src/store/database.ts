@@ -9,6 +9,7 @@ import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import { sql } from "drizzle-orm";
 import postgres from "postgres";
+import { routeConnections } from "./postgres-hosts.ts";
 import { openPool } from "./postgres-pool.ts";
 import { PrivateNodeFS } from "./private-node-fs.ts";
 import * as schema from "./schema.ts";
@@ -60,7 +61,8 @@ async function openPostgres(url: string, bounds: { answerTimeoutMs: number; stat
  */
 async function migrate(url: string): Promise<void> {
   // Two connections: one holds the (session) lock, the migrator runs on the other.
-  const client = postgres(url, { max: 2, onnotice: () => {}, connect_timeout: 5, keep_alive: 10 });
+  const route = routeConnections(url, { connectTimeoutMs: 5_000, keepAliveS: 10 });
+  const client = postgres(route.url, { ...route.options, max: 2, onnotice: () => {}, connect_timeout: 5, keep_alive: 10 } as Parameters<typeof postgres>[1]);
   try {
     const lock = await client.reserve();
     try {

@@ -24,8 +24,11 @@ export function databaseErrorText(err: unknown): string {
  * Codes meaning the database could not be reached or did not answer in time,
  * rather than that it refused the statement: connection failures (postgres.js,
  * Node), a connection given up on for silence (DATABASE_NO_ANSWER, see
- * postgres-pool.ts), the server's own statement timeout (57014), and
- * PostgreSQL shutting down, restarting or unreachable.
+ * postgres-pool.ts), the server's own statement timeout (57014),
+ * PostgreSQL shutting down, restarting or unreachable, and, with a primary
+ * and standbys, none of them accepting writes yet (NO_WRITABLE_HOST, see
+ * postgres-hosts.ts) or a write that reached a server that is now a
+ * standby (25006, read_only_sql_transaction): a failover under way.
  */
 const UNAVAILABLE = new Set([
   "ECONNREFUSED",
@@ -38,6 +41,8 @@ const UNAVAILABLE = new Set([
   "CONNECT_TIMEOUT",
   "CONNECTION_ENDED",
   "DATABASE_NO_ANSWER",
+  "NO_WRITABLE_HOST",
+  "25006",
   "57014",
   "57P01",
   "57P02",

@@ -1,5 +1,6 @@
-import net from "node:net";
+import type net from "node:net";
 import postgres, { type Options, type Sql, type TransactionSql } from "postgres";
+import { routeConnections } from "./postgres-hosts.ts";
 
 /**
  * A postgres.js pool whose queries cannot hang.
@@ -32,7 +33,9 @@ import postgres, { type Options, type Sql, type TransactionSql } from "postgres"
  * another connection through the same black hole) nor tell which connection
  * carries a query, but it lets us make the sockets: we keep them and watch
  * how many bytes each has received. Idle connections dropped with the silent
- * ones cost one reconnect each.
+ * ones cost one reconnect each. Making the sockets is also how a URL naming
+ * a primary and its standbys reaches whichever accepts writes, and finds
+ * the new one after a failover (postgres-hosts.ts).
  *
  * A statement still in flight when it is given up may yet have been
  * executed (an INSERT committed): the caller hears "failed", never
@@ -75,50 +78,26 @@ export function openPool(url: string, options: PoolOptions): BoundedPool {
   const bounded = options.answerTimeoutMs > 0;
   const sockets = new SocketWatch();
   const probeSockets = new SocketWatch();
-  let nextHost = 0;
+  const connectTimeoutS = bounded ? Math.max(1, Math.ceil(options.answerTimeoutMs / 1000)) : 5;
   const connectionOptions = {
     onnotice: () => {},
-    connect_timeout: bounded ? Math.max(1, Math.ceil(options.answerTimeoutMs / 1000)) : 5,
+    // The array types postgres.js fetches on a new connection (none of ours is an array) come from a query whose
+    // failure nobody can catch (a connection lost as it starts, in a failover): an unhandled rejection ends the process.
+    fetch_types: false,
+    connect_timeout: connectTimeoutS,
     keep_alive: KEEPALIVE_S,
     backoff: (retries: number) => Math.min(0.05 * 2 ** retries, MAX_BACKOFF_S) * (0.5 + Math.random() / 2),
     connection: bounded
       ? { statement_timeout: options.statementTimeoutMs, idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS }
       : {},
   };
-  const connectTimeoutMs = connectionOptions.connect_timeout * 1000;
-  /**
-   * postgres.js starts talking on a socket it is handed at once, so it is
-   * handed one that is connected already, as its own would be. One that
-   * cannot connect is handed over as a socket that fails just after
-   * postgres.js listens to it (its own path for a refused connection):
-   * writing the startup message to a socket still connecting, and losing it,
-   * left postgres.js writing to a connection it had closed.
-   */
-  const socketFor = (watch: SocketWatch) => (o: { host: string[]; port: number[]; path?: string | false }) =>
-    new Promise<net.Socket>((resolve) => {
-      const i = nextHost++ % o.host.length;
-      const socket = o.path ? net.connect(o.path) : net.connect(o.port[i] ?? 5432, o.host[i]!);
-      // postgres.js reads these for TLS (SNI), as it does for sockets of its own.
-      Object.assign(socket, { host: o.host[i], port: o.port[i] });
-      socket.setKeepAlive(true, KEEPALIVE_S * 1000);
-      const timer = setTimeout(() => socket.destroy(Object.assign(new Error(`connect timeout (${connectTimeoutMs} ms)`), { code: "CONNECT_TIMEOUT" })), connectTimeoutMs);
-      const failed = (err: Error) => {
-        clearTimeout(timer);
-        const dead = new net.Socket();
-        setImmediate(() => dead.destroy(err));
-        resolve(dead);
-      };
-      socket.once("error", failed);
-      socket.once("connect", () => {
-        clearTimeout(timer);
-        socket.removeListener("error", failed);
-        watch.add(socket);
-        resolve(socket);
-      });
-    });
-  const raw = postgres(url, { ...connectionOptions, max: options.max, socket: socketFor(sockets) } as Options<Record<string, never>>);
+  // The sockets are ours (see postgres-hosts.ts: which host, when the URL names several): we watch what each receives.
+  const routed = (watch: SocketWatch) => routeConnections(url, { connectTimeoutMs: connectTimeoutS * 1000, keepAliveS: KEEPALIVE_S, onConnected: (s) => watch.add(s) });
+  const pool = routed(sockets);
+  const raw = postgres(pool.url, { ...connectionOptions, ...pool.options, max: options.max } as Options<Record<string, never>>);
   // The probe has a connection of its own: a pool full of slow queries must not hide a database that answers.
-  const probeSql = bounded ? postgres(url, { ...connectionOptions, max: 1, socket: socketFor(probeSockets) } as Options<Record<string, never>>) : undefined;
+  const probeRoute = bounded ? routed(probeSockets) : undefined;
+  const probeSql = probeRoute ? postgres(probeRoute.url, { ...connectionOptions, ...probeRoute.options, max: 1 } as Options<Record<string, never>>) : undefined;
   const probe = probeSql ? new LivenessProbe(probeSql, probeSockets, options.answerTimeoutMs) : undefined;
   const limitMs = options.statementTimeoutMs + GRACE_MS;
   const deadline: Deadline | undefined = probe
@@ -258,9 +237,9 @@ function withDeadline<T>(deadline: Deadline, run: () => PromiseLike<T>): Promise
 }
 
 /** What drizzle does with a query from unsafe(): await it, or ask for .values() first. */
-function boundedQuery(deadline: Deadline, query: PromiseLike<unknown> & { values(): unknown }) {
+function boundedQuery(deadline: Deadline, query: PromiseLike<unknown> & { values(): unknown }, guard?: TransactionGuard) {
   let result: Promise<unknown> | undefined;
-  const run = () => (result ??= withDeadline(deadline, () => query));
+  const run = () => (result ??= guard ? guard.statement(() => withDeadline(deadline, () => query)) : withDeadline(deadline, () => query));
   const bounded = {
     values() {
       query.values();
@@ -274,13 +253,22 @@ function boundedQuery(deadline: Deadline, query: PromiseLike<unknown> & { values
 }
 
 /** The pool (or a transaction's connection) with drizzle's entry points bounded. */
-function boundedSql<S extends Sql | TransactionSql>(sql: S, deadline: Deadline): S {
+function boundedSql<S extends Sql | TransactionSql>(sql: S, deadline: Deadline, guard?: TransactionGuard): S {
   return new Proxy(sql, {
     get(target, prop) {
-      if (prop === "unsafe") return (query: string, params?: never[], opts?: never) => boundedQuery(deadline, target.unsafe(query, params, opts));
+      if (prop === "unsafe") {
+        return (query: string, params?: never[], opts?: never) => {
+          // Not even handed to postgres.js: it would write it on the connection that is gone (see TransactionGuard).
+          if (guard?.lost) return guard.never();
+          return boundedQuery(deadline, target.unsafe(query, params, opts), guard);
+        };
+      }
       if (prop === "begin") return (...args: unknown[]) => boundedBegin(target as Sql, deadline, args);
       if (prop === "savepoint") {
-        return (fn: (tx: TransactionSql) => unknown) => (target as TransactionSql).savepoint((tx) => fn(boundedSql(tx, deadline)) as never);
+        return (fn: (tx: TransactionSql) => unknown) => {
+          if (guard?.lost) return guard.never();
+          return (target as TransactionSql).savepoint((tx) => guard!.callback(() => fn(boundedSql(tx, deadline, guard))) as never);
+        };
       }
       return Reflect.get(target, prop);
     },
@@ -288,10 +276,102 @@ function boundedSql<S extends Sql | TransactionSql>(sql: S, deadline: Deadline):
 }
 
 /**
+ * Codes that mean a transaction's connection is gone (closed, reset,
+ * destroyed, given up on, or ended by the server shutting down), unlike
+ * errors after which the connection lives on (a constraint violated, the
+ * statement timeout, a read-only server), where postgres.js's ROLLBACK
+ * is needed and safe.
+ */
+const CONNECTION_LOST = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_DESTROYED",
+  "CONNECTION_ENDED",
+  "CONNECT_TIMEOUT",
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "DATABASE_NO_ANSWER",
+  "NO_WRITABLE_HOST",
+  "57P01",
+  "57P02",
+  "57P03",
+  "08003",
+  "08006",
+]);
+
+function isConnectionLost(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (typeof e.code === "string" && CONNECTION_LOST.has(e.code)) return true;
+  }
+  return false;
+}
+
+/**
+ * Keeps postgres.js (3.4) from writing on a transaction's connection once
+ * it has closed: it would schedule the write, then read the socket it has
+ * since dropped, a TypeError thrown from a timer that ends the process
+ * (porsager/postgres#1208, #1154; a failover or any crash of the server
+ * under load does it). After a statement fails because the connection is
+ * gone, postgres.js's begin() sends ROLLBACK itself when the callback
+ * throws (ROLLBACK TO for a savepoint), COMMIT when it returns.
+ *
+ * So once the connection is lost, the caller is told at once (the server
+ * rolled the transaction back when the connection ended), and the callback
+ * is left waiting for ever: the failed statement never settles for it, a
+ * later statement is never handed to postgres.js, and whatever it returns
+ * or throws never reaches postgres.js. Nothing in a transaction callback
+ * relies on a `finally` to put memory right (what it changes in memory, it
+ * changes after its statements); an abandoned callback is collected with
+ * its promises.
+ */
+class TransactionGuard {
+  lost: Error | undefined;
+
+  constructor(private readonly tellCaller: (err: Error) => void) {}
+
+  lose(err: Error): void {
+    if (this.lost) return;
+    this.lost = err;
+    this.tellCaller(err);
+  }
+
+  never(): Promise<never> {
+    return new Promise<never>(() => {});
+  }
+
+  /** A statement: its failure reaches the callback, unless the connection is gone. */
+  async statement<T>(run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      if (isConnectionLost(err)) this.lose(err as Error);
+      if (this.lost) return this.never();
+      throw err;
+    }
+  }
+
+  /** The callback of a transaction or savepoint: what it returns or throws goes back to postgres.js only while the connection lives. */
+  async callback<T>(fn: () => T | Promise<T>): Promise<T> {
+    try {
+      const result = await fn();
+      if (this.lost) return this.never();
+      return result;
+    } catch (err) {
+      if (this.lost) return this.never();
+      throw err;
+    }
+  }
+}
+
+/**
  * A transaction: its statements are bounded one by one (the callback gets a
  * bounded connection); BEGIN (with the wait for a connection) and COMMIT or
  * ROLLBACK, which postgres.js sends itself, have a deadline each. A callback
  * whose BEGIN came back only after the caller was told it failed does nothing.
+ * A connection lost on the way ends the transaction for its caller at once
+ * (TransactionGuard).
  */
 function boundedBegin(sql: Sql, deadline: Deadline, args: unknown[]): Promise<unknown> {
   const fn = args.pop() as (tx: TransactionSql) => unknown;
@@ -300,6 +380,7 @@ function boundedBegin(sql: Sql, deadline: Deadline, args: unknown[]): Promise<un
   let givenUp = false;
   let fail!: (err: Error) => void;
   const overrun = new Promise<never>((_, reject) => (fail = reject));
+  const guard = new TransactionGuard((err) => fail(err));
   const arm = () => {
     cancel = deadline.watch((err) => {
       givenUp = true;
@@ -311,10 +392,12 @@ function boundedBegin(sql: Sql, deadline: Deadline, args: unknown[]): Promise<un
     cancel();
     if (givenUp) throw new DatabaseNoAnswerError("the transaction started after its caller gave up");
     try {
-      return await fn(boundedSql(tx, deadline));
+      return await guard.callback(() => fn(boundedSql(tx, deadline, guard)));
     } finally {
       arm();
     }
   });
+  // postgres.js rejects begin() when the transaction's connection closes, even between two statements: none is sent after.
+  transaction.catch((err: unknown) => isConnectionLost(err) && guard.lose(err as Error));
   return Promise.race([transaction, overrun]).finally(() => cancel());
 }

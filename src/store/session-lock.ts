@@ -1,5 +1,6 @@
 import postgres from "postgres";
 import { withTimeout } from "../with-timeout.ts";
+import { routeConnections } from "./postgres-hosts.ts";
 
 /**
  * A PostgreSQL session-level advisory lock on a connection of its own.
@@ -34,10 +35,16 @@ const IDLE_SESSION_TIMEOUT_MS = 30_000;
 
 export function openSessionLock(url: string, options: { lock: number; name: string; timeoutMs: number }): SessionLock {
   const { lock, timeoutMs } = options;
-  const client = postgres(url, {
+  const connectTimeoutS = Math.max(1, Math.ceil(timeoutMs / 1000));
+  // With several hosts, to the one that accepts writes (the primary after a failover): a lock on a standby is no lock.
+  const route = routeConnections(url, { connectTimeoutMs: connectTimeoutS * 1000, keepAliveS: 10 });
+  const client = postgres(route.url, {
+    ...route.options,
     max: 1,
     onnotice: () => {},
-    connect_timeout: Math.max(1, Math.ceil(timeoutMs / 1000)),
+    // Its startup query's failure cannot be caught (see postgres-pool.ts); the lock's queries use no array type.
+    fetch_types: false,
+    connect_timeout: connectTimeoutS,
     keep_alive: 10,
     // postgres.js closes a connection after a random 30-60 min by default, or when idle; this one carries the lock.
     max_lifetime: null,
@@ -49,7 +56,7 @@ export function openSessionLock(url: string, options: { lock: number; name: stri
       tcp_keepalives_interval: 5,
       tcp_keepalives_count: 3,
     },
-  });
+  } as postgres.Options<Record<string, never>>);
   const bounded = <T>(p: Promise<T>) => withTimeout(p, timeoutMs);
   return {
     async tryLock() {
