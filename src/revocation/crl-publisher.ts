@@ -104,12 +104,15 @@ export class CrlPublisher {
     const started = this.deps.now();
     const issuer = new x509.X509Certificate(ca.certificatePem);
     const signer = hsm.signer(ca.keyLabel, ca.keyAlgorithm as CaKeyAlgorithm);
-    // An intermediate's CRLs name their scope (and partition) exactly as its certificates' CRL DP does.
-    // The root's CRL has no IDP: it must also cover the root itself, which has no CRL DP, for
-    // relying parties that check the whole chain (openssl -crl_check_all).
-    // No onlyContainsUserCerts: the intermediate also signs sub-CAs (CA profiles), and a relying party
-    // would hold a CRL limited to user certificates to say nothing about them.
-    const idp = ca.role === "intermediate" ? { url: urls.crl(ca.id, partition, "full") } : undefined;
+    // A partition's CRLs name their scope exactly as its certificates' CRL DP does (a critical
+    // Issuing Distribution Point), so that one partition's CRL cannot stand in for another's.
+    // A CRL of everything the issuer signed needs no IDP (RFC 5280 §5.2.5: the IDP narrows scope)
+    // and has none: NSS, which implements no IDP, refuses every CRL with one as an unknown
+    // critical extension. The root's CRL must also cover the root itself, which has no CRL DP
+    // (openssl -crl_check_all). No onlyContainsUserCerts anywhere: the intermediate also signs
+    // sub-CAs (CA profiles), and a relying party would hold a CRL limited to user certificates to
+    // say nothing about them.
+    const idp = ca.role === "intermediate" && partition !== WHOLE_ISSUER ? { url: urls.crl(ca.id, partition, "full") } : undefined;
     let base: CrlTimes | undefined = what.full ? undefined : await latestCrlTimes(db, ca.id, partition, "full");
     if (!base) {
       const number = await nextCrlNumber(db, ca.id);
