@@ -6,6 +6,7 @@ import type { HsmConfig } from "./hsm/hsm-config.ts";
 import { CA_KEY_ALGORITHMS } from "./hsm/key-algorithms.ts";
 import { parseDuration } from "./policy/duration.ts";
 import { DEFAULT_RATE_LIMITS, parseRateSpec, type RateSpec } from "./policy/rate-limit.ts";
+import { DatabaseUrlError, sessionTargetOf } from "./store/postgres-hosts.ts";
 
 /**
  * Every setting comes from the environment (HSM_CA_*), so the same build runs
@@ -251,6 +252,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (!embedded && !e.HSM_CA_PIN && !e.HSM_CA_PIN_FILE) {
     throw new ConfigError("HSM_CA_PKCS11_MODULE is set: give the token PIN in HSM_CA_PIN or HSM_CA_PIN_FILE");
+  }
+  if (e.DATABASE_URL) {
+    // A target hsm-ca cannot write to is a wrong setting (exit 2), found before anything starts.
+    try {
+      sessionTargetOf(e.DATABASE_URL);
+    } catch (err) {
+      if (err instanceof DatabaseUrlError) throw new ConfigError(err.message);
+      throw err;
+    }
   }
   if (e.HSM_CA_WORKERS > 1 && !e.DATABASE_URL) {
     throw new ConfigError("HSM_CA_WORKERS above 1 needs PostgreSQL (DATABASE_URL): the embedded database serves one process");

@@ -168,6 +168,13 @@ describe("secrets and configuration errors", () => {
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toMatch(/^hsm-ca: invalid setting HSM_CA_HSM_SESSIONS/);
   });
+
+  it("refuses a database URL that targets servers hsm-ca cannot write to, with one line and exit 2", async () => {
+    const r = await runCliInProcess(["status"], { ...env, DATABASE_URL: "postgres://127.0.0.1:5432,127.0.0.1:5433/test?target_session_attrs=standby" });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(/target_session_attrs=standby cannot serve hsm-ca, which writes/);
+  });
 });
 
 /** The token's private keys as pkcs11-tool, the user's view, lists them. */

@@ -483,6 +483,12 @@ describe("decide: validity", () => {
     expect(NOW.getTime() - d.notBefore.getTime()).toBe(60 * SECOND);
   });
 
+  it("notBefore never precedes the issuer's own start (an intermediate an external root signed seconds ago)", async () => {
+    const issuerNotBefore = new Date(NOW.getTime() - 10 * SECOND);
+    const d = await decideFor("tls-server", await serverCsr(), { issuerNotBefore });
+    expect(d.notBefore.getTime()).toBe(issuerNotBefore.getTime());
+  });
+
   it("with the real clock, notBefore is in the recent past", async () => {
     const csr = await serverCsr();
     const before = Date.now();

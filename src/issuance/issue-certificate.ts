@@ -82,6 +82,7 @@ export async function checkIssueRequest(ctx: Pick<IssueContext, "db" | "profiles
     csr,
     validity: req.validity,
     issuerNotAfter: ctx.issuer.certificate.notAfter,
+    issuerNotBefore: ctx.issuer.certificate.notBefore,
     issuerPathLengths: isCa ? issuerPathLengths(ctx.issuer) : undefined,
   });
   return { profile, csr, spkiSha256, decision };

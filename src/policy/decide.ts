@@ -31,6 +31,8 @@ export interface DecideInput {
   /** "24h" and the like; the profile's default when absent. */
   validity?: string;
   issuerNotAfter: Date;
+  /** The issuer's start: no certificate starts before it (an issuing CA an external root signed a moment ago). */
+  issuerNotBefore?: Date;
   /** The path lengths above the new certificate: a CA profile is decided only with them. */
   issuerPathLengths?: IssuerPathLengths;
   now?: Date;
@@ -40,7 +42,7 @@ export interface DecideInput {
 const BACKDATE_MS = 60_000;
 const SUBJECT_ORDER = ["C", "ST", "L", "O", "OU"] as const;
 
-export function decide({ profile, csr, validity, issuerNotAfter, issuerPathLengths, now = new Date() }: DecideInput): Decision {
+export function decide({ profile, csr, validity, issuerNotAfter, issuerNotBefore, issuerPathLengths, now = new Date() }: DecideInput): Decision {
   if (isCaProfile(profile)) {
     // First: no CSR can fix a hierarchy that may not sign CAs, and the operator is told what to change.
     if (!issuerPathLengths) throw new Error(`profile ${profile.name} issues CA certificates: decide() needs the issuer's path lengths`);
@@ -50,7 +52,7 @@ export function decide({ profile, csr, validity, issuerNotAfter, issuerPathLengt
   checkSubjectText(csr);
   const sans = checkSans(profile, csr);
   const subject = formSubject(profile, csr, sans);
-  const { notBefore, notAfter } = lifetime(profile, validity, issuerNotAfter, now);
+  const { notBefore, notAfter } = lifetime(profile, validity, issuerNotAfter, now, issuerNotBefore);
   if (isCaProfile(profile)) {
     // A CA's subject is never empty (the schema makes CA profiles take the CSR's CN), so its SANs are not critical.
     return { subject, sans, sanCritical: false, keyUsage: caKeyUsages(profile), extendedKeyUsage: [], notBefore, notAfter, ca: caDecision(profile) };
@@ -226,7 +228,7 @@ function formSubject(profile: Profile, csr: ParsedCsr, sans: x509.JsonGeneralNam
   return subject;
 }
 
-function lifetime(profile: Profile, requested: string | undefined, issuerNotAfter: Date, now: Date) {
+function lifetime(profile: Profile, requested: string | undefined, issuerNotAfter: Date, now: Date, issuerNotBefore?: Date) {
   const max = parseDuration(profile.lifetime.max)!;
   let ms = parseDuration(profile.lifetime.default)!;
   if (requested !== undefined) {
@@ -239,5 +241,7 @@ function lifetime(profile: Profile, requested: string | undefined, issuerNotAfte
   }
   if (issuerNotAfter.getTime() <= now.getTime()) throw new Rejection("ca-not-ready", "the issuing CA has expired");
   const notAfter = new Date(Math.min(now.getTime() + ms, issuerNotAfter.getTime()));
-  return { notBefore: new Date(now.getTime() - BACKDATE_MS), notAfter };
+  // Nested inside the issuer's validity (RFC 5280 path validation checks each certificate's own; the lint gate refuses otherwise).
+  const notBefore = Math.max(now.getTime() - BACKDATE_MS, issuerNotBefore?.getTime() ?? -Infinity);
+  return { notBefore: new Date(notBefore), notAfter };
 }

@@ -63,7 +63,8 @@ async function issueResponder(
     subject: `CN=${cn} OCSP Responder`,
     spki: key.spki,
     serial: newSerial(),
-    notBefore: new Date(now - BACKDATE_MS),
+    // Backdated, but never before its issuer (one an external root signed a moment ago).
+    notBefore: new Date(Math.max(now - BACKDATE_MS, issuerCert.notBefore.getTime())),
     notAfter: new Date(Math.min(now + lifetimeMs, issuer.notAfter.getTime())),
     issuer: issuerCert,
     signer: deps.hsm.signer(issuer.keyLabel, issuer.keyAlgorithm as CaKeyAlgorithm),
