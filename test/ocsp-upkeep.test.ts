@@ -105,6 +105,8 @@ describe("two replicas on one database", () => {
   it("sign each response once: the leader pre-signs, the follower's run does nothing", async () => {
     expect(a.service.jobs.leading).toBe(true);
     expect(b.jobs.leading).toBe(false);
+    // What was there before (the listener certificate) is signed first.
+    await a.service.jobs.runNow("ocsp-presigning");
     const before = (await presignedBy(a.service)) + (await presignedBy(b));
     const serials = await burst(40, "burst");
     // Both replicas' jobs are asked to run; only the leader's runs.
@@ -201,8 +203,9 @@ describe("with 300k more certificates stored, none due", () => {
       expect(all.some((n) => n["Node Type"] === "Seq Scan"), JSON.stringify(plan)).toBe(false);
       expect(all.some((n) => n["Index Name"] === index), JSON.stringify(plan)).toBe(true);
       expect(plan["Actual Rows"]).toBe(0);
-      // A handful of index pages, not the 300k rows' thousands of heap pages.
-      expect(plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]).toBeLessThan(20);
+      // A few index pages (plus, until vacuum, the heap pages of the ~100 rows this file flipped out of the pending
+      // index), not the thousands of pages of the 300k rows: a fresh database reads 2 to 3 blocks here.
+      expect(plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]).toBeLessThan(150);
     }
   });
 

@@ -26,8 +26,10 @@ export type SignOne = (issuerId: number, serial: string, status: Exclude<CertSta
 const BATCH = 256;
 /** Signatures in flight at once: the HSM signs on libuv threads while the main thread builds and lints the next ones. */
 const IN_FLIGHT = 8;
-/** A backlog is cleared within about this long, if the caps allow. */
-const CATCH_UP_S = 60;
+/** A backlog is cleared within about this long, if the caps allow (new certificates have no response until then). */
+const CATCH_UP_S = 10;
+/** Never slower than this while anything is due (unless the caps are lower): a handful due is signed at once, not one a second. */
+const MIN_RATE = 50;
 /** The backlog is counted up to this many (an index range: the count costs what is due, never what is stored). */
 const BACKLOG_CAP = 1_000_000;
 /** The rate is worked out again at most this often during a long run. */
@@ -46,7 +48,7 @@ const COVER_MARGIN = 1.2;
  * queries, however many certificates are stored.
  *
  * The pace adapts: enough to re-sign every stored response within half its
- * life, plus the backlog within a minute, but never more than
+ * life, plus the backlog within ten seconds, but never more than
  * HSM_CA_OCSP_SIGN_RATE nor HSM_CA_OCSP_HSM_SHARE of the signing capacity
  * measured here (so issuance keeps priority on the HSM).
  */
@@ -162,7 +164,7 @@ export class OcspUpkeep {
     const backlog = await ocspBacklog(this.deps.db, this.refreshBefore(), this.halfLifeMs, BACKLOG_CAP);
     const stored = await storedResponsesEstimate(this.deps.db);
     const cover = (stored / (this.halfLifeMs / 1000)) * COVER_MARGIN;
-    const wanted = Math.max(1, cover + backlog.due / CATCH_UP_S);
+    const wanted = Math.max(MIN_RATE, cover + backlog.due / CATCH_UP_S);
     const hsmCap = this.capacity > 0 ? this.capacity * this.settings.hsmShare : Infinity;
     this.rate = Math.max(1, Math.min(wanted, this.settings.maxRate, hsmCap));
     const m = this.deps.metrics;
