@@ -1,7 +1,7 @@
 import path from "node:path";
 import postgres from "postgres";
 import { postgresCpu, postgresCpuSince } from "./cpu.ts";
-import { freePort, run, sleep } from "./proc.ts";
+import { ensureTool, freePort, run, sleep } from "./proc.ts";
 import { makeCsrs, issuanceRequests } from "./issuance.ts";
 import { log, num, REPO, type Section } from "./report.ts";
 import { startWorkersService, type WorkersService } from "./service.ts";
@@ -38,6 +38,10 @@ ${STORED.map((n) => num(n)).join(" and ")} certificates stored (rows inserted wi
     notes: [],
     failed: [],
   };
+  if (!ensureTool("wrk", "wrk")) {
+    section.skipped = "wrk is not installed (Debian package `wrk`)";
+    return section;
+  }
   const w = await startWorkersService(WORKERS, await freePort(), await freePort());
   const sql = postgres(w.db.url!, { max: 2, onnotice: () => {} });
   try {
@@ -66,6 +70,16 @@ ${STORED.map((n) => num(n)).join(" and ")} certificates stored (rows inserted wi
     const upkeepS = (performance.now() - t1) / 1000;
     const upkeepCpu = cpuSince(w, cpu1);
     log(`ocsp-upkeep: caught up in ${upkeepS.toFixed(1)} s`);
+    // The leader's view (each scrape reaches one worker; the leader's has a measured capacity).
+    for (let i = 0; i < 10; i++) {
+      const text = await (await fetch(`${w.httpUrl}/metrics`)).text();
+      const capacity = Number(/^hsmca_ocsp_signing_capacity (\S+)$/m.exec(text)?.[1] ?? 0);
+      if (capacity > 0) {
+        section.facts["leader's measured OCSP signing capacity"] = `${num(capacity)}/s`;
+        section.facts["leader's pre-signing rate (at rest)"] = `${num(Number(/^hsmca_ocsp_presign_rate (\S+)$/m.exec(text)?.[1] ?? 0))}/s`;
+        break;
+      }
+    }
 
     const [check] = await sql`
       select count(*)::int as certs,

@@ -58,6 +58,8 @@ export class OcspUpkeep {
   /** Responses per second built, linted and signed when unpaced (exponential average); 0 until measured. */
   private capacity = 0;
   private rate = 1;
+  /** What the backlog and the stored responses ask for, before the caps (from the last survey). */
+  private wanted = MIN_RATE;
   private planned = 0;
 
   constructor(
@@ -164,9 +166,8 @@ export class OcspUpkeep {
     const backlog = await ocspBacklog(this.deps.db, this.refreshBefore(), this.halfLifeMs, BACKLOG_CAP);
     const stored = await storedResponsesEstimate(this.deps.db);
     const cover = (stored / (this.halfLifeMs / 1000)) * COVER_MARGIN;
-    const wanted = Math.max(MIN_RATE, cover + backlog.due / CATCH_UP_S);
-    const hsmCap = this.capacity > 0 ? this.capacity * this.settings.hsmShare : Infinity;
-    this.rate = Math.max(1, Math.min(wanted, this.settings.maxRate, hsmCap));
+    this.wanted = Math.max(MIN_RATE, cover + backlog.due / CATCH_UP_S);
+    this.rate = this.capped();
     const m = this.deps.metrics;
     m?.ocspBacklog.set(backlog.due);
     m?.ocspBacklogOldestSeconds.set(backlog.oldestDueSince ? Math.max(0, (now.getTime() - backlog.oldestDueSince.getTime()) / 1000) : 0);
@@ -180,8 +181,13 @@ export class OcspUpkeep {
     if (ms <= 0) return;
     const sample = (n * 1000) / ms;
     this.capacity = this.capacity === 0 ? sample : this.capacity * 0.8 + sample * 0.2;
-    // The cap follows the measurement at once, not only at the next plan.
-    this.rate = Math.max(1, Math.min(this.rate, this.capacity * this.settings.hsmShare));
+    // The cap follows the measurement at once, down while issuance keeps the HSM busy and back up when it stops.
+    this.rate = this.capped();
+  }
+
+  private capped(): number {
+    const hsmCap = this.capacity > 0 ? this.capacity * this.settings.hsmShare : Infinity;
+    return Math.max(1, Math.min(this.wanted, this.settings.maxRate, hsmCap));
   }
 }
 
