@@ -44,6 +44,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
     describe: "OCSP responses/s from the pre-signed cache (wrk), vs a fixed-response node:http server and cfssl ocspserve",
     run: async () => (await import("./bench/ocsp.ts")).runOcsp(),
   },
+  "ocsp-upkeep": {
+    describe: "OCSP upkeep CPU per certificate after a 20 s burst (2 workers, PostgreSQL) vs issuance's, and resting CPU with 100k and 1M certificates stored",
+    run: async () => (await import("./bench/ocsp-upkeep.ts")).runOcspUpkeep(),
+  },
   crl: {
     describe: "CRL build time and peak memory for 100k and 1M revoked entries, vs openssl ca -gencrl",
     run: async () => (await import("./bench/crl.ts")).runCrl(),

@@ -63,6 +63,8 @@ const envSchema = z.object({
   HSM_CA_OCSP_RESPONSE_LIFETIME: z.string().regex(/^[1-9][0-9]*[smhd]$/).default("12h"),
   HSM_CA_OCSP_RESPONDER_LIFETIME: z.string().regex(/^[1-9][0-9]*[smhd]$/).default("30d"),
   HSM_CA_OCSP_SIGN_RATE: z.coerce.number().int().min(1).max(100_000).default(200),
+  /** Share of the measured OCSP signing capacity the background pre-signing may use (issuance keeps the rest). */
+  HSM_CA_OCSP_HSM_SHARE: z.coerce.number().gt(0).max(1).default(0.25),
   /** off: certificates, CRLs and OCSP responses are signed without the lint gate (unsafe; docs/lint.md). */
   HSM_CA_LINT: z.enum(["on", "off"]).default("on"),
   HSM_CA_ACME_PROFILES_DIR: z.string().optional(),
@@ -146,6 +148,8 @@ export interface Config {
     ocspResponderLifetimeMs: number;
     /** Background OCSP signatures per second at most, so that issuance keeps the HSM. */
     ocspSignRate: number;
+    /** Share (0-1] of the measured signing capacity background OCSP signing may take. */
+    ocspHsmShare: number;
   };
   acme: {
     profilesDir: string;
@@ -319,6 +323,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       ocspResponseLifetimeMs: parseDuration(e.HSM_CA_OCSP_RESPONSE_LIFETIME)!,
       ocspResponderLifetimeMs: parseDuration(e.HSM_CA_OCSP_RESPONDER_LIFETIME)!,
       ocspSignRate: e.HSM_CA_OCSP_SIGN_RATE,
+      ocspHsmShare: e.HSM_CA_OCSP_HSM_SHARE,
     },
     acme: {
       profilesDir: path.resolve(e.HSM_CA_ACME_PROFILES_DIR ?? path.join(e.HSM_CA_PROFILES_DIR, "acme")),

@@ -7,7 +7,7 @@ import fs from "node:fs";
  * it: CPU ms per operation × operations/s against the cores there are.
  */
 
-const CLK_TCK = (() => {
+export const CLK_TCK = (() => {
   try {
     return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
   } catch {

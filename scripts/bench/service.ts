@@ -7,6 +7,7 @@ import { createLogger } from "../../src/logger.ts";
 import { startServiceWithCli } from "../../src/serve.ts";
 import type { Service } from "../../src/service.ts";
 import { Background, sleep, tempDir } from "./proc.ts";
+import { CLK_TCK } from "./cpu.ts";
 import { log, REPO } from "./report.ts";
 
 /** The service and its database for a benchmark: a temp data dir, PostgreSQL when it answers, else PGlite. */
@@ -122,6 +123,8 @@ export interface WorkersService {
   db: BenchDatabase;
   /** RSS of the primary and its workers together, KiB. */
   rssKiB(): number;
+  /** CPU ms (user + system) the primary and its live workers have used. */
+  cpuMs(): number;
   cleanup(): Promise<void>;
 }
 
@@ -171,8 +174,31 @@ export async function startWorkersService(workers: number, httpsPort: number, ht
     env,
     db,
     rssKiB: () => treeRssKiB(pid),
+    cpuMs: () => treeCpuMs(pid),
     cleanup,
   };
+}
+
+/** CPU ms of a process and its children (Linux /proc/<pid>/stat utime + stime). */
+function treeCpuMs(pid: number): number {
+  const pids = [pid];
+  try {
+    const children = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
+    if (children) pids.push(...children.split(/\s+/).map(Number));
+  } catch {
+    return 0;
+  }
+  let ticks = 0;
+  for (const p of pids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${p}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return (ticks * 1000) / CLK_TCK;
 }
 
 /** RSS of a process and its children (Linux /proc), KiB. */

@@ -69,9 +69,7 @@ export async function buildOcspResponse(input: OcspResponseInput): Promise<Uint8
   const cid = readTlv(certId.der, 0, certId.der.length);
   if (cid.tag !== 0x30 || cid.end !== certId.der.length) throw new Error("certId.der is not one CertID SEQUENCE");
 
-  const parts = certificateFields(new Uint8Array(responder.certificate.rawData));
-  const family = responder.keyAlgorithm.startsWith("ecdsa") ? OID_EC_PUBLIC_KEY : OID_RSA_ENCRYPTION;
-  if (parts.keyAlgorithmOid !== family) throw new Error(`the responder certificate's key is not ${responder.keyAlgorithm}`);
+  const parts = responderParts(responder);
 
   const single = seq(
     certId.der,
@@ -81,7 +79,7 @@ export async function buildOcspResponse(input: OcspResponseInput): Promise<Uint8
   );
   const responseData = seq(
     // version v1 is the DEFAULT, so absent; ResponderID byKey [2] EXPLICIT KeyHash (RFC 5019 §2.2.3).
-    tlv(0xa2, tlv(0x04, digest("sha1", parts.publicKeyBits))),
+    parts.responderId,
     generalizedTime(input.producedAt),
     seq(single),
     ...(nonce ? [tlv(0xa1, seq(seq(tlv(0x06, Buffer.from(OID_NONCE, "hex")), tlv(0x04, tlv(0x04, nonce)))))] : []),
@@ -103,14 +101,42 @@ export async function buildOcspResponse(input: OcspResponseInput): Promise<Uint8
   const signature = await signTbs(responder.signer, responder.keyAlgorithm, responseData);
   const basic = seq(
     responseData,
-    signatureAlgorithmDer(responder.keyAlgorithm),
+    parts.signatureAlgorithm,
     tlv(0x03, Buffer.concat([Buffer.of(0), signature])),
-    ...(responder.includeCertificate ? [tlv(0xa0, seq(new Uint8Array(responder.certificate.rawData)))] : []),
+    ...(responder.includeCertificate ? [parts.certs] : []),
   );
   return seq(
     tlv(0x0a, Buffer.of(0)), // successful
     tlv(0xa0, seq(tlv(0x06, Buffer.from(OID_BASIC, "hex")), tlv(0x04, basic))),
   );
+}
+
+/** What every response of one responder shares, encoded once: its ResponderID, signature algorithm and certs field. */
+interface ResponderParts {
+  responderId: Uint8Array;
+  signatureAlgorithm: Uint8Array;
+  certs: Uint8Array;
+}
+
+const responderPartsCache = new WeakMap<x509.X509Certificate, Map<CaKeyAlgorithm, ResponderParts>>();
+
+function responderParts(responder: OcspResponder): ResponderParts {
+  const byAlgorithm = responderPartsCache.get(responder.certificate) ?? new Map<CaKeyAlgorithm, ResponderParts>();
+  let parts = byAlgorithm.get(responder.keyAlgorithm);
+  if (!parts) {
+    const fields = certificateFields(new Uint8Array(responder.certificate.rawData));
+    const family = responder.keyAlgorithm.startsWith("ecdsa") ? OID_EC_PUBLIC_KEY : OID_RSA_ENCRYPTION;
+    if (fields.keyAlgorithmOid !== family) throw new Error(`the responder certificate's key is not ${responder.keyAlgorithm}`);
+    parts = {
+      // ResponderID byKey [2] EXPLICIT KeyHash (RFC 5019 §2.2.3).
+      responderId: tlv(0xa2, tlv(0x04, digest("sha1", fields.publicKeyBits))),
+      signatureAlgorithm: signatureAlgorithmDer(responder.keyAlgorithm),
+      certs: tlv(0xa0, seq(new Uint8Array(responder.certificate.rawData))),
+    };
+    byAlgorithm.set(responder.keyAlgorithm, parts);
+    responderPartsCache.set(responder.certificate, byAlgorithm);
+  }
+  return parts;
 }
 
 function certStatusDer(status: CertStatus): Uint8Array {

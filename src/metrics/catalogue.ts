@@ -83,6 +83,32 @@ export function createMetrics() {
       help: "OCSP requests (without a nonce) that had to be signed while the client waited.",
       registers,
     }),
+    // ---- OCSP upkeep (set by the leader's pre-signing, src/revocation/ocsp-upkeep.ts; 0 on followers) ----
+    ocspBacklog: new Gauge({
+      name: "hsmca_ocsp_backlog",
+      help: "OCSP responses due (missing, past half their life, or of a revoked certificate still saying good), as the leader last counted them (capped at 1,000,000).",
+      registers,
+    }),
+    ocspBacklogOldestSeconds: new Gauge({
+      name: "hsmca_ocsp_backlog_oldest_seconds",
+      help: "How long the oldest due OCSP response has been due (0: none due). A stored response expires unrefreshed when this reaches half the response lifetime.",
+      registers,
+    }),
+    ocspPresignRate: new Gauge({
+      name: "hsmca_ocsp_presign_rate",
+      help: "OCSP signatures per second the pre-signing aims at now: enough to refresh every stored response within half its life and clear the backlog, capped by HSM_CA_OCSP_SIGN_RATE and HSM_CA_OCSP_HSM_SHARE of the measured signing capacity.",
+      registers,
+    }),
+    ocspSigningCapacity: new Gauge({
+      name: "hsmca_ocsp_signing_capacity",
+      help: "OCSP responses per second this process measured it can build, lint and sign when unpaced (0: not measured yet).",
+      registers,
+    }),
+    ocspPresigned: new Counter({
+      name: "hsmca_ocsp_presigned_total",
+      help: "OCSP responses signed and stored by the background pre-signing.",
+      registers,
+    }),
 
     // ---- HTTP ----
     httpRequests: new Counter({

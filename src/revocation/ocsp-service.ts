@@ -10,7 +10,8 @@ import { childCaBySerial, listCas, type CaRow } from "../store/cas.ts";
 import { certificateBySerial } from "../store/certificates.ts";
 import { crossCertificateBySerial } from "../store/cross-certificates.ts";
 import type { Database } from "../store/database.ts";
-import { certificatesNeedingOcsp, ocspResponseFor, revokedAmong, saveOcspResponse } from "../store/ocsp.ts";
+import { ocspResponseFor, revokedAmong, saveOcspResponse } from "../store/ocsp.ts";
+import { OcspUpkeep, type SignedResponse } from "./ocsp-upkeep.ts";
 import { responderFor } from "./ocsp-responders.ts";
 import { RevocationCheck } from "./revocation-check.ts";
 
@@ -20,6 +21,8 @@ export interface OcspSettings {
   responderLifetimeMs: number;
   /** Background signatures per second at most. */
   signRate: number;
+  /** Share of the measured signing capacity background signing may take. */
+  hsmShare?: number;
   /** Responses kept in memory. */
   cacheEntries: number;
 }
@@ -71,17 +74,26 @@ export class OcspService {
   /** By serial, then by issuer and CertID hash: a revocation evicts one entry, not a scan. */
   private readonly cache = new Map<string, Map<string, Cached>>();
   private readonly unknown = new Map<string, Map<string, Cached>>();
-  private refreshing = false;
-  private refreshRun?: Promise<void>;
   private renewing?: Promise<void>;
-  private stopping = false;
   private readonly revocationCheck: RevocationCheck;
+  /** The leader's background pre-signing. */
+  readonly upkeep: OcspUpkeep;
 
   constructor(
-    private readonly deps: { db: Database; hsm: KeyManager; log: Logger; now(): Date; metrics?: Pick<Metrics, "ocspRequests" | "ocspCacheHits" | "ocspCacheMisses"> },
+    private readonly deps: {
+      db: Database;
+      hsm: KeyManager;
+      log: Logger;
+      now(): Date;
+      metrics?: Pick<Metrics, "ocspRequests" | "ocspCacheHits" | "ocspCacheMisses" | "ocspBacklog" | "ocspBacklogOldestSeconds" | "ocspPresignRate" | "ocspSigningCapacity" | "ocspPresigned">;
+    },
     private readonly settings: OcspSettings,
   ) {
     this.revocationCheck = new RevocationCheck((serials) => revokedAmong(this.deps.db, serials));
+    this.upkeep = new OcspUpkeep(
+      { db: deps.db, log: deps.log, now: deps.now, metrics: deps.metrics, sign: (issuerId, serial, status) => this.presign(issuerId, serial, status) },
+      { responseLifetimeMs: settings.responseLifetimeMs, maxRate: settings.signRate, hsmShare: settings.hsmShare ?? 0.25 },
+    );
   }
 
   /** Loads the CAs it answers for (all of them: retired CAs' certificates still need answers). */
@@ -112,13 +124,12 @@ export class OcspService {
 
   /** Stops the background pre-signing (until resume()); resolves once a batch in progress has stopped (after its current response). */
   stop(): Promise<void> {
-    this.stopping = true;
-    return this.refreshRun?.catch(() => {}) ?? Promise.resolve();
+    return this.upkeep.stop();
   }
 
   /** Pre-signing runs again at the job's next tick (benchmarks pause it). */
   resume(): void {
-    this.stopping = false;
+    this.upkeep.resume();
   }
 
   /** Revoked elsewhere: forget what we had, so the next request reads or signs the new status. */
@@ -199,45 +210,22 @@ export class OcspService {
   }
 
   /**
-   * Background pre-signing (the leader's, src/jobs/ocsp-presigning.ts):
-   * certificates without a stored response, with one past half its life, or
-   * whose stored status is stale. Paced at signRate. Rejects when the batch
-   * failed, unless stop() was called meanwhile.
+   * Background pre-signing (the leader's, src/jobs/ocsp-presigning.ts;
+   * src/revocation/ocsp-upkeep.ts): signs what is due until nothing is,
+   * paced. Rejects when a batch failed, unless stop() was called meanwhile.
    */
-  refreshDue(): Promise<void> {
-    if (this.refreshing || this.stopping) return Promise.resolve();
-    this.refreshing = true;
-    this.refreshRun = this.refreshBatch()
-      .catch((err: unknown) => {
-        if (!this.stopping) throw err;
-      })
-      .finally(() => {
-        this.refreshing = false;
-        this.refreshRun = undefined;
-      });
-    return this.refreshRun;
+  async refreshDue(): Promise<void> {
+    await this.renewRespondersIfDue();
+    await this.upkeep.refreshDue();
   }
 
-  private async refreshBatch(): Promise<void> {
-    await this.renewRespondersIfDue();
-    const now = this.deps.now();
-    const batch = await certificatesNeedingOcsp(this.deps.db, now, new Date(now.getTime() + this.settings.responseLifetimeMs / 2), this.settings.signRate * 10);
-    const gap = 1000 / this.settings.signRate;
-    let next = Date.now();
-    for (const { serial, issuerId } of batch) {
-      if (this.stopping) return;
-      const issuer = this.issuers.find((i) => i.row.id === issuerId);
-      if (!issuer) continue;
-      const wait = next - Date.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      next = Math.max(next, Date.now()) + gap;
-      const status = await this.statusOf(issuer, serial);
-      if (status.status === "unknown") continue;
-      const certId = buildCertId(issuer.hashes, "sha1", serial);
-      const signed = await this.sign(issuer, certId, status);
-      await this.store(issuer, serial, status.status, signed);
-      this.remember(this.cache, serial, `${issuer.row.id}:sha1`, signed);
-    }
+  /** One pre-signed response for the upkeep (which stores it, batched), remembered here too. */
+  private async presign(issuerId: number, serial: string, status: Exclude<CertStatus, { status: "unknown" }>): Promise<SignedResponse | undefined> {
+    const issuer = this.issuers.find((i) => i.row.id === issuerId);
+    if (!issuer) return undefined;
+    const signed = await this.sign(issuer, buildCertId(issuer.hashes, "sha1", serial), status);
+    this.remember(this.cache, serial, `${issuer.row.id}:sha1`, signed);
+    return { ...signed, status: status.status };
   }
 
   private async statusOf(issuer: Issuer, serial: string): Promise<CertStatus> {

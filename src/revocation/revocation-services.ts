@@ -68,6 +68,7 @@ export async function startRevocationServices(deps: {
       responseLifetimeMs: config.revocation.ocspResponseLifetimeMs,
       responderLifetimeMs: config.revocation.ocspResponderLifetimeMs,
       signRate: config.revocation.ocspSignRate,
+      hsmShare: config.revocation.ocspHsmShare,
       cacheEntries: OCSP_CACHE_ENTRIES,
     },
   );

@@ -62,7 +62,8 @@ export interface Revocation {
 export async function revokeCertificate(db: Database, serial: string, r: Revocation): Promise<CertificateRow | undefined> {
   const [row] = await db
     .update(certificates)
-    .set({ status: "revoked", revokedAt: r.at, revocationReason: r.reason, invalidityDate: r.invalidityDate ?? null, revokedBy: r.by })
+    // Its stored "good" must be re-signed: the OCSP upkeep finds it by the pending index.
+    .set({ status: "revoked", revokedAt: r.at, revocationReason: r.reason, invalidityDate: r.invalidityDate ?? null, revokedBy: r.by, ocspPending: true })
     .where(and(eq(certificates.serial, serial), eq(certificates.status, "valid")))
     .returning();
   return row;

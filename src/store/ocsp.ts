@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, inArray, isNotNull, isNull, lt, or, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNotNull, isNull, lt, or, sql } from "drizzle-orm";
 import type { Database } from "./database.ts";
 import { cas, certificates, ocspResponders, ocspResponses } from "./schema.ts";
 
@@ -48,28 +48,142 @@ export async function revokedAmong(db: Database, serials: string[]): Promise<Set
   return new Set(rows.map((r) => r.serial));
 }
 
+/** One response the upkeep must sign (or, for an expired certificate, stop keeping). */
+export interface OcspDueItem {
+  serial: string;
+  issuerId: number;
+  /** Null: a stored response without a certificates row (a CA certificate's, signed on request). */
+  certificateId: number | null;
+  notAfter: Date | null;
+  revokedAt: Date | null;
+  reason: number | null;
+  /** When it fell due: issuance or revocation for a pending one, half its life for a stored one. */
+  dueSince: Date;
+}
+
+const dueColumns = {
+  serial: certificates.serial,
+  issuerId: certificates.issuerId,
+  certificateId: certificates.id,
+  notAfter: certificates.notAfter,
+  revokedAt: certificates.revokedAt,
+  reason: certificates.revocationReason,
+};
+
 /**
- * Unexpired certificates whose stored response is missing, due for refresh,
- * or says "good" although the certificate has been revoked.
+ * What the OCSP upkeep must sign next, found by two indexes and never by
+ * reading every certificate: certificates flagged pending (missing or
+ * wrong-status response; the partial index certificates_ocsp_pending_idx
+ * holds only those), then stored responses whose next update falls before
+ * `refreshBefore` (ocsp_responses_next_update_idx, oldest first). Each
+ * query reads at most `limit` rows, so a resting refresher costs the same
+ * with a thousand or a million certificates stored.
  */
-export async function certificatesNeedingOcsp(db: Database, now: Date, refreshBefore: Date, limit: number) {
+export async function ocspDue(db: Database, refreshBefore: Date, halfLifeMs: number, limit: number): Promise<OcspDueItem[]> {
+  const pending = await pendingOcspQuery(db, limit);
+  const left = limit - pending.length;
+  if (left <= 0) return pending;
+  const stale = await staleOcspQuery(db, refreshBefore, left);
+  const seen = new Set(pending.map((p) => p.serial));
+  const out: OcspDueItem[] = [...pending];
+  for (const { nextUpdate, ...r } of stale) if (!seen.has(r.serial)) out.push({ ...r, dueSince: new Date(nextUpdate.getTime() - halfLifeMs) });
+  return out;
+}
+
+/** Certificates whose response is missing or of the wrong status, by the partial index (exported for EXPLAIN in tests). */
+export function pendingOcspQuery(db: Database, limit: number) {
   return db
-    .select({ serial: certificates.serial, issuerId: certificates.issuerId })
+    .select({ ...dueColumns, dueSince: sql<Date>`coalesce(${certificates.revokedAt}, ${certificates.createdAt})`.mapWith(certificates.createdAt) })
     .from(certificates)
-    .leftJoin(ocspResponses, eq(ocspResponses.serial, certificates.serial))
-    .where(
-      and(
-        gt(certificates.notAfter, now),
-        // Certificates say valid/revoked, responses good/revoked: compare revoked-ness.
-        or(
-          isNull(ocspResponses.serial),
-          lt(ocspResponses.nextUpdate, refreshBefore),
-          sql`(${ocspResponses.status} = 'revoked') <> (${certificates.status} = 'revoked')`,
-        ),
-      ),
-    )
+    .where(eq(certificates.ocspPending, true))
     .orderBy(asc(certificates.id))
     .limit(limit);
+}
+
+/** Stored responses past half their life, oldest first, by the next_update index (exported for EXPLAIN in tests). */
+export function staleOcspQuery(db: Database, refreshBefore: Date, limit: number) {
+  return db
+    .select({
+      serial: ocspResponses.serial,
+      issuerId: ocspResponses.issuerId,
+      certificateId: certificates.id,
+      notAfter: certificates.notAfter,
+      revokedAt: certificates.revokedAt,
+      reason: certificates.revocationReason,
+      nextUpdate: ocspResponses.nextUpdate,
+    })
+    .from(ocspResponses)
+    .leftJoin(certificates, eq(certificates.serial, ocspResponses.serial))
+    .where(lt(ocspResponses.nextUpdate, refreshBefore))
+    .orderBy(asc(ocspResponses.nextUpdate))
+    .limit(limit);
+}
+
+/** The certificates (unexpired) the upkeep would sign next: for tests and the benchmark. */
+export async function certificatesNeedingOcsp(db: Database, now: Date, refreshBefore: Date, limit: number, halfLifeMs = 0) {
+  const due = await ocspDue(db, refreshBefore, halfLifeMs, limit);
+  return due.filter((d) => d.certificateId !== null && d.notAfter!.getTime() > now.getTime()).map((d) => ({ serial: d.serial, issuerId: d.issuerId }));
+}
+
+/** How much is due, and since when, counting at most `cap` of each kind (an index range: cheap while little is due). */
+export async function ocspBacklog(db: Database, refreshBefore: Date, halfLifeMs: number, cap: number): Promise<{ due: number; oldestDueSince?: Date }> {
+  const pending = await db.execute(
+    sql`select count(*)::int as n, min(due) as oldest from (select coalesce(${certificates.revokedAt}, ${certificates.createdAt}) as due from ${certificates} where ${certificates.ocspPending} limit ${cap}) p`,
+  );
+  const stale = await db.execute(
+    sql`select count(*)::int as n, min(next_update) as oldest from (select ${ocspResponses.nextUpdate} as next_update from ${ocspResponses} where ${ocspResponses.nextUpdate} < ${refreshBefore.toISOString()} limit ${cap}) s`,
+  );
+  const p = rowsOf(pending)[0] as { n: number; oldest: string | Date | null };
+  const s = rowsOf(stale)[0] as { n: number; oldest: string | Date | null };
+  const dates = [p.oldest ? new Date(p.oldest) : undefined, s.oldest ? new Date(new Date(s.oldest).getTime() - halfLifeMs) : undefined].filter((d): d is Date => d !== undefined);
+  return { due: Number(p.n) + Number(s.n), oldestDueSince: dates.length ? new Date(Math.min(...dates.map((d) => d.getTime()))) : undefined };
+}
+
+/** The planner's row estimate of the stored responses (pg_class.reltuples): no scan. */
+export async function storedResponsesEstimate(db: Database): Promise<number> {
+  const rows = rowsOf(await db.execute(sql`select greatest(reltuples, 0)::float8 as n from pg_class where oid = 'ocsp_responses'::regclass`));
+  return Number((rows[0] as { n: number } | undefined)?.n ?? 0);
+}
+
+/** Stores a batch of responses in one statement (one round trip, one commit). */
+export async function saveOcspResponses(db: Database, rows: OcspResponseRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await db
+    .insert(ocspResponses)
+    .values(rows)
+    .onConflictDoUpdate({
+      target: ocspResponses.serial,
+      set: {
+        issuerId: sql`excluded.issuer_id`,
+        status: sql`excluded.status`,
+        thisUpdate: sql`excluded.this_update`,
+        nextUpdate: sql`excluded.next_update`,
+        der: sql`excluded.der`,
+      },
+    });
+}
+
+/**
+ * Clears the pending flag of certificates whose response was just stored,
+ * only where the status signed is still the certificate's: one revoked
+ * meanwhile stays pending and is signed again.
+ */
+export async function clearOcspPending(db: Database, signed: { good: number[]; revoked: number[] }): Promise<void> {
+  const parts = [];
+  if (signed.good.length) parts.push(and(inArray(certificates.id, signed.good), isNull(certificates.revokedAt)));
+  if (signed.revoked.length) parts.push(and(inArray(certificates.id, signed.revoked), isNotNull(certificates.revokedAt)));
+  if (parts.length === 0) return;
+  await db.update(certificates).set({ ocspPending: false }).where(and(eq(certificates.ocspPending, true), or(...parts)));
+}
+
+/** Expired certificates (and CA certificates' on-request responses) leave the upkeep: no flag, no stored response to refresh. */
+export async function dropOcspUpkeep(db: Database, certificateIds: number[], serials: string[]): Promise<void> {
+  if (certificateIds.length) await db.update(certificates).set({ ocspPending: false }).where(inArray(certificates.id, certificateIds));
+  if (serials.length) await db.delete(ocspResponses).where(inArray(ocspResponses.serial, serials));
+}
+
+function rowsOf(result: unknown): unknown[] {
+  return Array.isArray(result) ? result : ((result as { rows: unknown[] }).rows ?? []);
 }
 
 /** Retires every responder of an issuer; returns their key labels (to destroy). */

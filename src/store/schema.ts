@@ -114,11 +114,20 @@ export const certificates = pgTable(
     revokedBy: text("revoked_by"),
     /** The CRL partition named in its CRL Distribution Point; null when CRLs are not partitioned. */
     crlPartition: integer("crl_partition"),
+    /**
+     * Its stored OCSP response is missing or says the wrong status: true
+     * from issuance (the default) and again at revocation, false once the
+     * leader has stored a response (src/revocation/ocsp-upkeep.ts). The
+     * partial index below holds only these rows, so finding them costs
+     * nothing however many certificates are stored.
+     */
+    ocspPending: boolean("ocsp_pending").notNull().default(true),
   },
   (t) => [
     index("certificates_profile_status_idx").on(t.profile, t.status, t.id),
     index("certificates_spki_idx").on(t.spkiSha256),
     index("certificates_revoked_idx").on(t.issuerId, t.revokedAt),
+    index("certificates_ocsp_pending_idx").on(t.id).where(sql`${t.ocspPending}`),
   ],
 );
 
