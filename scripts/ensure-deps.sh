@@ -59,8 +59,9 @@ fi
 # node_modules (a git worktree sharing another checkout's): npm ci empties the directory it
 # points at, under every other checkout that uses it.
 if [ -L node_modules ]; then
-  [ package-lock.json -nt node_modules/.package-lock.json ] && ! cmp -s package-lock.json node_modules/.package-lock.json \
-    && echo "node_modules is a symlink ($(readlink node_modules)): not running npm ci through it" >&2
+  if [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    echo "node_modules is a symlink ($(readlink node_modules)): not running npm ci through it" >&2
+  fi
 elif [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "Installing npm packages (npm ci)" >&2
   npm ci --no-audit --no-fund --loglevel=error >&2
