@@ -292,11 +292,21 @@ export class HsmConnection implements ModuleUser {
     this.startRefresh();
   }
 
-  /** Starts a re-read unless one runs, one ran recently, or the module sees other processes' objects anyway. */
-  private startRefresh(): boolean {
+  /**
+   * Another process changed the keys (a rotation noticed): re-read the
+   * object store now, whenever the last re-read was, on a module that reads
+   * it only at C_Initialize. Resolves once done (or at once on others).
+   */
+  async rereadObjects(): Promise<void> {
+    if (this.refreshing) await this.refreshing;
+    if (this.startRefresh(true)) await this.refreshing;
+  }
+
+  /** Starts a re-read unless one runs, one ran recently (unless `now`), or the module sees other processes' objects anyway. */
+  private startRefresh(now = false): boolean {
     if (this.refreshing) return true;
     if (this.closed || this.down || !this.caps.objectsReadAtInitialize) return false;
-    if (performance.now() - this.lastRefreshAt < REFRESH_MIN_INTERVAL_MS) return false;
+    if (!now && performance.now() - this.lastRefreshAt < REFRESH_MIN_INTERVAL_MS) return false;
     this.lastRefreshAt = performance.now();
     this.refreshing = this.refresh().finally(() => {
       this.refreshing = undefined;

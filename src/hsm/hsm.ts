@@ -55,6 +55,10 @@ export class Hsm implements KeyManager, SecretSealer, TokenDataObjects, KeyEvent
     return this.events.onAvailability(listener);
   }
 
+  rereadKeys(): Promise<void> {
+    return this.connection.rereadObjects();
+  }
+
   hasKey(label: string): boolean {
     return this.privateKeyObject(label) !== undefined;
   }
