@@ -263,25 +263,22 @@ export class Hsm implements KeyManager, SecretSealer, TokenDataObjects, KeyEvent
   }
 
   /**
-   * Runs fn on a lent session and tells the key-use listeners how it went
-   * (once: a first attempt that did not find the key and is followed by
-   * another, see lookingAgain, is not told).
+   * Runs fn on a lent session and tells the key-use listeners how it went.
+   * A first attempt that did not find the key or whose pool was retired
+   * under it is tried once more when the connection says so (see
+   * lookingAgain; its failure is told only when there is no second attempt).
+   * A call that succeeds takes no extra step.
    */
   private async keyOperation<T>(label: string, operation: KeyUseEvent["operation"], poolOf: () => SessionPool, fn: (member: PooledSession) => Promise<T>): Promise<T> {
-    let untold: KeyUseEvent | undefined;
+    const pool = poolOf();
     try {
-      return await this.lookingAgain(poolOf, async (pool, last) => {
-        if (last) untold = undefined;
-        try {
-          return await this.keyOperationOn(label, operation, pool, fn, !last);
-        } catch (err) {
-          if (!last && err instanceof KeyNotFoundError) untold = { label, operation, ok: false, ms: 0, error: failureReason(err) };
-          throw err;
-        }
-      });
+      return await this.keyOperationOn(label, operation, pool, fn, true);
     } catch (err) {
-      // Not looked for again: the first attempt's failure is the one to tell.
-      if (untold && err instanceof KeyNotFoundError) this.events.keyUsed(untold);
+      const missing = err instanceof KeyNotFoundError;
+      if ((missing || err instanceof PoolRetiredError) && (await this.connection.lookAgainAfter(pool, missing))) {
+        return this.keyOperationOn(label, operation, poolOf(), fn, false);
+      }
+      if (missing) this.events.keyUsed({ label, operation, ok: false, ms: 0, error: failureReason(err) });
       throw err;
     }
   }
