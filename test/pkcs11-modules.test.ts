@@ -23,7 +23,7 @@ import { waitFor } from "./helpers/wait.ts";
  * the queue is shed with 503 hsm-busy + Retry-After.
  *
  * HSM_CA_TEST_PKCS11_MODULES (comma-separated) picks the modules; default
- * all three (tpm2's part takes about 35 s), e.g.
+ * all three (tpm2's part takes 25-35 s), e.g.
  * HSM_CA_TEST_PKCS11_MODULES=tpm2 ./scripts/test test/pkcs11-modules.test.ts
  * (see CONTRIBUTING.md). A module whose Debian packages cannot be
  * installed (not root) is skipped with the reason; any other failure fails.
