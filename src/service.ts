@@ -263,6 +263,8 @@ export async function startService(
     for (const warning of await checkCaKeys(hsm, store.db)) log.warn(warning);
     issuer = await loadActiveIssuer(store.db, hsm);
     const reloadHierarchy = async () => {
+      // The new CA's keys were made by another process: tpm2-pkcs11 sees them only once re-read.
+      await hsm.rereadKeys().catch(() => {});
       issuer = await loadActiveIssuer(store.db, hsm).catch(() => undefined);
       await revocation?.ocsp.load();
     };

@@ -23,12 +23,12 @@ import { waitFor } from "./helpers/wait.ts";
  * the queue is shed with 503 hsm-busy + Retry-After.
  *
  * HSM_CA_TEST_PKCS11_MODULES (comma-separated) picks the modules; default
- * softhsm,opencryptoki (CI). tpm2 runs separately:
+ * all three (tpm2's part takes 25-35 s), e.g.
  * HSM_CA_TEST_PKCS11_MODULES=tpm2 ./scripts/test test/pkcs11-modules.test.ts
  * (see CONTRIBUTING.md). A module whose Debian packages cannot be
  * installed (not root) is skipped with the reason; any other failure fails.
  */
-const MODULES = (process.env.HSM_CA_TEST_PKCS11_MODULES ?? "softhsm,opencryptoki").split(",").filter(Boolean);
+const MODULES = (process.env.HSM_CA_TEST_PKCS11_MODULES ?? "softhsm,opencryptoki,tpm2").split(",").filter(Boolean);
 
 for (const kind of MODULES) {
   describe.sequential(`PKCS#11 module ${kind}`, () => {
@@ -38,7 +38,7 @@ for (const kind of MODULES) {
     let settings: Record<string, string> = {};
     let env: Record<string, string> = {};
     let skipped: string | undefined;
-    let serving: { child: ChildProcess; httpsUrl: string; httpUrl: string } | undefined;
+    let serving: { child: ChildProcess; httpsUrl: string; httpUrl: string; logTail(): string } | undefined;
     let api: ApiRequest;
     let rootPem = "";
     let token = "";
@@ -134,7 +134,7 @@ for (const kind of MODULES) {
         const r = await issue();
         seen = `${r.status} ${JSON.stringify(r.body).slice(0, 300)} / ${rotated.stdout.slice(0, 600)}`;
         return r.status === 201 && r.body.chain !== before ? r : undefined;
-      }, { timeoutMs: 20_000 }).catch((err) => { throw new Error(`${err.message}: ${seen}`); });
+      }, { timeoutMs: 20_000 }).catch((err) => { throw new Error(`${err.message}: ${seen}\nthe service's last log lines: ${serving!.logTail()}`); });
       expect(verify(rootPem, after.body.chain, after.body.certificate).ok).toBe(true);
     }, 120_000);
 
@@ -217,7 +217,7 @@ for (const kind of MODULES) {
 }
 
 /** `hsm-ca serve` through DIR/run; resolves once it logs that it serves. */
-function serve(tokenDir: string, env: Record<string, string>): Promise<{ child: ChildProcess; httpsUrl: string; httpUrl: string }> {
+function serve(tokenDir: string, env: Record<string, string>): Promise<{ child: ChildProcess; httpsUrl: string; httpUrl: string; logTail(): string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(path.join(tokenDir, "run"), [process.execPath, BIN, "serve"], {
       cwd: REPO,
@@ -238,7 +238,7 @@ function serve(tokenDir: string, env: Record<string, string>): Promise<{ child: 
           const entry = JSON.parse(line);
           if (entry.msg === "hsm-ca is serving") {
             clearTimeout(timer);
-            resolve({ child, httpsUrl: entry.https, httpUrl: entry.http });
+            resolve({ child, httpsUrl: entry.https, httpUrl: entry.http, logTail: () => tail });
           }
         } catch {
           // not a log line

@@ -12,7 +12,9 @@ import type { CaKeyAlgorithm } from "./key-algorithms.ts";
  *   signed with CKM_RSA_PKCS (opencryptoki 3.8 offers no SHA256-RSA-PKCS);
  * - key algorithms the token cannot make or sign with are named at start;
  * - a token's session limit caps the pool;
- * - C_WrapKey support decides what a backup can be.
+ * - C_WrapKey support decides what a backup can be;
+ * - a module that reads its object store only at C_Initialize is
+ *   re-initialised when a key the caller expects is not found.
  */
 export interface TokenCapabilities {
   /** The library path and the token's manufacturer/model, for messages. */
@@ -24,7 +26,18 @@ export interface TokenCapabilities {
   readonly maxSessions?: number;
   /** Any wrapping mechanism offered (CKF_WRAP): keys could leave the token wrapped, if they were extractable. */
   readonly canWrap: boolean;
+  /**
+   * The module reads its object store once, at C_Initialize, and never sees
+   * objects another process makes afterwards: tpm2-pkcs11 (its sqlite store;
+   * measured with 1.9: new sessions, a new login or closing every session do
+   * not help, C_Finalize + C_Initialize does, in ~30 ms). SoftHSM2 and
+   * opencryptoki see another process's new keys on the next C_FindObjects.
+   */
+  readonly objectsReadAtInitialize: boolean;
 }
+
+/** C_GetInfo's manufacturerID of modules that read their object store only at C_Initialize. */
+const READS_OBJECTS_AT_INITIALIZE = [/^tpm2-software\.github\.io/];
 
 /** CK_EFFECTIVELY_INFINITE and CK_UNAVAILABLE_INFORMATION (as pkcs11js reads a CK_ULONG). */
 const NO_LIMIT = new Set([0, 0xffffffff, Number.MAX_SAFE_INTEGER, 2 ** 64 - 1]);
@@ -51,6 +64,7 @@ export function tokenCapabilities(slot: graphene.Slot, module: string): TokenCap
     },
     maxSessions: NO_LIMIT.has(limit) || limit > 1_000_000 ? undefined : limit,
     canWrap,
+    objectsReadAtInitialize: READS_OBJECTS_AT_INITIALIZE.some((m) => m.test(slot.module.manufacturerID ?? "")),
   };
 }
 

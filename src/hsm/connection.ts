@@ -50,6 +50,13 @@ const RECONNECT_BACKOFF = 1.6;
  * sessions before opening new ones (whose handles may reuse the old numbers).
  */
 const DRAIN_TIMEOUT_MS = 30_000;
+/**
+ * At most one re-read of the object store (C_Finalize + C_Initialize, for a
+ * key not found on a module that reads its objects only at C_Initialize)
+ * in this time: a key that is really missing must not make the module
+ * re-initialise under every signature.
+ */
+const REFRESH_MIN_INTERVAL_MS = 5_000;
 
 /** The sessions of one connection to the token(s). */
 interface Sessions {
@@ -89,6 +96,9 @@ export class HsmConnection implements ModuleUser {
   private refusedPin?: { digest: Buffer; reason: string };
   private readonly pinSalt = crypto.randomBytes(16);
   private closed = false;
+  /** A re-read of the module's object store in progress (see refreshObjects). */
+  private refreshing?: Promise<void>;
+  private lastRefreshAt = -Infinity;
 
   private constructor(
     private readonly config: HsmConfig,
@@ -145,7 +155,7 @@ export class HsmConnection implements ModuleUser {
 
   health(): { ok: true } | { ok: false; detail: string } {
     if (this.closed) return { ok: false, detail: "the HSM connection is closed" };
-    if (!this.down) {
+    if (!this.down && !this.refreshing) {
       const lost = probe(this.pool);
       if (lost) this.markDown(lost);
     }
@@ -252,6 +262,92 @@ export class HsmConnection implements ModuleUser {
     return this.lost(pool, lost, err);
   }
 
+  // ---- another process's new keys ----
+
+  /**
+   * After a call on `pool` failed with a key not found (`missing`) or with
+   * PoolRetiredError: should the caller try once more, on the pool current
+   * now? Yes when the sessions were replaced since (a re-read of the object
+   * store or a reconnect: waits for a re-read in progress), or, for a missing
+   * key on a module that reads its object store only at C_Initialize
+   * (tpm2-pkcs11), once the module has been re-initialised now. Only failed
+   * calls come here: the signing path itself is unchanged.
+   */
+  async lookAgainAfter(pool: SessionPool, missing: boolean): Promise<boolean> {
+    if (this.refreshing) await this.refreshing;
+    if (this.closed || this.down) return false;
+    if (pool !== this.pool && pool !== this.rootPool) return true;
+    if (!missing || !this.startRefresh()) return false;
+    await this.refreshing;
+    return !this.closed && !this.down && pool !== this.pool;
+  }
+
+  /**
+   * A key expected on the token was not found by a synchronous lookup
+   * (hasKey): on a module that reads its object store only at C_Initialize,
+   * re-read it in the background, so that the next lookup sees keys another
+   * process made (`hsm-ca rotate`). Nothing on other modules.
+   */
+  refreshObjects(): void {
+    this.startRefresh();
+  }
+
+  /**
+   * Another process changed the keys (a rotation noticed): re-read the
+   * object store now, whenever the last re-read was, on a module that reads
+   * it only at C_Initialize. Resolves once done (or at once on others).
+   */
+  async rereadObjects(): Promise<void> {
+    if (this.refreshing) await this.refreshing;
+    if (this.startRefresh(true)) await this.refreshing;
+  }
+
+  /** Starts a re-read unless one runs, one ran recently (unless `now`), or the module sees other processes' objects anyway. */
+  private startRefresh(now = false): boolean {
+    if (this.refreshing) return true;
+    if (this.closed || this.down || !this.caps.objectsReadAtInitialize) return false;
+    if (!now && performance.now() - this.lastRefreshAt < REFRESH_MIN_INTERVAL_MS) return false;
+    this.lastRefreshAt = performance.now();
+    this.refreshing = this.refresh().finally(() => {
+      this.refreshing = undefined;
+    });
+    return true;
+  }
+
+  /**
+   * Re-reads the object store: the current sessions stop being lent
+   * (callers refused meanwhile look again once this is done, see
+   * lookAgainAfter), C_Finalize + C_Initialize once nothing runs on them,
+   * new sessions and login. Not an outage: no availability event, unless
+   * the token cannot be opened again (then it is one, and reconnects).
+   */
+  private async refresh(): Promise<void> {
+    const reason = "re-reading the token's objects (a key made by another process)";
+    const old = [this.pool, ...(this.rootPool ? [this.rootPool] : [])];
+    for (const p of old) this.retire(p, reason);
+    try {
+      await this.shared.reinitialise(this, this.generation);
+      this.generation = this.shared.generation;
+      // The module's handles are gone: the old sessions are never closed now (their numbers may be reused).
+      for (const p of old) {
+        p.abandon(reason);
+        this.retiring.delete(p);
+      }
+      if (this.closed || this.down) return;
+      const sessions = this.connectAgain();
+      if (this.closed || this.down) {
+        sessions.rootPool?.close();
+        sessions.pool.close();
+        return;
+      }
+      this.adopt(sessions);
+    } catch (err) {
+      this.generation = this.shared.generation;
+      this.refreshing = undefined;
+      this.markDown(failureReason(err));
+    }
+  }
+
   // ---- losing the HSM and getting it back ----
 
   private adopt(sessions: Sessions): void {
@@ -268,7 +364,8 @@ export class HsmConnection implements ModuleUser {
       this.retire(pool, reason);
       return new HsmUnavailableError(`the root token is unavailable: ${reason}`, { cause });
     }
-    if (pool === this.pool) this.markDown(reason);
+    // While the object store is re-read, the current pool is retired on purpose: no outage.
+    if (pool === this.pool && !this.refreshing) this.markDown(reason);
     return new HsmUnavailableError(`the HSM is unavailable: ${reason}; reconnecting`, { cause });
   }
 
@@ -309,16 +406,24 @@ export class HsmConnection implements ModuleUser {
     if (this.closed || !this.down) return;
     this.attempts++;
     try {
+      if (this.refreshing) await this.refreshing;
       await this.drainRetired();
       if (this.closed) return;
       let sessions: Sessions;
       try {
         sessions = this.connectAgain();
       } catch (err) {
-        if (err instanceof LoginError || err instanceof PinError) throw err;
+        // A PIN the token refused is not tried again (it could lock the token); any other failure,
+        // a login's too, may be the module's stale state: tpm2-pkcs11 answers C_Login with
+        // CKR_GENERAL_ERROR after the TPM restarted, until it is re-initialised.
+        if (err instanceof PinError || (err instanceof LoginError && (err.code === undefined || PIN_REFUSED.has(err.code)))) throw err;
         // A no-op when another user re-initialised it since our sessions were opened: just try again.
-        await this.shared.reinitialise(this, this.generation);
-        this.generation = this.shared.generation;
+        try {
+          await this.shared.reinitialise(this, this.generation);
+        } finally {
+          // Also after a failed C_Initialize: the next attempt re-initialises again.
+          this.generation = this.shared.generation;
+        }
         if (this.closed) return;
         sessions = this.connectAgain();
       }

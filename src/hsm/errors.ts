@@ -46,6 +46,14 @@ export class LoginError extends HsmUnavailableError {
 /** A key is missing, ambiguous (two objects share a label), or already there. */
 export class HsmKeyError extends Error {}
 
+/**
+ * No key with this label on the token. On a module that reads its object
+ * store only at C_Initialize (tpm2-pkcs11), a key made by another process
+ * is not found until the module is re-initialised: the HSM layer does that
+ * once and looks again before it throws this.
+ */
+export class KeyNotFoundError extends HsmKeyError {}
+
 /** The sealed value cannot be opened here, or the secret key is not (uniquely) on the token. */
 export class SecretKeyError extends Error {}
 

@@ -3,7 +3,7 @@ import * as graphene from "graphene-pk11";
 import pkcs11 from "pkcs11js";
 import { HsmConnection } from "./connection.ts";
 import { readDataObjects, replaceDataObject } from "./data-objects.ts";
-import { failureReason, HsmKeyError, pkcs11Reason } from "./errors.ts";
+import { failureReason, HsmKeyError, KeyNotFoundError, pkcs11Reason, PoolRetiredError } from "./errors.ts";
 import { HsmEvents, type AvailabilityListener, type KeyEvents, type KeyUseEvent, type KeyUseListener } from "./events.ts";
 import type { HsmConfig } from "./hsm-config.ts";
 import { KEY_ALGORITHM_SPECS, type CaKeyAlgorithm } from "./key-algorithms.ts";
@@ -55,18 +55,35 @@ export class Hsm implements KeyManager, SecretSealer, TokenDataObjects, KeyEvent
     return this.events.onAvailability(listener);
   }
 
+  rereadKeys(): Promise<void> {
+    return this.connection.rereadObjects();
+  }
+
   hasKey(label: string): boolean {
+    return this.privateKeyObject(label) !== undefined;
+  }
+
+  /**
+   * The private key object with this label (on the root token first). When
+   * there is none, a module that reads its object store only at C_Initialize
+   * re-reads it in the background: the next lookup sees a key another
+   * process made since (hasKey is synchronous and cannot wait for that).
+   */
+  private privateKeyObject(label: string): { obj: graphene.SessionObject; pool: SessionPool } | undefined {
     const c = this.connection;
-    return c.findOn(c.poolFor(label), graphene.ObjectClass.PRIVATE_KEY, label) !== undefined;
+    const pool = c.poolFor(label);
+    const obj = c.findOn(pool, graphene.ObjectClass.PRIVATE_KEY, label);
+    if (obj) return { obj, pool };
+    c.refreshObjects();
+    return undefined;
   }
 
   async generateKey(label: string, algorithm: CaKeyAlgorithm, on: "issuing" | "root" = "issuing"): Promise<GeneratedKey> {
     if (this.hasKey(label)) throw new HsmKeyError(`a key labelled "${label}" already exists on the token`);
     const unsupported = this.unsupportedReason(algorithm);
     if (unsupported) throw new HsmKeyError(unsupported);
-    const pool = this.connection.poolForNewKey(on);
     const synchronous = !this.connection.osLocking;
-    return this.keyOperation(label, "generate", pool, async ({ session }) => {
+    return this.keyOperation(label, "generate", () => this.connection.poolForNewKey(on), async ({ session }) => {
       const pair = await generateKeyPair(session, label, algorithm, synchronous);
       const spki = spkiOf(pair.publicKey, algorithm);
       const id = ckaIdOf(pair.privateKey);
@@ -104,7 +121,7 @@ export class Hsm implements KeyManager, SecretSealer, TokenDataObjects, KeyEvent
    * Callers on several replicas serialise the first use themselves.
    */
   async encrypt(label: string, plaintext: Buffer, aad: Buffer): Promise<Buffer> {
-    return this.keyOperation(label, "encrypt", this.connection.current(), async ({ session }) => {
+    return this.keyOperation(label, "encrypt", () => this.connection.current(), async ({ session }) => {
       const started = performance.now();
       const { sealed, keyId, created } = sealWithSecretKey(session, label, plaintext, aad);
       this.keyIds.set(label, keyId);
@@ -114,7 +131,7 @@ export class Hsm implements KeyManager, SecretSealer, TokenDataObjects, KeyEvent
   }
 
   async decrypt(label: string, sealed: Buffer, aad: Buffer): Promise<Buffer> {
-    return this.keyOperation(label, "decrypt", this.connection.current(), async ({ session }) => {
+    return this.keyOperation(label, "decrypt", () => this.connection.current(), async ({ session }) => {
       const { plaintext, keyId } = openWithSecretKey(session, label, sealed, aad);
       this.keyIds.set(label, keyId);
       return plaintext;
@@ -122,27 +139,30 @@ export class Hsm implements KeyManager, SecretSealer, TokenDataObjects, KeyEvent
   }
 
   async publicKeySpki(label: string, algorithm: CaKeyAlgorithm): Promise<ArrayBuffer> {
-    const pool = this.connection.poolFor(label);
-    try {
-      return await pool.use(async ({ session }) => {
-        const obj = findObject(session, graphene.ObjectClass.PUBLIC_KEY, label);
-        // From the key's own attributes: its algorithm is the key's, whatever the caller expected.
-        if (obj) return spkiOf(obj, algorithmOfKey(obj, label) ?? algorithm);
-        // An adopted key's public half may carry another label (or be only in the private key's attributes).
-        const priv = findObject(session, graphene.ObjectClass.PRIVATE_KEY, label);
-        if (!priv) throw new HsmKeyError(`no public key labelled "${label}" on the token`);
-        return describeExistingKey(session, priv).spki;
-      });
-    } catch (err) {
-      throw this.connection.failure(err, pool);
-    }
+    return this.lookingAgain(
+      () => this.connection.poolFor(label),
+      async (pool) => {
+        try {
+          return await pool.use(async ({ session }) => {
+            const obj = findObject(session, graphene.ObjectClass.PUBLIC_KEY, label);
+            // From the key's own attributes: its algorithm is the key's, whatever the caller expected.
+            if (obj) return spkiOf(obj, algorithmOfKey(obj, label) ?? algorithm);
+            // An adopted key's public half may carry another label (or be only in the private key's attributes).
+            const priv = findObject(session, graphene.ObjectClass.PRIVATE_KEY, label);
+            if (!priv) throw new KeyNotFoundError(`no public key labelled "${label}" on the token`);
+            return describeExistingKey(session, priv).spki;
+          });
+        } catch (err) {
+          throw this.connection.failure(err, pool);
+        }
+      },
+    );
   }
 
   keyId(label: string): string {
-    const c = this.connection;
-    const obj = c.findOn(c.poolFor(label), graphene.ObjectClass.PRIVATE_KEY, label);
-    if (!obj) throw new HsmKeyError(`no private key labelled "${label}" on the token`);
-    return ckaIdOf(obj);
+    const found = this.privateKeyObject(label);
+    if (!found) throw new KeyNotFoundError(`no private key labelled "${label}" on the token`);
+    return ckaIdOf(found.obj);
   }
 
   /** The values of the private data objects with this label on the (issuing) token; none when there is none. */
@@ -167,7 +187,7 @@ export class Hsm implements KeyManager, SecretSealer, TokenDataObjects, KeyEvent
    * when every session is lent and the queue is full.
    */
   async withSigningKey<T>(label: string, algorithm: CaKeyAlgorithm, fn: (key: CryptoKey, crypto: SigningCrypto) => Promise<T>): Promise<T> {
-    return this.keyOperation(label, "sign", this.connection.poolFor(label), async (member) => {
+    return this.keyOperation(label, "sign", () => this.connection.poolFor(label), async (member) => {
       try {
         return await fn(privateKeyOn(member, label, algorithm, this.keyIds), member.signing);
       } catch (err) {
@@ -224,8 +244,46 @@ export class Hsm implements KeyManager, SecretSealer, TokenDataObjects, KeyEvent
     this.connection.close();
   }
 
-  /** Runs fn on a lent session and tells the key-use listeners how it went. */
-  private async keyOperation<T>(label: string, operation: KeyUseEvent["operation"], pool: SessionPool, fn: (member: PooledSession) => Promise<T>): Promise<T> {
+  /**
+   * Runs attempt on the pool poolOf gives; when it fails because the key is
+   * not found or the pool was retired under it, and the connection says the
+   * token's objects or sessions are (now) new (lookAgainAfter: a key another
+   * process made, on tpm2-pkcs11), once more on the pool current then.
+   * Nothing extra on the way of a call that succeeds.
+   */
+  private async lookingAgain<T>(poolOf: () => SessionPool, attempt: (pool: SessionPool, last: boolean) => Promise<T>): Promise<T> {
+    const pool = poolOf();
+    try {
+      return await attempt(pool, false);
+    } catch (err) {
+      const missing = err instanceof KeyNotFoundError;
+      if (!(missing || err instanceof PoolRetiredError) || !(await this.connection.lookAgainAfter(pool, missing))) throw err;
+      return attempt(poolOf(), true);
+    }
+  }
+
+  /**
+   * Runs fn on a lent session and tells the key-use listeners how it went.
+   * A first attempt that did not find the key or whose pool was retired
+   * under it is tried once more when the connection says so (see
+   * lookingAgain; its failure is told only when there is no second attempt).
+   * A call that succeeds takes no extra step.
+   */
+  private async keyOperation<T>(label: string, operation: KeyUseEvent["operation"], poolOf: () => SessionPool, fn: (member: PooledSession) => Promise<T>): Promise<T> {
+    const pool = poolOf();
+    try {
+      return await this.keyOperationOn(label, operation, pool, fn, true);
+    } catch (err) {
+      const missing = err instanceof KeyNotFoundError;
+      if ((missing || err instanceof PoolRetiredError) && (await this.connection.lookAgainAfter(pool, missing))) {
+        return this.keyOperationOn(label, operation, poolOf(), fn, false);
+      }
+      if (missing) this.events.keyUsed({ label, operation, ok: false, ms: 0, error: failureReason(err) });
+      throw err;
+    }
+  }
+
+  private async keyOperationOn<T>(label: string, operation: KeyUseEvent["operation"], pool: SessionPool, fn: (member: PooledSession) => Promise<T>, firstAttempt: boolean): Promise<T> {
     let started: number | undefined;
     try {
       const result = await pool.use((member) => {
@@ -237,7 +295,7 @@ export class Hsm implements KeyManager, SecretSealer, TokenDataObjects, KeyEvent
     } catch (err) {
       const error = this.connection.failure(err, pool);
       // A call refused before it reached the token (unavailable, queue full) used no key.
-      if (started !== undefined) this.events.keyUsed({ label, operation, id: this.keyIds.get(label), ok: false, ms: performance.now() - started, error: failureReason(err) });
+      if (started !== undefined && !(firstAttempt && error instanceof KeyNotFoundError)) this.events.keyUsed({ label, operation, id: this.keyIds.get(label), ok: false, ms: performance.now() - started, error: failureReason(err) });
       throw error;
     }
   }
@@ -285,6 +343,10 @@ function hsmStatus(c: HsmConnection): KeyManagerStatus {
 function provenanceOf(c: HsmConnection, label: string): KeyProvenance {
   const pool = c.poolFor(label);
   const obj = c.findOn(pool, graphene.ObjectClass.PRIVATE_KEY, label);
-  if (!obj) throw new HsmKeyError(`no private key labelled "${label}" on the token`);
+  if (!obj) {
+    // As hasKey: a module that reads its objects only at C_Initialize re-reads them for the next lookup.
+    c.refreshObjects();
+    throw new KeyNotFoundError(`no private key labelled "${label}" on the token`);
+  }
   return c.onLookup(pool, () => provenanceOfObject(obj));
 }

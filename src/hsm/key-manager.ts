@@ -40,6 +40,14 @@ export interface KeyManager {
   publicKeySpki(label: string, algorithm: CaKeyAlgorithm): Promise<ArrayBuffer>;
   /** What signs with the key: the CA code's only view of a private key. */
   signer(label: string, algorithm: CaKeyAlgorithm): Signer;
+  /**
+   * Another process may have made keys (a rotation by `hsm-ca rotate`, an
+   * approval, another replica): makes this process's lookups see them. On a
+   * module that reads its object store only at C_Initialize (tpm2-pkcs11)
+   * that re-initialises it; on others it does nothing. Call it when such a
+   * change is noticed, before looking for the new keys.
+   */
+  rereadKeys(): Promise<void>;
   /** Destroys the key pair; false when there was nothing to destroy. Callers decide that it is no longer needed. */
   destroyKey(label: string): boolean;
   /** What may be shown about the keys and the HSM, to anyone who may look (the HTTP layer gets only this). */

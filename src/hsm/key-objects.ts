@@ -1,5 +1,5 @@
 import * as graphene from "graphene-pk11";
-import { HsmKeyError } from "./errors.ts";
+import { HsmKeyError, KeyNotFoundError } from "./errors.ts";
 import { KEY_ALGORITHM_SPECS, type CaKeyAlgorithm } from "./key-algorithms.ts";
 import type { PooledSession } from "./session-pool.ts";
 import { Pkcs11SigningKey } from "./signing-crypto.ts";
@@ -27,7 +27,7 @@ export function privateKeyOn(member: PooledSession, label: string, algorithm: Ca
   const cached = member.keys.get(label);
   if (cached) return cached;
   const obj = findObject(member.session, graphene.ObjectClass.PRIVATE_KEY, label);
-  if (!obj) throw new HsmKeyError(`no private key labelled "${label}" on the token`);
+  if (!obj) throw new KeyNotFoundError(`no private key labelled "${label}" on the token`);
   refuseContextSpecificLogin(obj, label);
   ids.set(label, ckaIdOf(obj));
   const key = new Pkcs11SigningKey(keyAlgorithm(algorithm), obj.handle);
