@@ -131,6 +131,8 @@ export interface StepCa {
   signBody(csrPem: string, name: string, token: string): string;
   stop(): Promise<void>;
   output(): string;
+  /** The `error` field of the last few requests it answered with a 5xx (from its request log). */
+  serverErrors(): string[];
 }
 
 const b64u = (b: Buffer | string) => Buffer.from(b).toString("base64url");
@@ -171,6 +173,20 @@ export async function startStepCa(build: StepCaBuild, dir: string, opts: { resol
   fs.writeFileSync(path.join(dir, "ca.json"), JSON.stringify(config, null, 2));
   const args = [path.join(dir, "ca.json"), ...(opts.resolver ? ["--resolver", opts.resolver] : [])];
   const server = Background.start("step-ca", build.binary, args, { cwd: dir, env: { ...process.env, STEPPATH: dir, HOME: dir } });
+  // Its request log is long (every certificate in full): keep only why 5xx answers failed.
+  const errors: string[] = [];
+  let partial = "";
+  const scan = (d: Buffer) => {
+    const lines = (partial + d.toString("utf8")).split("\n");
+    partial = lines.pop()!;
+    for (const l of lines) {
+      if (!/ status=5\d\d /.test(l)) continue;
+      errors.push(/ error="((?:[^"\\]|\\.)*)"/.exec(l)?.[1] ?? l.slice(0, 300));
+      if (errors.length > 20) errors.shift();
+    }
+  };
+  server.child.stdout?.on("data", scan);
+  server.child.stderr?.on("data", scan);
   try {
     await waitForPort(port, 60_000);
   } catch (err) {
@@ -197,6 +213,7 @@ export async function startStepCa(build: StepCaBuild, dir: string, opts: { resol
     signBody: (csrPem, _name, token) => JSON.stringify({ csr: csrPem, ott: token, notAfter: "1h" }),
     stop: () => server.stop(),
     output: () => server.output.join(""),
+    serverErrors: () => [...errors],
   };
 }
 
