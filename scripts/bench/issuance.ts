@@ -312,7 +312,7 @@ async function benchStepCa(csrs: string[], dir: string): Promise<{ runs: Run[]; 
       const tokens = ca.tokens(names);
       return names.map((name, i) => ({ method: "POST", path: "/1.0/sign", headers: { "content-type": "application/json" }, body: Buffer.from(ca.signBody(csrs[i % csrs.length]!, name, tokens[i]!)) }));
     };
-    const probe = await stepCaSign(ca, requestsFor(0, 0)[0]!.body!.toString());
+    const probe = await stepCaSign(ca, ca.signBody(csrs[0]!, nameOf(0), ca.tokens([nameOf(0)])[0]!));
     if (probe.status !== 201) failed.push(`step-ca sign failed: HTTP ${probe.status} ${probe.text.slice(0, 300)}`);
     const target = ca.url;
     const warm = await runWrk({ target, requests: requestsFor(3000, WARMUP_S), connections: 16, threads: 2, durationS: WARMUP_S, once: true });
