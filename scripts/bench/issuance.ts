@@ -301,7 +301,12 @@ async function benchCfssl(csrs: string[], dir: string): Promise<{ runs: Run[]; v
 async function benchStepCa(csrs: string[], dir: string): Promise<{ runs: Run[]; version: string; failed: string[]; notes: string[] } | string> {
   const build = await buildStepCa();
   if (typeof build === "string") return build;
-  const ca = await startStepCa(build, path.join(dir, "step-ca"));
+  let ca: Awaited<ReturnType<typeof startStepCa>>;
+  try {
+    ca = await startStepCa(build, path.join(dir, "step-ca"));
+  } catch (err) {
+    return `step-ca did not start: ${(err as Error).message.slice(0, 400)}`;
+  }
   const failed: string[] = [];
   try {
     const nameOf = (i: number) => `workload-${i % csrs.length}.bench.svc`;

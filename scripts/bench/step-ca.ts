@@ -68,6 +68,14 @@ function ensureDebSrc(): void {
  * minutes on a busy machine); a string saying why not when it cannot be.
  */
 export async function buildStepCa(): Promise<StepCaBuild | string> {
+  try {
+    return await build();
+  } catch (err) {
+    return `building step-ca failed: ${(err as Error).message.slice(0, 300)}`;
+  }
+}
+
+async function build(): Promise<StepCaBuild | string> {
   const binary = path.join(STEP_CA_CACHE, "step-ca");
   if (!fs.existsSync(binary)) {
     const root = process.getuid?.() === 0;
