@@ -3,14 +3,15 @@
 // of it shows only the server). Driven by scripts/bench/acme.ts over IPC:
 //
 //   child -> parent, once:  { ready: true, http01Port }
-//   parent -> child:        { id, cmd: "setup", httpsUrl, rootPem, token, accounts }
+//   parent -> child:        { id, cmd: "setup", httpsUrl, rootPem, token, accounts, directoryPath? }
 //                           { id, cmd: "run", mode: "acme" | "rest", concurrency, seconds }
 //                           { id, cmd: "samples", n }
 //   child -> parent:        { id, ok: true, result } | { id, ok: false, error }
 //
 // It also holds the http-01 responder: one node:http server on loopback
 // answering every token from a Map, which the order loops fill before they
-// POST a challenge.
+// POST a challenge. BENCH_ACME_HTTP01_PORT chooses its port (default: any
+// free one; step-ca 0.19 validates http-01 on port 80 only).
 import "reflect-metadata";
 import crypto, { webcrypto } from "node:crypto";
 import http from "node:http";
@@ -313,8 +314,8 @@ async function run(mode: Mode, concurrency: number, seconds: number): Promise<Ru
   };
 }
 
-async function doSetup(msg: { httpsUrl: string; rootPem: string; token: string; accounts: number }): Promise<{ accounts: string[] }> {
-  const c = new AcmeClient(msg.httpsUrl, msg.rootPem);
+async function doSetup(msg: { httpsUrl: string; rootPem: string; token: string; accounts: number; directoryPath?: string }): Promise<{ accounts: string[] }> {
+  const c = new AcmeClient(msg.httpsUrl, msg.rootPem, msg.directoryPath);
   await c.init();
   const accounts: Setup["accounts"] = [];
   for (let i = 0; i < msg.accounts; i++) {
@@ -360,6 +361,10 @@ process.on("message", (msg: any) => {
 });
 process.on("disconnect", () => process.exit(0));
 
-http01.listen(0, "127.0.0.1", () => {
+http01.once("error", (err) => {
+  process.send!({ ready: false, error: `the http-01 server cannot listen: ${err.message}` });
+  process.exit(1);
+});
+http01.listen(Number(process.env.BENCH_ACME_HTTP01_PORT ?? 0), "127.0.0.1", () => {
   process.send!({ ready: true, http01Port: (http01.address() as net.AddressInfo).port });
 });

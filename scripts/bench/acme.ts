@@ -6,10 +6,11 @@ import { PostgresJsPreparedQuery } from "drizzle-orm/postgres-js/session";
 import { createApiToken } from "../../src/auth/api-tokens.ts";
 import { certificates } from "../../src/store/schema.ts";
 import type { RunResult } from "./acme-load-client.ts";
-import { postgresCpu, postgresCpuSince } from "./cpu.ts";
+import { postgresCpu, postgresCpuSince, processCpuMs } from "./cpu.ts";
 import { Background, ensureTool, freePort, nodeTsArgs, run, tempDir, waitForPort } from "./proc.ts";
 import { log, num, ratio, REPO, seconds, toolVersion, type Section } from "./report.ts";
 import { startBenchService, type BenchService } from "./service.ts";
+import { buildStepCa, startStepCa } from "./step-ca.ts";
 
 /**
  * Complete ACME orders per second (RFC 8555, http-01 on loopback), against
@@ -20,6 +21,8 @@ import { startBenchService, type BenchService } from "./service.ts";
 const DURATION_S = Number(process.env.BENCH_ACME_SECONDS ?? 10);
 const WARMUP_S = Number(process.env.BENCH_ACME_WARMUP_SECONDS ?? 3);
 const CONCURRENCY = (process.env.BENCH_ACME_CONCURRENCY ?? "1,8,32").split(",").map(Number);
+/** The peer: BENCH_ACME_SERVERS=hsm-ca leaves step-ca out. */
+const SERVERS = new Set((process.env.BENCH_ACME_SERVERS ?? "hsm-ca,step-ca").split(","));
 const ACCOUNTS = Number(process.env.BENCH_ACME_ACCOUNTS ?? 8);
 const POLL_MS = Number(process.env.BENCH_ACME_POLL_MS ?? 20);
 /** Certificates checked with openssl verify. */
@@ -48,10 +51,10 @@ class LoadClient {
     });
   }
 
-  static start(): Promise<LoadClient> {
+  static start(env: Record<string, string> = {}): Promise<LoadClient> {
     const child = spawn(process.execPath, nodeTsArgs("scripts/bench/acme-load-client.ts"), {
       stdio: ["ignore", "inherit", "inherit", "ipc"],
-      env: { ...process.env, BENCH_ACME_POLL_MS: String(POLL_MS) },
+      env: { ...process.env, BENCH_ACME_POLL_MS: String(POLL_MS), ...env },
     });
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("the load client did not start within 30 s")), 30_000);
@@ -59,7 +62,7 @@ class LoadClient {
       child.once("message", (m: any) => {
         clearTimeout(timer);
         if (m?.ready) resolve(new LoadClient(child, m.http01Port));
-        else reject(new Error(`the load client said ${JSON.stringify(m)}`));
+        else reject(new Error(m?.error ?? `the load client said ${JSON.stringify(m)}`));
       });
     });
   }
@@ -134,6 +137,96 @@ function benchProfilesDir(): string {
   return dir;
 }
 
+interface PeerRun extends RunResult {
+  /** CPU ms per completed order of step-ca's process (its badger database is inside it; failed orders' work included). */
+  serverCpuPerOrder: number;
+  clientCpuPerOrder: number;
+}
+
+/**
+ * step-ca's ACME (scripts/bench/step-ca.ts) with the same load client and
+ * the same kind of order, at the same concurrencies. step-ca 0.19 fetches
+ * http-01 on port 80 only, so the load client's responder listens there
+ * (root, or a low ip_unprivileged_port_start); names resolve through the
+ * same pebble-challtestsrv (step-ca --resolver).
+ */
+async function stepCaAcme(dnsAddress: string, work: string): Promise<{ runs: PeerRun[]; version: string; failed: string[]; notes: string[] } | string> {
+  const build = await buildStepCa();
+  if (typeof build === "string") return build;
+  let client: LoadClient;
+  try {
+    client = await LoadClient.start({ BENCH_ACME_HTTP01_PORT: "80" });
+  } catch (err) {
+    return `step-ca validates http-01 on port 80 only, and the load client could not listen there (${(err as Error).message})`;
+  }
+  const ca = await startStepCa(build, path.join(work, "step-ca"), { resolver: dnsAddress }).catch(async (err: Error) => {
+    await client.stop();
+    throw err;
+  });
+  const failed: string[] = [];
+  const peerErrors: string[] = [];
+  try {
+    await client.call("setup", { httpsUrl: ca.url, rootPem: ca.rootPem, token: "", accounts: ACCOUNTS, directoryPath: ca.acmeDirectoryPath });
+    const exec = async (concurrency: number, secs: number, warm = false): Promise<PeerRun> => {
+      log(`ACME: step-ca ${warm ? "warm-up " : ""}ACME orders, ${concurrency} concurrent, ${secs} s`);
+      const cpu0 = processCpuMs(ca.pid);
+      const r = await client.call<RunResult>("run", { mode: "acme", concurrency, seconds: secs });
+      const n = r.completed || NaN;
+      const m: PeerRun = { ...r, serverCpuPerOrder: (processCpuMs(ca.pid) - cpu0) / n, clientCpuPerOrder: r.clientCpuMs / n };
+      log(
+        `ACME:   step-ca ${r.completed} in ${r.seconds.toFixed(1)} s = ${num(r.perSecond)}/s, p50 ${num(r.p50Ms)} ms, p99 ${num(r.p99Ms)} ms, ${num(r.requestsPerOrder)} requests/order; CPU ms each: step-ca ${num(m.serverCpuPerOrder)}, client ${num(m.clientCpuPerOrder)}` +
+          (r.errors ? `; ${r.errors} errors: ${r.errorSamples.join(" | ")}` : ""),
+      );
+      // The peer's own failures are a figure of the peer (reported with the cause its log gives), not a failed check of the bench.
+      if (r.errors) {
+        // Its log's error field is mostly the public detail; a more specific one is worth quoting.
+        const cause = ca.serverErrors().filter((e) => !e.startsWith("The server experienced an internal error")).slice(-1)[0];
+        peerErrors.push(`${r.errors} at ${concurrency} loops (${r.errorSamples[0]?.split(" {")[0] ?? "?"}${cause ? `; step-ca's log: ${cause.slice(0, 240)}` : ""})`);
+      }
+      if (r.completed === 0) failed.push(`step-ca ACME at ${concurrency} concurrent completed nothing`);
+      return m;
+    };
+    await exec(8, WARMUP_S, true);
+    const runs: PeerRun[] = [];
+    for (const c of CONCURRENCY) runs.push(await exec(c, DURATION_S));
+    // The same checks as hsm-ca's chains: openssl verify against step-ca's root and intermediate, the order's name in the SAN.
+    const { samples, ordersCompleted } = await client.call<{ samples: Array<{ name: string; pem: string }>; ordersCompleted: number }>("samples", { n: OPENSSL_SAMPLE });
+    const rootFile = path.join(work, "step-root.pem");
+    const chainFile = path.join(work, "step-intermediate.pem");
+    fs.writeFileSync(rootFile, ca.rootPem);
+    fs.writeFileSync(chainFile, ca.intermediatePem);
+    let verified = 0;
+    for (const [i, s] of samples.entries()) {
+      const [leaf] = s.pem.split(/(?=-----BEGIN CERTIFICATE-----)/);
+      const file = path.join(work, `step-leaf-${i}.pem`);
+      fs.writeFileSync(file, leaf!);
+      const v = await run("openssl", ["verify", "-CAfile", rootFile, "-untrusted", chainFile, "-purpose", "sslserver", file], { check: false, timeoutMs: 20_000 });
+      const names = await run("openssl", ["x509", "-in", file, "-noout", "-ext", "subjectAltName"], { check: false, timeoutMs: 20_000 });
+      if (v.code !== 0 || !v.stdout.includes(": OK")) failed.push(`step-ca: openssl verify of the certificate for ${s.name}: ${v.stdout}${v.stderr}`);
+      else if (!names.stdout.includes(`DNS:${s.name}`)) failed.push(`step-ca: the certificate for ${s.name} does not name it: ${names.stdout}`);
+      else verified++;
+    }
+    if (samples.length < OPENSSL_SAMPLE) failed.push(`step-ca: only ${samples.length} certificates to verify`);
+    return {
+      runs,
+      version: build.version,
+      failed,
+      notes: [
+        `step-ca (ACME provisioner, badger database): ${ordersCompleted} orders completed over its runs (warm-up included)${peerErrors.length ? " (its failed orders below)" : " without error"}; ${verified} chains spread over them verified with \`openssl verify -purpose sslserver\` against its root and intermediate, each naming its order's identifier. Its http-01 validator fetched from port 80 (step-ca 0.19 has no other), resolving names through the same pebble-challtestsrv.`,
+        ...(peerErrors.length
+          ? [`step-ca failed orders (HTTP 500 serverInternal; counted, not retried, not in its rate): ${peerErrors.join("; ")}. Its log names no cause; the likely one: its ACME store writes orders, authorizations and an account's order list with compare-and-swap, and every newOrder re-reads and updates each pending order of the account (acme/db/nosql/order.go, updateAddOrderIDs), so loops sharing an account (${ACCOUNTS} accounts here) collide.`]
+          : []),
+      ],
+    };
+  } catch (err) {
+    failed.push(`step-ca ACME: ${(err as Error).message.slice(0, 600)}; its log: ${ca.output().slice(-600)}`);
+    return { runs: [], version: build.version, failed, notes: [] };
+  } finally {
+    await client.stop().catch(() => {});
+    await ca.stop();
+  }
+}
+
 export async function runAcme(): Promise<Section> {
   const section: Section = {
     name: "acme",
@@ -155,7 +248,9 @@ directory's \`newOrdersPerAccount\`/\`ordersPerIdentifier\` limits raised from 3
 still counted on every newOrder); nonces needed nothing (one per response, kept per loop). The server's Retry-After (1 s)
 is not honoured while polling: that would measure the client's sleep, not the server. The background OCSP pre-signing is
 paused for the whole run (it signs each new certificate a little later whichever way it was issued, and would do the REST
-runs' backlog during the ACME runs after them).`,
+runs' backlog during the ACME runs after them). The peer is step-ca (built from Debian's source package by the bench,
+software P-256 intermediate, badger database, an ACME provisioner) with the same client, accounts and kind of order at the same
+concurrencies, after hsm-ca's runs; its http-01 validator fetches from port 80 only, so the client's responder listens there.`,
     tables: [],
     facts: {},
     notes: [],
@@ -267,6 +362,21 @@ runs' backlog during the ACME runs after them).`,
     const storedAcme = stored!.n;
     if (storedAcme < ordersCompleted) failed.push(`the database holds ${storedAcme} ACME certificates for ${ordersCompleted} completed orders`);
     if (samples.length < OPENSSL_SAMPLE) failed.push(`only ${samples.length} certificates to verify`);
+
+    // The peer, after hsm-ca's runs (its service idles meanwhile, OCSP paused): step-ca with the same client and orders.
+    let peer: Awaited<ReturnType<typeof stepCaAcme>> | undefined;
+    if (SERVERS.has("step-ca")) {
+      await client.stop();
+      peer = await stepCaAcme(dns.address, work).catch((err: Error) => `step-ca did not run: ${err.message.slice(0, 400)}`);
+      if (typeof peer === "string") {
+        log(`ACME: step-ca skipped: ${peer}`);
+        section.notes.push(`step-ca skipped: ${peer}.`);
+      } else {
+        failed.push(...peer.failed);
+        section.notes.push(...peer.notes);
+        section.facts["step-ca"] = peer.version;
+      }
+    }
     if (failed.length) section.failed = failed;
     else {
       section.notes.push(
@@ -333,6 +443,41 @@ runs' backlog during the ACME runs after them).`,
       headers: ["concurrent", "REST issuance", ...STEPS],
       rows: rows.map(({ acme, rest }) => [acme.concurrency, seconds(rest.stepMs.issue ?? NaN), ...STEPS.map((k) => stepCell(acme, rest, k))]),
     });
+    if (peer && typeof peer !== "string" && peer.runs.length) {
+      const stepRuns = peer.runs;
+      const cpu2 = (v: number | undefined) => (v === undefined ? "n/a" : `${num(v)} ms`);
+      section.tables.push({
+        caption:
+          "hsm-ca's ACME against step-ca's (same client, same orders, same concurrency; step-ca ran after hsm-ca's runs). Server CPU per order: hsm-ca's process with PostgreSQL's, step-ca's process (badger is inside it):",
+        headers: ["concurrent", "hsm-ca orders/s", "step-ca orders/s", "hsm-ca/step-ca", "step-ca failed orders", "hsm-ca p50", "step-ca p50", "hsm-ca p99", "step-ca p99", "requests/order hsm-ca", "step-ca", "server CPU/order hsm-ca", "step-ca", "DB statements/order hsm-ca"],
+        rows: rows.map(({ acme }) => {
+          const st = stepRuns.find((r) => r.concurrency === acme.concurrency);
+          return [
+            acme.concurrency,
+            num(acme.perSecond),
+            st ? num(st.perSecond) : "n/a",
+            ratio(acme.perSecond, st?.perSecond),
+            st ? st.errors : "n/a",
+            seconds(acme.p50Ms),
+            st ? seconds(st.p50Ms) : "n/a",
+            seconds(acme.p99Ms),
+            st ? seconds(st.p99Ms) : "n/a",
+            num(acme.requestsPerOrder),
+            st ? num(st.requestsPerOrder) : "n/a",
+            cpu2(acme.serviceCpuPerOrder + (acme.postgresCpuPerOrder ?? 0)),
+            cpu2(st?.serverCpuPerOrder),
+            acme.queriesPerOrder === undefined ? "n/a" : num(acme.queriesPerOrder),
+          ];
+        }),
+      });
+      const at32 = rows.find((r) => r.acme.concurrency === 32)?.acme;
+      const st32 = stepRuns.find((r) => r.concurrency === 32);
+      if (at32 && st32) {
+        section.notes.push(
+          `Target ≥ 1.0× step-ca's ACME at 32 loops: ${at32.perSecond >= st32.perSecond ? "met" : "missed"} (${ratio(at32.perSecond, st32.perSecond)}: ${num(at32.perSecond)} vs ${num(st32.perSecond)} orders/s); database statements per order ≤ 20: ${at32.queriesPerOrder === undefined ? "not counted (PGlite)" : `${at32.queriesPerOrder <= 20 ? "met" : "missed"} (${num(at32.queriesPerOrder)})`}.`,
+        );
+      }
+    }
     const raced = all.reduce((a, r) => a + (r.mode === "acme" ? r.finalizeRetries : 0), 0);
     if (raced) {
       // The validation's writes are one transaction holding the order's lock (src/acme/validation-runner.ts): this must not happen.

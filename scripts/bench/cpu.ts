@@ -49,3 +49,14 @@ export function machineBusyMs(): number {
   const idle = f[3]! + f[4]!;
   return ((total - idle) * 1000) / CLK_TCK;
 }
+
+/** CPU ms (user + system) a process has used, from /proc/<pid>/stat; 0 once it is gone. */
+export function processCpuMs(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+  } catch {
+    return 0;
+  }
+}

@@ -7,11 +7,12 @@ import postgres from "postgres";
 import { count, desc, eq, sql } from "drizzle-orm";
 import { createApiToken } from "../../src/auth/api-tokens.ts";
 import { certificates } from "../../src/store/schema.ts";
-import { machineBusyMs, postgresCpu, postgresCpuSince } from "./cpu.ts";
+import { machineBusyMs, postgresCpu, postgresCpuSince, processCpuMs } from "./cpu.ts";
 import { Background, ensureTool, freePort, run, tempDir, waitForPort } from "./proc.ts";
 import { RawSigner } from "./raw-sign.ts";
 import { log, mib, num, ratio, REPO, type Section } from "./report.ts";
 import { startBenchService, startWorkersService, type BenchService } from "./service.ts";
+import { buildStepCa, startStepCa, stepCaSign } from "./step-ca.ts";
 import { describeErrors, runWrk, wrkErrors, type WrkRequest, type WrkResult } from "./wrk.ts";
 
 /**
@@ -20,11 +21,17 @@ import { describeErrors, runWrk, wrkErrors, type WrkRequest, type WrkResult } fr
  * stored in the database before the answer. Ceiling: the raw C_Sign rate of
  * the same token with the service's number of sessions, measured in the same
  * process right before. Peer: cfssl serve (software key, no database) under
- * the same load, when Debian's golang-cfssl is installed.
+ * the same load, when Debian's golang-cfssl is installed, and step-ca
+ * (scripts/bench/step-ca.ts: built from Debian's source package, software
+ * P-256 key, badger database) on its /1.0/sign with one-time JWK tokens.
  */
 
-const CONCURRENCY = (process.env.BENCH_ISSUANCE_CLIENTS ?? "1,16,64").split(",").map(Number);
+const CONCURRENCY = (process.env.BENCH_ISSUANCE_CLIENTS ?? "1,8,16,64").split(",").map(Number);
 const DURATION_S = Number(process.env.BENCH_ISSUANCE_SECONDS ?? 10);
+/** Warm-up before each server's runs (short smoke runs may shorten it). */
+const WARMUP_S = Number(process.env.BENCH_ISSUANCE_WARMUP_SECONDS ?? 3);
+/** Which servers run: hsm-ca (one process), workers, cfssl, step-ca; all by default. */
+const SERVERS = new Set((process.env.BENCH_ISSUANCE_SERVERS ?? "hsm-ca,workers,cfssl,step-ca").split(","));
 const CSRS = 256;
 const SAMPLE = 20;
 const TARGET_RPS = 2000;
@@ -40,17 +47,31 @@ interface Run {
   /** CPU ms per answered certificate: the whole machine, and PostgreSQL's share. */
   machineCpuMs?: number;
   postgresCpuMs?: number;
+  /** CPU ms per answered certificate of the server's own processes, its database server (PostgreSQL) included. */
+  serverCpuMs?: number;
 }
 
 /** Runs wrk and notes what each answer cost the machine in CPU. */
-async function measured(options: Parameters<typeof runWrk>[0]): Promise<{ wrk: WrkResult; machineCpuMs: number; postgresCpuMs?: number }> {
+async function measured(
+  options: Parameters<typeof runWrk>[0],
+  serverCpuMs: () => number,
+  withPostgres = true,
+): Promise<{ wrk: WrkResult; machineCpuMs: number; postgresCpuMs?: number; serverCpuMs: number }> {
   const busy0 = machineBusyMs();
   const pg0 = postgresCpu();
+  const server0 = serverCpuMs();
   const wrk = await runWrk(options);
   const n = Math.max(1, wrk.requests);
-  const pg = postgresCpuSince(pg0);
-  return { wrk, machineCpuMs: (machineBusyMs() - busy0) / n, postgresCpuMs: pg === undefined ? undefined : pg / n };
+  const server = serverCpuMs() - server0;
+  const pg = withPostgres ? postgresCpuSince(pg0) : undefined;
+  return { wrk, machineCpuMs: (machineBusyMs() - busy0) / n, postgresCpuMs: pg === undefined ? undefined : pg / n, serverCpuMs: (server + (pg ?? 0)) / n };
 }
+
+/** This process's CPU ms (the in-process service; the bench itself idles while wrk runs). */
+const ownCpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
 
 /** P-256 CSRs for distinct names and keys, as a fleet of workloads would send. */
 export async function makeCsrs(n: number): Promise<string[]> {
@@ -131,15 +152,19 @@ async function benchService(database: "postgres" | "pglite", csrs: string[], dir
       raw.close();
     }
     log(`issuance (${bench.db.kind}): raw C_Sign ceiling ${num(ceiling)}/s`);
-    await runWrk({ target: service.httpsUrl, requests, connections: 16, threads: 2, durationS: 3 });
+    await runWrk({ target: service.httpsUrl, requests, connections: 16, threads: 2, durationS: WARMUP_S });
     const runs: Run[] = [];
     for (const clients of CONCURRENCY) {
       const before = await storedCount(bench);
       const stop = rssSampler();
-      const { wrk, machineCpuMs, postgresCpuMs } = await measured({ target: service.httpsUrl, requests, connections: clients, threads: Math.min(2, clients), durationS: DURATION_S, timeoutS: 5 });
+      const { wrk, machineCpuMs, postgresCpuMs, serverCpuMs } = await measured(
+        { target: service.httpsUrl, requests, connections: clients, threads: Math.min(2, clients), durationS: DURATION_S, timeoutS: 5 },
+        ownCpuMs,
+        bench.db.kind === "postgres",
+      );
       const peakRssKiB = stop();
       const stored = (await storedCount(bench)) - before;
-      runs.push({ server: `hsm-ca (${bench.db.kind})`, clients, wrk, peakRssKiB, stored, machineCpuMs, postgresCpuMs });
+      runs.push({ server: `hsm-ca (${bench.db.kind})`, clients, wrk, peakRssKiB, stored, machineCpuMs, postgresCpuMs, serverCpuMs });
       log(`issuance (${bench.db.kind}) ${clients} clients: ${num(wrk.rps)}/s p50 ${num(wrk.p50Ms)} ms p99 ${num(wrk.p99Ms)} ms, ${describeErrors(wrk)}`);
     }
     const failed = await checkStored(bench, dir);
@@ -173,16 +198,19 @@ async function benchWorkers(csrs: string[], dir: string): Promise<{ runs: Run[];
     const secret = token.stdout.trim().split("\n").pop()!.trim();
     const requests = issuanceRequests(csrs, secret);
     const stored = async () => Number((await sql`select count(*)::int as n from certificates where profile = 'tls-server'`)[0]!.n);
-    await runWrk({ target: w.httpsUrl, requests, connections: 16, threads: 2, durationS: 3 });
+    await runWrk({ target: w.httpsUrl, requests, connections: 16, threads: 2, durationS: WARMUP_S });
     const runs: Run[] = [];
     const failed: string[] = [];
     for (const clients of CONCURRENCY) {
       const before = await stored();
       let peak = w.rssKiB();
       const timer = setInterval(() => (peak = Math.max(peak, w.rssKiB())), 200);
-      const { wrk, machineCpuMs, postgresCpuMs } = await measured({ target: w.httpsUrl, requests, connections: clients, threads: Math.min(2, clients), durationS: DURATION_S, timeoutS: 5 });
+      const { wrk, machineCpuMs, postgresCpuMs, serverCpuMs } = await measured(
+        { target: w.httpsUrl, requests, connections: clients, threads: Math.min(2, clients), durationS: DURATION_S, timeoutS: 5 },
+        () => w.cpuMs(),
+      );
       clearInterval(timer);
-      const r: Run = { server: `hsm-ca (postgres, ${WORKERS} workers)`, clients, wrk, peakRssKiB: Math.max(peak, w.rssKiB()), stored: (await stored()) - before, machineCpuMs, postgresCpuMs };
+      const r: Run = { server: `hsm-ca (postgres, ${WORKERS} workers)`, clients, wrk, peakRssKiB: Math.max(peak, w.rssKiB()), stored: (await stored()) - before, machineCpuMs, postgresCpuMs, serverCpuMs };
       runs.push(r);
       log(`issuance (${WORKERS} workers) ${clients} clients: ${num(wrk.rps)}/s p50 ${num(wrk.p50Ms)} ms p99 ${num(wrk.p99Ms)} ms, ${describeErrors(wrk)}`);
       if (wrkErrors(wrk) > 0) failed.push(`${r.server} at ${clients} clients: ${describeErrors(wrk)}`);
@@ -215,7 +243,7 @@ async function benchWorkers(csrs: string[], dir: string): Promise<{ runs: Run[];
 }
 
 /** cfssl serve with a software P-256 CA key, over TLS, under the same load. */
-async function benchCfssl(csrs: string[], dir: string): Promise<{ runs: Run[]; version: string; failed: string[] } | undefined> {
+async function benchCfssl(csrs: string[], dir: string): Promise<{ runs: Run[]; version: string; failed: string[]; notes: string[] } | undefined> {
   if (!ensureTool("cfssl", "golang-cfssl") || !ensureTool("cfssljson", "golang-cfssl")) return undefined;
   const version = (await run("cfssl", ["version"])).stdout.split("\n").slice(0, 2).join(", ").trim();
   const cwd = path.join(dir, "cfssl");
@@ -241,21 +269,125 @@ async function benchCfssl(csrs: string[], dir: string): Promise<{ runs: Run[]; v
     // cfssl answers 200 with {success: true, result: {certificate}}: check one before timing.
     const probe = await fetchJson(`${target}/api/v1/cfssl/sign`, requests[0]!.body!);
     if (!probe.success) failed.push(`cfssl sign failed: ${JSON.stringify(probe.errors)}`);
-    await runWrk({ target, requests, connections: 16, threads: 2, durationS: 3 });
+    await runWrk({ target, requests, connections: 16, threads: 2, durationS: WARMUP_S });
     const runs: Run[] = [];
+    const pid = server.child.pid!;
     for (const clients of CONCURRENCY) {
-      const { wrk, machineCpuMs } = await measured({ target, requests, connections: clients, threads: Math.min(2, clients), durationS: DURATION_S, timeoutS: 5 });
-      runs.push({ server: "peer: cfssl serve", clients, wrk, machineCpuMs });
+      const { wrk, machineCpuMs, serverCpuMs } = await measured({ target, requests, connections: clients, threads: Math.min(2, clients), durationS: DURATION_S, timeoutS: 5 }, () => processCpuMs(pid), false);
+      const peakRssKiB = peakRss(pid);
+      runs.push({ server: "peer: cfssl serve", clients, wrk, machineCpuMs, serverCpuMs, peakRssKiB });
       log(`issuance cfssl ${clients} clients: ${num(wrk.rps)}/s p50 ${num(wrk.p50Ms)} ms p99 ${num(wrk.p99Ms)} ms`);
       if (wrkErrors(wrk) > 0) failed.push(`cfssl at ${clients} clients: ${describeErrors(wrk)}`);
     }
-    return { runs, version, failed };
+    // A sample of its certificates, verified as hsm-ca's are (cfssl keeps none: these are signed for the check).
+    const sample: string[] = [];
+    for (let i = 0; i < SAMPLE; i++) {
+      const res = await fetchJson(`${target}/api/v1/cfssl/sign`, requests[i % requests.length]!.body!);
+      if (res.success && res.result?.certificate) sample.push(res.result.certificate);
+      else failed.push(`cfssl sign for the sample failed: ${JSON.stringify(res.errors)}`);
+    }
+    failed.push(...(await verifySample("cfssl", sample, path.join(cwd, "ca.pem"), undefined, dir)));
+    return { runs, version, failed, notes: [`cfssl: every answer was a 200; ${sample.length} more certificates signed after the runs pass \`openssl verify -purpose sslserver\` against its CA certificate, no serial twice (cfssl stores nothing).`] };
   } finally {
     await server.stop();
   }
 }
 
-async function fetchJson(url: string, body: Uint8Array): Promise<{ success?: boolean; errors?: unknown }> {
+/**
+ * step-ca's POST /1.0/sign under the same load: each request a CSR of the
+ * cycle with a one-time token of the JWK provisioner (step-ca refuses a
+ * token twice), minted before each timed window, every request sent once.
+ */
+async function benchStepCa(csrs: string[], dir: string): Promise<{ runs: Run[]; version: string; failed: string[]; notes: string[] } | string> {
+  const build = await buildStepCa();
+  if (typeof build === "string") return build;
+  let ca: Awaited<ReturnType<typeof startStepCa>>;
+  try {
+    ca = await startStepCa(build, path.join(dir, "step-ca"));
+  } catch (err) {
+    return `step-ca did not start: ${(err as Error).message.slice(0, 400)}`;
+  }
+  const failed: string[] = [];
+  try {
+    const nameOf = (i: number) => `workload-${i % csrs.length}.bench.svc`;
+    // Tokens enough for `rate` answers a second over `seconds`, with room: a thread that runs out fails the run.
+    const requestsFor = (rate: number, seconds: number): WrkRequest[] => {
+      const n = Math.ceil(rate * seconds * 2.5) + 1000;
+      const names = Array.from({ length: n }, (_, i) => nameOf(i));
+      const tokens = ca.tokens(names);
+      return names.map((name, i) => ({ method: "POST", path: "/1.0/sign", headers: { "content-type": "application/json" }, body: Buffer.from(ca.signBody(csrs[i % csrs.length]!, name, tokens[i]!)) }));
+    };
+    const probe = await stepCaSign(ca, ca.signBody(csrs[0]!, nameOf(0), ca.tokens([nameOf(0)])[0]!));
+    if (probe.status !== 201) failed.push(`step-ca sign failed: HTTP ${probe.status} ${probe.text.slice(0, 300)}`);
+    const target = ca.url;
+    const warm = await runWrk({ target, requests: requestsFor(3000, WARMUP_S), connections: 16, threads: 2, durationS: WARMUP_S, once: true });
+    let expected = Math.max(warm.rps, 500);
+    const runs: Run[] = [];
+    for (const clients of CONCURRENCY) {
+      const requests = requestsFor(expected, DURATION_S);
+      const { wrk, machineCpuMs, serverCpuMs } = await measured(
+        { target, requests, connections: clients, threads: Math.min(2, clients), durationS: DURATION_S, timeoutS: 5, once: true },
+        () => processCpuMs(ca.pid),
+        false,
+      );
+      expected = Math.max(expected, wrk.rps);
+      runs.push({ server: "peer: step-ca", clients, wrk, machineCpuMs, serverCpuMs, peakRssKiB: peakRss(ca.pid) });
+      log(`issuance step-ca ${clients} clients: ${num(wrk.rps)}/s p50 ${num(wrk.p50Ms)} ms p99 ${num(wrk.p99Ms)} ms, ${describeErrors(wrk)}`);
+      if (wrk.exhausted > 0) failed.push(`step-ca at ${clients} clients: wrk ran out of one-time tokens (${wrk.exhausted} requests without one)`);
+      else if (wrkErrors(wrk) > 0) failed.push(`step-ca at ${clients} clients: ${describeErrors(wrk)}`);
+    }
+    const sample: string[] = [];
+    const sampleTokens = ca.tokens(Array.from({ length: SAMPLE }, (_, i) => nameOf(i)));
+    for (let i = 0; i < SAMPLE; i++) {
+      const res = await stepCaSign(ca, ca.signBody(csrs[i]!, nameOf(i), sampleTokens[i]!));
+      if (res.status === 201 && res.crt) sample.push(res.crt);
+      else failed.push(`step-ca sign for the sample: HTTP ${res.status} ${res.text.slice(0, 200)}`);
+    }
+    fs.writeFileSync(path.join(dir, "step-root.pem"), ca.rootPem);
+    fs.writeFileSync(path.join(dir, "step-intermediate.pem"), ca.intermediatePem);
+    failed.push(...(await verifySample("step-ca", sample, path.join(dir, "step-root.pem"), path.join(dir, "step-intermediate.pem"), dir)));
+    return {
+      runs,
+      version: build.version,
+      failed,
+      notes: [
+        `step-ca: every answer was a 201, each request carried a token used once (${runs.map((r) => `${r.wrk.requests} at ${r.clients} clients`).join("; ")}); step-ca stores each certificate and each used token in its badger database before answering; ${sample.length} more signed after the runs pass \`openssl verify -purpose sslserver\` against its root and intermediate, no serial twice.`,
+      ],
+    };
+  } catch (err) {
+    failed.push(`step-ca: ${(err as Error).message}; its log: ${ca.output().slice(-800)}`);
+    return { runs: [], version: build.version, failed, notes: [] };
+  } finally {
+    await ca.stop();
+  }
+}
+
+/** Peak RSS stands in as the RSS after the run for a peer (a Go server's heap does not shrink quickly), KiB. */
+function peakRss(pid: number): number | undefined {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** openssl verify for each leaf against root (and intermediate), and no serial twice. */
+async function verifySample(who: string, leaves: string[], rootFile: string, intermediateFile: string | undefined, dir: string): Promise<string[]> {
+  const failed: string[] = [];
+  const serials = new Set<string>();
+  for (const [i, pem] of leaves.entries()) {
+    const f = path.join(dir, `${who}-sample-${i}.pem`);
+    fs.writeFileSync(f, pem);
+    const v = await run("openssl", ["verify", "-CAfile", rootFile, ...(intermediateFile ? ["-untrusted", intermediateFile] : []), "-purpose", "sslserver", f], { check: false });
+    if (v.code !== 0 || !v.stdout.includes(": OK")) failed.push(`${who}: openssl verify failed: ${v.stdout}${v.stderr}`);
+    serials.add(new x509.X509Certificate(pem).serialNumber);
+  }
+  if (serials.size !== leaves.length) failed.push(`${who}: ${leaves.length - serials.size} repeated serials in the sample`);
+  return failed;
+}
+
+async function fetchJson(url: string, body: Uint8Array): Promise<{ success?: boolean; errors?: unknown; result?: { certificate?: string } }> {
   const prev = process.env.NODE_TLS_REJECT_UNAUTHORIZED;
   // The peer's throwaway self-signed listener, on loopback, for one probe.
   process.env.NODE_TLS_REJECT_UNAUTHORIZED = "0";
@@ -278,63 +410,133 @@ export async function runIssuance(database: "postgres" | "pglite"): Promise<Sect
   const dir = tempDir("hsmca-bench-issue-");
   try {
     const csrs = await makeCsrs(CSRS);
-    const pg = await benchService(database, csrs, dir);
-    const workers = database === "postgres" && WORKERS > 1 ? await benchWorkers(csrs, dir) : undefined;
-    const cfssl = database === "postgres" ? await benchCfssl(csrs, dir) : undefined;
-    const failed = [...pg.failed, ...(workers?.failed ?? []), ...(cfssl?.failed ?? [])];
-    const peerAt = (clients: number) => cfssl?.runs.find((r) => r.clients === clients)?.wrk.rps;
-    const rows = (runs: Run[], ceiling: number | undefined) =>
+    const pg = database === "pglite" || SERVERS.has("hsm-ca") ? await benchService(database, csrs, dir) : undefined;
+    const postgres = database === "postgres";
+    const workers = postgres && WORKERS > 1 && SERVERS.has("workers") ? await benchWorkers(csrs, dir) : undefined;
+    const cfssl = postgres && SERVERS.has("cfssl") ? await benchCfssl(csrs, dir) : undefined;
+    const stepOut = postgres && SERVERS.has("step-ca") ? await benchStepCa(csrs, dir) : undefined;
+    const stepCa = typeof stepOut === "string" ? undefined : stepOut;
+    if (typeof stepOut === "string") log(`issuance: step-ca skipped: ${stepOut}`);
+    const failed = [...(pg?.failed ?? []), ...(workers?.failed ?? []), ...(cfssl?.failed ?? []), ...(stepCa?.failed ?? [])];
+    const ceiling = pg?.ceiling;
+    const cfsslAt = (clients: number) => cfssl?.runs.find((r) => r.clients === clients)?.wrk.rps;
+    const stepAt = (clients: number) => stepCa?.runs.find((r) => r.clients === clients);
+    const rows = (runs: Run[]) =>
       runs.map((r) => [
         r.server,
         r.clients,
         num(r.wrk.rps),
         ceiling ? ratio(r.wrk.rps, ceiling) : "",
-        r.server.startsWith("peer") ? "1×" : ratio(r.wrk.rps, peerAt(r.clients)),
+        r.server === "peer: cfssl serve" ? "1×" : ratio(r.wrk.rps, cfsslAt(r.clients)),
+        r.server === "peer: step-ca" ? "1×" : ratio(r.wrk.rps, stepAt(r.clients)?.wrk.rps),
         num(r.wrk.p50Ms),
         num(r.wrk.p99Ms),
         r.peakRssKiB ? mib(r.peakRssKiB) : "",
+        r.serverCpuMs === undefined ? "" : num(r.serverCpuMs),
         r.machineCpuMs === undefined ? "" : num(r.machineCpuMs),
         r.postgresCpuMs === undefined ? "" : num(r.postgresCpuMs),
         // What the machine's cores could answer at this cost per certificate, were they all busy with it.
         r.machineCpuMs === undefined ? "" : num((CORES * 1000) / r.machineCpuMs),
       ]);
     // The target is for the service as configured for load: the better of one process and workers.
-    const at64 = [...pg.runs, ...(workers?.runs ?? [])].filter((r) => r.clients === 64).sort((a, b) => b.wrk.rps - a.wrk.rps)[0];
+    const ours = [...(pg?.runs ?? []), ...(workers?.runs ?? [])];
+    const bestAt = (clients: number) => ours.filter((r) => r.clients === clients).sort((a, b) => b.wrk.rps - a.wrk.rps)[0];
+    const at64 = bestAt(64);
     const verdict = at64
       ? at64.wrk.rps >= TARGET_RPS && at64.wrk.p99Ms < TARGET_P99_MS
         ? `met by ${at64.server}: ${num(at64.wrk.rps)}/s, p99 ${num(at64.wrk.p99Ms)} ms`
         : `missed (best: ${at64.server}): ${num(at64.wrk.rps)}/s (${ratio(at64.wrk.rps, TARGET_RPS)} of ${TARGET_RPS}), p99 ${num(at64.wrk.p99Ms)} ms (target < ${TARGET_P99_MS} ms)`
       : "not measured at 64 clients";
+    const peerTargets: Array<[string, string]> = [];
+    const step64 = stepAt(64);
+    if (at64 && step64) {
+      const ok = at64.wrk.rps >= step64.wrk.rps && at64.wrk.p99Ms < step64.wrk.p99Ms;
+      peerTargets.push([
+        "≥ 1.0× step-ca /1.0/sign at 64 clients, p99 below step-ca's",
+        `${ok ? "met" : "missed"}: ${at64.server} ${num(at64.wrk.rps)}/s (${ratio(at64.wrk.rps, step64.wrk.rps)} of step-ca's ${num(step64.wrk.rps)}/s), p99 ${num(at64.wrk.p99Ms)} ms vs ${num(step64.wrk.p99Ms)} ms`,
+      ]);
+    }
+    const cfssl64 = cfsslAt(64);
+    if (at64 && cfssl64) peerTargets.push(["≥ 0.5× cfssl serve at 64 clients", `${at64.wrk.rps >= 0.5 * cfssl64 ? "met" : "missed"}: ${ratio(at64.wrk.rps, cfssl64)}`]);
+    if (at64?.serverCpuMs !== undefined) {
+      peerTargets.push([
+        "server CPU ≤ 0.6 ms per certificate at 64 clients (service + PostgreSQL)",
+        `${at64.serverCpuMs <= 0.6 ? "met" : "missed"}: ${num(at64.serverCpuMs)} ms (${at64.server})${step64?.serverCpuMs !== undefined ? `; step-ca ${num(step64.serverCpuMs)} ms` : ""}`,
+      ]);
+    }
+    const peersTable =
+      stepCa || cfssl
+        ? [
+            {
+              caption: "hsm-ca (the better of one process and workers at each concurrency) against the peers, same run, same wrk load:",
+              headers: ["clients", "hsm-ca certificates/s", "step-ca", "hsm-ca/step-ca", "cfssl", "hsm-ca/cfssl", "p99 ms hsm-ca", "p99 step-ca", "server CPU ms/cert hsm-ca", "step-ca", "cfssl"],
+              rows: CONCURRENCY.map((c) => {
+                const o = bestAt(c);
+                const st = stepAt(c);
+                const cf = cfssl?.runs.find((r) => r.clients === c);
+                return [
+                  c,
+                  o ? num(o.wrk.rps) : "n/a",
+                  st ? num(st.wrk.rps) : "n/a",
+                  ratio(o?.wrk.rps, st?.wrk.rps),
+                  cf ? num(cf.wrk.rps) : "n/a",
+                  ratio(o?.wrk.rps, cf?.wrk.rps),
+                  o ? num(o.wrk.p99Ms) : "n/a",
+                  st ? num(st.wrk.p99Ms) : "n/a",
+                  o?.serverCpuMs === undefined ? "n/a" : num(o.serverCpuMs),
+                  st?.serverCpuMs === undefined ? "n/a" : num(st.serverCpuMs),
+                  cf?.serverCpuMs === undefined ? "n/a" : num(cf.serverCpuMs),
+                ];
+              }),
+            },
+          ]
+        : [];
+    const missing: string[] = [];
+    if (postgres && SERVERS.has("cfssl") && !cfssl) missing.push("cfssl is not installed (`apt-get install golang-cfssl`): no cfssl figures.");
+    if (typeof stepOut === "string") missing.push(`step-ca skipped: ${stepOut}.`);
     return {
       name,
-      title: `REST issuance end to end (${database === "postgres" ? "PostgreSQL" : "PGlite"})`,
+      title: `REST issuance end to end (${postgres ? "PostgreSQL" : "PGlite"})`,
       summary: `wrk posts ${CSRS} distinct P-256 CSRs in a cycle (tls-server profile, 1-hour validity, an issuer token) to
-\`POST /api/v1/certificates\` over HTTPS with keep-alive, ${DURATION_S} s per concurrency after a 3 s warm-up. Every 201 is a
+\`POST /api/v1/certificates\` over HTTPS with keep-alive, ${DURATION_S} s per concurrency after a ${WARMUP_S} s warm-up. Every 201 is a
 certificate signed by the intermediate's P-256 key in SoftHSM2 and inserted into the database before the answer. The ceiling
 is the raw C_Sign rate of the same token and key with the service's number of sessions (\`npm run bench -- signing\`
 measures the same ceiling), taken in the same process just before. Peak RSS is the service process's (the benchmark runs it
 in-process; wrk is a separate process). On PostgreSQL the same load also goes to \`hsm-ca serve\` with
-HSM_CA_WORKERS=${WORKERS} (node:cluster workers sharing the listeners, run as a user runs it; RSS of all its processes). The peer is cfssl serve (Go, software P-256 key, no database, TLS) under the same
-load. Load generator, database and server share the machine's cores. "Machine CPU ms/cert" is the busy time of all cores
-(/proc/stat) during the run divided by the certificates answered (the load generator included), "of which PostgreSQL" its
-server processes' share, and "CPU bound/s" what the cores could answer at that cost if nothing else ran: where the rate is
-close to it, CPU per certificate is what bounds it.`,
+HSM_CA_WORKERS=${WORKERS} (node:cluster workers sharing the listeners, run as a user runs it; RSS of all its processes). The peers,
+under the same load: cfssl serve (Go, software P-256 key, no database, TLS), and step-ca (Go, smallstep/certificates built from
+Debian's source package by the bench, software P-256 root and intermediate, badger database) on \`POST /1.0/sign\`, each request
+a CSR of the same cycle with its own one-time token of a JWK provisioner, minted before the timed window (wrk sends each once).
+Load generator, database and servers share the machine's cores. "Server CPU ms/cert" is the CPU time of the server's own
+processes (for hsm-ca with PostgreSQL's server processes added) per certificate answered; "machine CPU ms/cert" the busy time
+of all cores (/proc/stat) during the run divided by the certificates answered (the load generator included), "of which
+PostgreSQL" its server processes' share, and "CPU bound/s" what the cores could answer at that machine cost if nothing else
+ran: where the rate is close to it, CPU per certificate is what bounds it. A peer's peak RSS is its process's high-water mark
+so far.`,
       tables: [
         {
-          headers: ["server", "clients", "certificates/s", "vs raw C_Sign", "vs cfssl", "p50 ms", "p99 ms", "peak RSS", "machine CPU ms/cert", "of which PostgreSQL", "CPU bound/s"],
-          rows: [...rows(pg.runs, pg.ceiling), ...(workers ? rows(workers.runs, pg.ceiling) : []), ...(cfssl ? rows(cfssl.runs, pg.ceiling) : [])],
+          headers: ["server", "clients", "certificates/s", "vs raw C_Sign", "vs cfssl", "vs step-ca", "p50 ms", "p99 ms", "peak RSS", "server CPU ms/cert", "machine CPU ms/cert", "of which PostgreSQL", "CPU bound/s"],
+          rows: [...rows(pg?.runs ?? []), ...rows(workers?.runs ?? []), ...rows(cfssl?.runs ?? []), ...rows(stepCa?.runs ?? [])],
         },
+        ...peersTable,
         {
           caption: "Targets:",
           headers: ["target", "result"],
           rows: [
-            [`≥ ${TARGET_RPS}/s at 64 clients with p99 < ${TARGET_P99_MS} ms`, database === "postgres" ? verdict : `${verdict} (the target is for PostgreSQL; PGlite is the single-process embedded default)`],
-            ["raw C_Sign ceiling", `${num(pg.ceiling)}/s`],
+            [`≥ ${TARGET_RPS}/s at 64 clients with p99 < ${TARGET_P99_MS} ms`, postgres ? verdict : `${verdict} (the target is for PostgreSQL; PGlite is the single-process embedded default)`],
+            ...peerTargets,
+            ["raw C_Sign ceiling", ceiling ? `${num(ceiling)}/s` : "not measured"],
           ],
         },
       ],
-      facts: { database: pg.dbVersion, ...(cfssl ? { cfssl: cfssl.version } : {}), "HSM_CA_HSM_SESSIONS": "default", "wrk threads": "min(2, clients)" },
-      notes: [...pg.notes, ...(workers?.notes ?? []), ...(cfssl || database === "pglite" ? [] : ["cfssl is not installed (`apt-get install golang-cfssl`): no peer figures."])],
+      facts: {
+        ...(pg ? { database: pg.dbVersion } : {}),
+        ...(cfssl ? { cfssl: cfssl.version } : {}),
+        ...(stepCa ? { "step-ca": stepCa.version } : {}),
+        "HSM_CA_HSM_SESSIONS": "default",
+        "wrk threads": "min(2, clients)",
+      },
+      notes: [...(pg?.notes ?? []), ...(workers?.notes ?? []), ...(cfssl?.notes ?? []), ...(stepCa?.notes ?? []), ...missing],
       failed: failed.length ? failed : undefined,
     };
   } finally {

@@ -145,6 +145,27 @@ section): never edit the figures by hand. Absolute times drift on a shared
 2-core machine, so every figure stands next to its ratio to a ceiling measured
 in the same run on the same machine; compare ratios between runs, not times.
 Each section says when it ran, on what, and how to reproduce it.
+
+Peers run under the same load in the same run. cfssl (\`serve\`, \`ocspserve\`)
+is Debian's golang-cfssl. step-ca (smallstep/certificates 0.19, REST
+\`/1.0/sign\` and ACME) is not packaged as a command, so the bench builds it
+(scripts/bench/step-ca.ts) into \`~/.cache/hsm-ca-bench/step-ca\`
+(\`BENCH_STEPCA_CACHE\`), never into the repository: \`apt-get source
+golang-github-smallstep-certificates\` (as root it adds a deb-src line,
+\`/etc/apt/sources.list.d/hsm-ca-bench-src.sources\`, and installs golang-go,
+golang-github-smallstep-certificates-dev and dpkg-dev), copies
+\`cmd/step-ca/main.go\` without the imports of the back-ends Debian lacks
+(azurekms, cloudkms, cloudcas, vaultcas, yubikey) and runs \`go build\` with
+\`GO111MODULE=off GOPATH=<cache>/gopath:/usr/share/gocode\` (one to a few
+minutes, once). It configures step-ca itself, without the step CLI: a P-256
+root and intermediate from openssl, \`ca.json\` with a badgerv2 database, a
+JWK provisioner whose public key is in ca.json and whose one-time tokens
+(ES256 JWTs: iss, aud \`https://127.0.0.1/1.0/sign\`, sub and sans the CSR's
+name, a unique jti) the bench signs with node:crypto before each timed
+window, and an ACME provisioner (\`/acme/acme/directory\`; \`--resolver\`
+points at the bench's DNS server; its http-01 validator fetches from port 80,
+where the bench's responder listens). When it cannot build or start a peer,
+the bench says why and leaves that peer out.
 `;
 
 const begin = (name: string) => `<!-- bench:${name}:begin -->`;
