@@ -6,7 +6,7 @@ import { Rejection } from "../errors.ts";
 import { issueCertificate } from "../issuance/issue-certificate.ts";
 import { countIssuance } from "../metrics/issuance-outcome.ts";
 import { canonicalIp } from "../policy/acme-identifiers.ts";
-import { authorizationsOfOrder, updateOrder } from "../store/acme-orders.ts";
+import { updateOrder } from "../store/acme-orders.ts";
 import { chainsOf } from "../issuance/chains.ts";
 import { chainPemOf, listCas } from "../store/cas.ts";
 import { listCrossCertificates } from "../store/cross-certificates.ts";
@@ -26,7 +26,7 @@ import { orderView } from "./views.ts";
  */
 export async function finalize(c: Context, ctx: AcmeContext, dir: AcmeDirectory, urls: AcmeUrls, id: string): Promise<Response> {
   const req = await readSignedRequest(c, ctx, dir, urls, "kid");
-  const order = await ownOrder(ctx, req, id);
+  const { order, authorizationIds } = await ownOrder(ctx, req, id);
   if (order.status !== "ready") {
     throw new AcmeProblem("orderNotReady", `the order is ${order.status}${order.status === "pending" ? ": complete its authorizations first" : ""}`);
   }
@@ -59,7 +59,7 @@ export async function finalize(c: Context, ctx: AcmeContext, dir: AcmeDirectory,
   const done = (await updateOrder(ctx.db, order.id, { status: "valid", certificateSerial: serial }))!;
   ctx.log.info({ account: req.account!.id, order: order.id, serial }, "ACME order finalized");
   c.header("location", urls.order(order.id));
-  return c.json(orderView(done, await authorizationsOfOrder(ctx.db, order.id), urls));
+  return c.json(orderView(done, authorizationIds, urls));
 }
 
 /**
