@@ -8,9 +8,9 @@ import { countIssuance } from "../metrics/issuance-outcome.ts";
 import { canonicalIp } from "../policy/acme-identifiers.ts";
 import { updateOrder } from "../store/acme-orders.ts";
 import { chainsOf } from "../issuance/chains.ts";
-import { chainPemOf, listCas } from "../store/cas.ts";
+import { listCas } from "../store/cas.ts";
 import { listCrossCertificates } from "../store/cross-certificates.ts";
-import { certificateBySerial } from "../store/certificates.ts";
+import { certificateForDownload } from "../store/acme-downloads.ts";
 import { payloadObject } from "./accounts.ts";
 import type { AcmeContext, AcmeDirectory } from "./context.ts";
 import { notFound, ownOrder, postAsGet } from "./orders.ts";
@@ -73,9 +73,11 @@ export async function finalize(c: Context, ctx: AcmeContext, dir: AcmeDirectory,
 export async function certificateRequest(c: Context, ctx: AcmeContext, dir: AcmeDirectory, urls: AcmeUrls, serial: string, alternate = "0"): Promise<Response> {
   const req = await readSignedRequest(c, ctx, dir, urls, "kid");
   postAsGet(req);
-  const cert = /^[0-9a-f]{1,40}$/.test(serial) ? await certificateBySerial(ctx.db, serial) : undefined;
-  if (!cert || cert.requestedBy !== `acme:${req.account!.id}`) throw notFound("certificate");
-  const chains = await chainsFor(ctx, cert.issuerId);
+  const found = /^[0-9a-f]{1,40}$/.test(serial) ? await certificateForDownload(ctx.db, serial) : undefined;
+  if (!found || found.cert.requestedBy !== `acme:${req.account!.id}`) throw notFound("certificate");
+  const { cert } = found;
+  // No rollover: the one chain, read with the certificate (with any external intermediates above the issuer).
+  const chains = found.crossCertificates ? await rolloverChainsFor(ctx, cert.issuerId) : [found.chainPem];
   const index = /^[0-9]{1,2}$/.test(alternate) ? Number(alternate) : -1;
   const chain = chains[index];
   if (chain === undefined) throw notFound("certificate chain");
@@ -86,12 +88,9 @@ export async function certificateRequest(c: Context, ctx: AcmeContext, dir: Acme
   return c.body(cert.certificatePem + chain, 200, { "content-type": "application/pem-certificate-chain" });
 }
 
-/** The default chain first, then the alternates (the same order on every replica). */
-async function chainsFor(ctx: AcmeContext, issuerId: number): Promise<string[]> {
-  const cross = await listCrossCertificates(ctx.db);
-  // No rollover: the one chain (with any external intermediates above the issuer).
-  if (cross.length === 0) return [(await chainPemOf(ctx.db, issuerId)) ?? ""];
-  const chains = chainsOf(issuerId, await listCas(ctx.db), cross, ctx.now());
+/** During or after a root rollover: the default chain first, then the alternates (the same order on every replica). */
+async function rolloverChainsFor(ctx: AcmeContext, issuerId: number): Promise<string[]> {
+  const chains = chainsOf(issuerId, await listCas(ctx.db), await listCrossCertificates(ctx.db), ctx.now());
   return chains ? [chains.default.chainPem, ...chains.alternates.map((a) => a.chainPem)] : [""];
 }
 
