@@ -7,7 +7,7 @@ import {
   insertOrder,
   orderById,
   orderWithAuthorizationIds,
-  startChallenge,
+  startChallengeOf,
   updateAuthorization,
   updateOrder,
   type OrderRow,
@@ -127,21 +127,28 @@ export async function challengeRequest(
   runner: ValidationRunner,
 ): Promise<Response> {
   const req = await readSignedRequest(c, ctx, dir, urls, "kid");
-  const found = await challengeWithAuthorization(ctx.db, id);
-  if (!found || found.authz.accountId !== req.account!.id) throw notFound("challenge");
-  const { authz } = found;
-  let ch = found.challenge;
-  if (req.jws.payload !== undefined) {
-    payloadObject(req.jws.payload);
-    const started = authz.status === "pending" && authz.expiresAt > ctx.now() ? await startChallenge(ctx.db, ch.id) : undefined;
-    if (started) {
-      ch = started;
-      runner.start({ challenge: ch, authz, orderAuthorizations: found.orderAuthorizations, accountKey: req.jwk });
-    }
-  }
+  const accountId = req.account!.id;
+  // POST {} on a pending challenge, the usual case: started in one statement.
+  const started = req.jws.payload !== undefined && isObjectPayload(req.jws.payload) ? await startChallengeOf(ctx.db, id, accountId, ctx.now()) : undefined;
+  if (started) runner.start({ challenge: started.challenge, authz: started.authz, orderAuthorizations: started.orderAuthorizations, accountKey: req.jwk });
+  // Otherwise read it: someone else's (404), a bad payload, or one not to start (already started, done, or its authorization is not pending).
+  const found = started ?? (await challengeWithAuthorization(ctx.db, id));
+  if (!found || found.authz.accountId !== accountId) throw notFound("challenge");
+  if (!started && req.jws.payload !== undefined) payloadObject(req.jws.payload);
+  const { authz, challenge: ch } = found;
   c.header("link", `<${urls.authorization(authz.id)}>;rel="up"`);
   if (ch.status === "processing") c.header("retry-after", POLL_AFTER_SECONDS);
   return c.json(challengeView(ch, urls));
+}
+
+/** A payload payloadObject would accept (a JSON object), without throwing. */
+function isObjectPayload(payload: unknown): boolean {
+  try {
+    payloadObject(payload);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function postAsGet(req: SignedRequest): void {

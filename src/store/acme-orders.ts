@@ -83,13 +83,37 @@ export async function orderById(db: Database, id: string): Promise<OrderRow | un
   return row;
 }
 
-/** pending -> processing, once: the challenge as it now is, or undefined when another request started it already. */
-export async function startChallenge(db: Database, id: string): Promise<ChallengeRow | undefined> {
+/**
+ * POST {} on a challenge, in one statement: pending -> processing when it
+ * belongs to the account and its authorization is pending and unexpired.
+ * The challenge as it now is, with what a validation needs; undefined when
+ * nothing was started (read it with challengeWithAuthorization to say why).
+ */
+export async function startChallengeOf(
+  db: Database,
+  id: string,
+  accountId: string,
+  now: Date,
+): Promise<{ challenge: ChallengeRow; authz: AuthorizationRow; orderAuthorizations: number } | undefined> {
   const [row] = await db
     .update(acmeChallenges)
     .set({ status: "processing" })
-    .where(and(eq(acmeChallenges.id, id), eq(acmeChallenges.status, "pending")))
-    .returning();
+    .from(acmeAuthorizations)
+    .where(
+      and(
+        eq(acmeChallenges.id, id),
+        eq(acmeChallenges.status, "pending"),
+        eq(acmeAuthorizations.id, acmeChallenges.authorizationId),
+        eq(acmeAuthorizations.accountId, accountId),
+        eq(acmeAuthorizations.status, "pending"),
+        gt(acmeAuthorizations.expiresAt, now),
+      ),
+    )
+    .returning({
+      challenge: getTableColumns(acmeChallenges),
+      authz: getTableColumns(acmeAuthorizations),
+      orderAuthorizations: sql<number>`(select count(*) from ${acmeAuthorizations} as sibling where sibling.order_id = ${acmeAuthorizations.orderId})`.mapWith(Number),
+    });
   return row;
 }
 
