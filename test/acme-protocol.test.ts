@@ -239,7 +239,9 @@ async function issue(account: Account): Promise<Issued> {
   expect(order.status).toBe("ready");
   const { csr, keyPem } = makeCsr({ subject: "/CN=127.0.0.1", san: "IP:127.0.0.1" });
   const fin = await acme.postAs(account, order.finalize, { csr: pemToB64url(csr) });
+  const authorizations = order.authorizations;
   order = expectOk(fin);
+  expect(order.authorizations).toEqual(authorizations);
   if (order.status === "processing") order = (await acme.poll(account, orderUrl, (b) => b.status !== "processing")).res.body;
   expect(order.status, JSON.stringify(order)).toBe("valid");
   expect(order.certificate).toMatch(/^https:\/\//);

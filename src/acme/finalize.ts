@@ -6,7 +6,7 @@ import { Rejection } from "../errors.ts";
 import { issueCertificate } from "../issuance/issue-certificate.ts";
 import { countIssuance } from "../metrics/issuance-outcome.ts";
 import { canonicalIp } from "../policy/acme-identifiers.ts";
-import { updateOrder } from "../store/acme-orders.ts";
+import { claimReadyOrder, updateOrder, type OrderRow } from "../store/acme-orders.ts";
 import { chainsOf } from "../issuance/chains.ts";
 import { listCas } from "../store/cas.ts";
 import { listCrossCertificates } from "../store/cross-certificates.ts";
@@ -26,18 +26,27 @@ import { orderView } from "./views.ts";
  */
 export async function finalize(c: Context, ctx: AcmeContext, dir: AcmeDirectory, urls: AcmeUrls, id: string): Promise<Response> {
   const req = await readSignedRequest(c, ctx, dir, urls, "kid");
-  const { order, authorizationIds } = await ownOrder(ctx, req, id);
-  if (order.status !== "ready") {
-    throw new AcmeProblem("orderNotReady", `the order is ${order.status}${order.status === "pending" ? ": complete its authorizations first" : ""}`);
-  }
-  const p = payloadObject(req.jws.payload);
-  if (typeof p.csr !== "string" || !/^[A-Za-z0-9_-]+$/.test(p.csr)) throw new AcmeProblem("malformed", "csr must be the base64url DER of a PKCS#10 request");
-  const der = Buffer.from(p.csr, "base64url");
-  const pem = derToPem(der, "CERTIFICATE REQUEST");
-  const csr = await asAcme(parseCsr(pem));
-  checkNamesMatch(csr.sans, csr.subject.field("CN")[0], order.identifiers);
-
-  if (!(await updateOrder(ctx.db, order.id, { status: "processing" }, "ready"))) {
+  // The usual case in one statement: a well-formed CSR whose names are the
+  // order's identifiers moves a ready order to processing. Anything else
+  // reads the order and says what is wrong, in the RFC's order (the
+  // order's state before the CSR's faults).
+  const csrFirst = await readCsr(req.jws.payload).catch((err: Error) => err);
+  const names = csrFirst instanceof Error ? undefined : namesOf(csrFirst.csr);
+  const claimed = names && (await claimReadyOrder(ctx.db, id, req.account!.id, names, ctx.now()));
+  let order: OrderRow;
+  let authorizationIds: string[];
+  let pem: string;
+  if (claimed) {
+    ({ order, authorizationIds } = claimed);
+    pem = (csrFirst as { pem: string }).pem;
+  } else {
+    ({ order, authorizationIds } = await ownOrder(ctx, req, id));
+    if (order.status !== "ready") {
+      throw new AcmeProblem("orderNotReady", `the order is ${order.status}${order.status === "pending" ? ": complete its authorizations first" : ""}`);
+    }
+    if (csrFirst instanceof Error) throw csrFirst;
+    checkNamesMatch(csrFirst.csr.sans, csrFirst.csr.subject.field("CN")[0], order.identifiers);
+    // Ready, and a CSR that matches: another request moved it on in between.
     throw new AcmeProblem("orderNotReady", "the order is being finalized already");
   }
   let serial: string;
@@ -92,6 +101,31 @@ export async function certificateRequest(c: Context, ctx: AcmeContext, dir: Acme
 async function rolloverChainsFor(ctx: AcmeContext, issuerId: number): Promise<string[]> {
   const chains = chainsOf(issuerId, await listCas(ctx.db), await listCrossCertificates(ctx.db), ctx.now());
   return chains ? [chains.default.chainPem, ...chains.alternates.map((a) => a.chainPem)] : [""];
+}
+
+/** The finalize payload's CSR, parsed (malformed or badCSR problems when it is not a usable request). */
+async function readCsr(payload: unknown): Promise<{ pem: string; csr: Awaited<ReturnType<typeof parseCsr>> }> {
+  const p = payloadObject(payload);
+  if (typeof p.csr !== "string" || !/^[A-Za-z0-9_-]+$/.test(p.csr)) throw new AcmeProblem("malformed", "csr must be the base64url DER of a PKCS#10 request");
+  const pem = derToPem(Buffer.from(p.csr, "base64url"), "CERTIFICATE REQUEST");
+  return { pem, csr: await asAcme(parseCsr(pem)) };
+}
+
+/**
+ * The CSR's names as order identifiers (as checkNamesMatch compares them),
+ * or undefined when checkNamesMatch would refuse the CSR whatever the order:
+ * a name of another type, or a common name that is not one of its names.
+ */
+function namesOf(csr: Awaited<ReturnType<typeof parseCsr>>): Array<{ type: string; value: string }> | undefined {
+  const names = new Map<string, { type: string; value: string }>();
+  for (const san of csr.sans) {
+    if (san.type === "dns") names.set(`dns:${san.value.toLowerCase()}`, { type: "dns", value: san.value.toLowerCase() });
+    else if (san.type === "ip" && net.isIP(san.value)) names.set(`ip:${canonicalIp(san.value)}`, { type: "ip", value: canonicalIp(san.value) });
+    else return undefined;
+  }
+  const cn = csr.subject.field("CN")[0];
+  if (cn !== undefined && !names.has(net.isIP(cn) ? `ip:${canonicalIp(cn)}` : `dns:${cn.toLowerCase()}`)) return undefined;
+  return [...names.values()];
 }
 
 function checkNamesMatch(sans: Array<{ type: string; value: string }>, cn: string | undefined, identifiers: Array<{ type: string; value: string }>): void {

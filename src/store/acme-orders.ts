@@ -194,6 +194,38 @@ export async function recordInvalidChallenge(db: Database, t: ValidationTarget, 
     .where(and(eq(acmeOrders.id, t.orderId), eq(acmeOrders.status, "pending")));
 }
 
+/**
+ * finalize's ready -> processing, in one statement: only the account's
+ * unexpired ready order whose identifiers are exactly `names` (as sets).
+ * The order with its authorizations' ids; undefined when it did not move.
+ */
+export async function claimReadyOrder(
+  db: Database,
+  id: string,
+  accountId: string,
+  names: Array<{ type: string; value: string }>,
+  now: Date,
+): Promise<{ order: OrderRow; authorizationIds: string[] } | undefined> {
+  const wanted = JSON.stringify(names);
+  const [row] = await db
+    .update(acmeOrders)
+    .set({ status: "processing" })
+    .where(
+      and(
+        eq(acmeOrders.id, id),
+        eq(acmeOrders.accountId, accountId),
+        eq(acmeOrders.status, "ready"),
+        gt(acmeOrders.expiresAt, now),
+        sql`${acmeOrders.identifiers} @> ${wanted}::jsonb and ${acmeOrders.identifiers} <@ ${wanted}::jsonb`,
+      ),
+    )
+    .returning({
+      order: getTableColumns(acmeOrders),
+      authorizationIds: sql<string[]>`(select coalesce(array_agg(a.id order by a.created_at, a.id), '{}') from ${acmeAuthorizations} as a where a.order_id = ${acmeOrders.id})`,
+    });
+  return row;
+}
+
 export async function updateOrder(
   db: Database,
   id: string,
