@@ -112,7 +112,8 @@ export async function startChallengeOf(
     .returning({
       challenge: getTableColumns(acmeChallenges),
       authz: getTableColumns(acmeAuthorizations),
-      orderAuthorizations: sql<number>`(select count(*) from ${acmeAuthorizations} as sibling where sibling.order_id = ${acmeAuthorizations.orderId})`.mapWith(Number),
+      // Qualified: drizzle leaves a returning column's table out, and "order_id" alone would be the sibling's.
+      orderAuthorizations: sql<number>`(select count(*) from ${acmeAuthorizations} as sibling where sibling.order_id = ${acmeAuthorizations}.order_id)`.mapWith(Number),
     });
   return row;
 }
@@ -221,7 +222,7 @@ export async function claimReadyOrder(
     )
     .returning({
       order: getTableColumns(acmeOrders),
-      authorizationIds: sql<string[]>`(select coalesce(array_agg(a.id order by a.created_at, a.id), '{}') from ${acmeAuthorizations} as a where a.order_id = ${acmeOrders.id})`,
+      authorizationIds: sql<string[]>`(select coalesce(array_agg(a.id order by a.created_at, a.id), '{}') from ${acmeAuthorizations} as a where a.order_id = ${acmeOrders}.id)`, // qualified: drizzle leaves a returning column's table out
     });
   return row;
 }
