@@ -222,9 +222,11 @@ export async function claimReadyOrder(
     )
     .returning({
       order: getTableColumns(acmeOrders),
-      authorizationIds: sql<string[]>`(select coalesce(array_agg(a.id order by a.created_at, a.id), '{}') from ${acmeAuthorizations} as a where a.order_id = ${acmeOrders}.id)`, // qualified: drizzle leaves a returning column's table out
+      // One string, not an array: drizzle's postgres.js and PGlite drivers hand arrays from sql`` back differently. Ids are base64url: no spaces.
+      // Qualified: drizzle leaves a returning column's table out.
+      authorizationIds: sql<string | null>`(select string_agg(a.id, ' ' order by a.created_at, a.id) from ${acmeAuthorizations} as a where a.order_id = ${acmeOrders}.id)`,
     });
-  return row;
+  return row && { order: row.order, authorizationIds: row.authorizationIds ? row.authorizationIds.split(" ") : [] };
 }
 
 export async function updateOrder(
