@@ -239,7 +239,9 @@ async function issue(account: Account): Promise<Issued> {
   expect(order.status).toBe("ready");
   const { csr, keyPem } = makeCsr({ subject: "/CN=127.0.0.1", san: "IP:127.0.0.1" });
   const fin = await acme.postAs(account, order.finalize, { csr: pemToB64url(csr) });
+  const authorizations = order.authorizations;
   order = expectOk(fin);
+  expect(order.authorizations).toEqual(authorizations);
   if (order.status === "processing") order = (await acme.poll(account, orderUrl, (b) => b.status !== "processing")).res.body;
   expect(order.status, JSON.stringify(order)).toBe("valid");
   expect(order.certificate).toMatch(/^https:\/\//);
@@ -733,6 +735,37 @@ describe("orders", () => {
     const good = makeCsr({ subject: "/CN=127.0.0.1", san: "IP:127.0.0.1" });
     const fin = expectOk(await acme.postAs(account, order.finalize, { csr: pemToB64url(good.csr) }));
     expect(["valid", "processing"]).toContain(fin.status);
+  });
+
+  it("an order of two identifiers validated at once: both authorizations valid, then the order ready, its authorizations listed the same way throughout", async () => {
+    // http-01 for ::1 too: the same responder on the same port.
+    const v6 = http.createServer((req, res) => http01.emit("request", req, res));
+    await listen(v6, "::1", (http01.address() as net.AddressInfo).port);
+    try {
+      const account = await accountA();
+      const created = await newOrder(acme, account, [ip("127.0.0.1"), ip("::1")]);
+      const order = expectOk(created, 201);
+      expect(order.authorizations).toHaveLength(2);
+      expect(expectOk(await acme.postAs(account, created.location!, "")).authorizations).toEqual(order.authorizations);
+      const challenges: any[] = [];
+      for (const url of order.authorizations) {
+        const ch = expectOk(await acme.postAs(account, url, "")).challenges.find((x: any) => x.type === "http-01");
+        challengeBodies.set(ch.token, keyAuthorization(ch.token, account.key.jwk));
+        challenges.push(ch);
+      }
+      // Both started before either is polled: the two validations run at the same time, and whichever writes last makes the order ready.
+      await Promise.all(challenges.map(async (ch) => expectOk(await acme.postAs(account, ch.url, {}))));
+      for (const url of order.authorizations) {
+        const { res } = await acme.poll(account, url, (b) => b.status !== "pending");
+        expect(res.body.status, JSON.stringify(res.body)).toBe("valid");
+      }
+      // Every authorization read valid: the order is ready without waiting.
+      const now = expectOk(await acme.postAs(account, created.location!, ""));
+      expect(now.status).toBe("ready");
+      expect(now.authorizations).toEqual(order.authorizations);
+    } finally {
+      await close(v6);
+    }
   });
 
   it("finalize before the order is ready is orderNotReady", async () => {

@@ -6,11 +6,11 @@ import { Rejection } from "../errors.ts";
 import { issueCertificate } from "../issuance/issue-certificate.ts";
 import { countIssuance } from "../metrics/issuance-outcome.ts";
 import { canonicalIp } from "../policy/acme-identifiers.ts";
-import { authorizationsOfOrder, updateOrder } from "../store/acme-orders.ts";
+import { claimReadyOrder, updateOrder, type OrderRow } from "../store/acme-orders.ts";
 import { chainsOf } from "../issuance/chains.ts";
-import { chainPemOf, listCas } from "../store/cas.ts";
+import { listCas } from "../store/cas.ts";
 import { listCrossCertificates } from "../store/cross-certificates.ts";
-import { certificateBySerial } from "../store/certificates.ts";
+import { certificateForDownload } from "../store/acme-downloads.ts";
 import { payloadObject } from "./accounts.ts";
 import type { AcmeContext, AcmeDirectory } from "./context.ts";
 import { notFound, ownOrder, postAsGet } from "./orders.ts";
@@ -26,18 +26,27 @@ import { orderView } from "./views.ts";
  */
 export async function finalize(c: Context, ctx: AcmeContext, dir: AcmeDirectory, urls: AcmeUrls, id: string): Promise<Response> {
   const req = await readSignedRequest(c, ctx, dir, urls, "kid");
-  const order = await ownOrder(ctx, req, id);
-  if (order.status !== "ready") {
-    throw new AcmeProblem("orderNotReady", `the order is ${order.status}${order.status === "pending" ? ": complete its authorizations first" : ""}`);
-  }
-  const p = payloadObject(req.jws.payload);
-  if (typeof p.csr !== "string" || !/^[A-Za-z0-9_-]+$/.test(p.csr)) throw new AcmeProblem("malformed", "csr must be the base64url DER of a PKCS#10 request");
-  const der = Buffer.from(p.csr, "base64url");
-  const pem = derToPem(der, "CERTIFICATE REQUEST");
-  const csr = await asAcme(parseCsr(pem));
-  checkNamesMatch(csr.sans, csr.subject.field("CN")[0], order.identifiers);
-
-  if (!(await updateOrder(ctx.db, order.id, { status: "processing" }, "ready"))) {
+  // The usual case in one statement: a well-formed CSR whose names are the
+  // order's identifiers moves a ready order to processing. Anything else
+  // reads the order and says what is wrong, in the RFC's order (the
+  // order's state before the CSR's faults).
+  const csrFirst = await readCsr(req.jws.payload).catch((err: Error) => err);
+  const names = csrFirst instanceof Error ? undefined : namesOf(csrFirst.csr);
+  const claimed = names && (await claimReadyOrder(ctx.db, id, req.account!.id, names, ctx.now()));
+  let order: OrderRow;
+  let authorizationIds: string[];
+  let pem: string;
+  if (claimed) {
+    ({ order, authorizationIds } = claimed);
+    pem = (csrFirst as { pem: string }).pem;
+  } else {
+    ({ order, authorizationIds } = await ownOrder(ctx, req, id));
+    if (order.status !== "ready") {
+      throw new AcmeProblem("orderNotReady", `the order is ${order.status}${order.status === "pending" ? ": complete its authorizations first" : ""}`);
+    }
+    if (csrFirst instanceof Error) throw csrFirst;
+    checkNamesMatch(csrFirst.csr.sans, csrFirst.csr.subject.field("CN")[0], order.identifiers);
+    // Ready, and a CSR that matches: another request moved it on in between.
     throw new AcmeProblem("orderNotReady", "the order is being finalized already");
   }
   let serial: string;
@@ -59,7 +68,7 @@ export async function finalize(c: Context, ctx: AcmeContext, dir: AcmeDirectory,
   const done = (await updateOrder(ctx.db, order.id, { status: "valid", certificateSerial: serial }))!;
   ctx.log.info({ account: req.account!.id, order: order.id, serial }, "ACME order finalized");
   c.header("location", urls.order(order.id));
-  return c.json(orderView(done, await authorizationsOfOrder(ctx.db, order.id), urls));
+  return c.json(orderView(done, authorizationIds, urls));
 }
 
 /**
@@ -73,9 +82,11 @@ export async function finalize(c: Context, ctx: AcmeContext, dir: AcmeDirectory,
 export async function certificateRequest(c: Context, ctx: AcmeContext, dir: AcmeDirectory, urls: AcmeUrls, serial: string, alternate = "0"): Promise<Response> {
   const req = await readSignedRequest(c, ctx, dir, urls, "kid");
   postAsGet(req);
-  const cert = /^[0-9a-f]{1,40}$/.test(serial) ? await certificateBySerial(ctx.db, serial) : undefined;
-  if (!cert || cert.requestedBy !== `acme:${req.account!.id}`) throw notFound("certificate");
-  const chains = await chainsFor(ctx, cert.issuerId);
+  const found = /^[0-9a-f]{1,40}$/.test(serial) ? await certificateForDownload(ctx.db, serial) : undefined;
+  if (!found || found.cert.requestedBy !== `acme:${req.account!.id}`) throw notFound("certificate");
+  const { cert } = found;
+  // No rollover: the one chain, read with the certificate (with any external intermediates above the issuer).
+  const chains = found.crossCertificates ? await rolloverChainsFor(ctx, cert.issuerId) : [found.chainPem];
   const index = /^[0-9]{1,2}$/.test(alternate) ? Number(alternate) : -1;
   const chain = chains[index];
   if (chain === undefined) throw notFound("certificate chain");
@@ -86,13 +97,35 @@ export async function certificateRequest(c: Context, ctx: AcmeContext, dir: Acme
   return c.body(cert.certificatePem + chain, 200, { "content-type": "application/pem-certificate-chain" });
 }
 
-/** The default chain first, then the alternates (the same order on every replica). */
-async function chainsFor(ctx: AcmeContext, issuerId: number): Promise<string[]> {
-  const cross = await listCrossCertificates(ctx.db);
-  // No rollover: the one chain (with any external intermediates above the issuer).
-  if (cross.length === 0) return [(await chainPemOf(ctx.db, issuerId)) ?? ""];
-  const chains = chainsOf(issuerId, await listCas(ctx.db), cross, ctx.now());
+/** During or after a root rollover: the default chain first, then the alternates (the same order on every replica). */
+async function rolloverChainsFor(ctx: AcmeContext, issuerId: number): Promise<string[]> {
+  const chains = chainsOf(issuerId, await listCas(ctx.db), await listCrossCertificates(ctx.db), ctx.now());
   return chains ? [chains.default.chainPem, ...chains.alternates.map((a) => a.chainPem)] : [""];
+}
+
+/** The finalize payload's CSR, parsed (malformed or badCSR problems when it is not a usable request). */
+async function readCsr(payload: unknown): Promise<{ pem: string; csr: Awaited<ReturnType<typeof parseCsr>> }> {
+  const p = payloadObject(payload);
+  if (typeof p.csr !== "string" || !/^[A-Za-z0-9_-]+$/.test(p.csr)) throw new AcmeProblem("malformed", "csr must be the base64url DER of a PKCS#10 request");
+  const pem = derToPem(Buffer.from(p.csr, "base64url"), "CERTIFICATE REQUEST");
+  return { pem, csr: await asAcme(parseCsr(pem)) };
+}
+
+/**
+ * The CSR's names as order identifiers (as checkNamesMatch compares them),
+ * or undefined when checkNamesMatch would refuse the CSR whatever the order:
+ * a name of another type, or a common name that is not one of its names.
+ */
+function namesOf(csr: Awaited<ReturnType<typeof parseCsr>>): Array<{ type: string; value: string }> | undefined {
+  const names = new Map<string, { type: string; value: string }>();
+  for (const san of csr.sans) {
+    if (san.type === "dns") names.set(`dns:${san.value.toLowerCase()}`, { type: "dns", value: san.value.toLowerCase() });
+    else if (san.type === "ip" && net.isIP(san.value)) names.set(`ip:${canonicalIp(san.value)}`, { type: "ip", value: canonicalIp(san.value) });
+    else return undefined;
+  }
+  const cn = csr.subject.field("CN")[0];
+  if (cn !== undefined && !names.has(net.isIP(cn) ? `ip:${canonicalIp(cn)}` : `dns:${cn.toLowerCase()}`)) return undefined;
+  return [...names.values()];
 }
 
 function checkNamesMatch(sans: Array<{ type: string; value: string }>, cn: string | undefined, identifiers: Array<{ type: string; value: string }>): void {

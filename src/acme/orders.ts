@@ -2,13 +2,12 @@ import crypto from "node:crypto";
 import type { Context } from "hono";
 import { checkIdentifiers, MAX_IDENTIFIERS } from "../policy/acme-identifiers.ts";
 import {
-  authorizationById,
-  authorizationsOfOrder,
-  challengeById,
-  challengesOf,
+  authorizationWithChallenges,
+  challengeWithAuthorization,
   insertOrder,
   orderById,
-  startChallenge,
+  orderWithAuthorizationIds,
+  startChallengeOf,
   updateAuthorization,
   updateOrder,
   type OrderRow,
@@ -60,7 +59,7 @@ export async function newOrder(c: Context, ctx: AcmeContext, dir: AcmeDirectory,
   const expiresAt = new Date(now.getTime() + ORDER_LIFETIME_MS);
   const id = () => crypto.randomBytes(12).toString("base64url");
   const orderId = id();
-  const order = await insertOrder(ctx.db, {
+  const { order, authorizationIds } = await insertOrder(ctx.db, {
     order: { id: orderId, accountId: account.id, directory: dir.profile.name, status: "pending", identifiers: accepted, expiresAt, replaces: replaces ?? null },
     authorizations: accepted.map((ident) => {
       const authzId = id();
@@ -84,24 +83,25 @@ export async function newOrder(c: Context, ctx: AcmeContext, dir: AcmeDirectory,
   });
   ctx.log.info({ account: account.id, order: order.id, identifiers: accepted.map((i) => i.value) }, "ACME order created");
   c.header("location", urls.order(order.id));
-  return c.json(orderView(order, await authorizationsOfOrder(ctx.db, order.id), urls), 201);
+  return c.json(orderView(order, authorizationIds, urls), 201);
 }
 
 /** POST-as-GET on an order (§7.1.3). */
 export async function orderRequest(c: Context, ctx: AcmeContext, dir: AcmeDirectory, urls: AcmeUrls, id: string): Promise<Response> {
   const req = await readSignedRequest(c, ctx, dir, urls, "kid");
   postAsGet(req);
-  const order = await ownOrder(ctx, req, id);
+  const { order, authorizationIds } = await ownOrder(ctx, req, id);
   if (order.status === "processing") c.header("retry-after", POLL_AFTER_SECONDS);
-  return c.json(orderView(order, await authorizationsOfOrder(ctx.db, order.id), urls));
+  return c.json(orderView(order, authorizationIds, urls));
 }
 
 /** An authorization: fetch, or deactivate with {"status": "deactivated"} (§7.5, §7.5.2). */
 export async function authorizationRequest(c: Context, ctx: AcmeContext, dir: AcmeDirectory, urls: AcmeUrls, id: string): Promise<Response> {
   const req = await readSignedRequest(c, ctx, dir, urls, "kid");
-  let authz = await authorizationById(ctx.db, id);
-  if (!authz || authz.accountId !== req.account!.id) throw notFound("authorization");
+  let found = await authorizationWithChallenges(ctx.db, id);
+  if (!found || found.authz.accountId !== req.account!.id) throw notFound("authorization");
   if (req.jws.payload !== undefined) {
+    const { authz } = found;
     const p = payloadObject(req.jws.payload);
     if (p.status !== "deactivated") throw new AcmeProblem("malformed", 'an authorization can only be updated to {"status": "deactivated"}');
     if (authz.status !== "pending" && authz.status !== "valid") throw new AcmeProblem("malformed", `the authorization is ${authz.status}`);
@@ -110,9 +110,9 @@ export async function authorizationRequest(c: Context, ctx: AcmeContext, dir: Ac
     if (order && (order.status === "pending" || order.status === "ready")) {
       await updateOrder(ctx.db, order.id, { status: "invalid", error: { type: "urn:ietf:params:acme:error:unauthorized", detail: "an authorization was deactivated", status: 403 } });
     }
-    authz = (await authorizationById(ctx.db, id))!;
+    found = (await authorizationWithChallenges(ctx.db, id))!;
   }
-  const challenges = await challengesOf(ctx.db, authz.id);
+  const { authz, challenges } = found;
   if (challenges.some((ch) => ch.status === "processing")) c.header("retry-after", POLL_AFTER_SECONDS);
   return c.json(authorizationView(authz, challenges, urls));
 }
@@ -127,32 +127,42 @@ export async function challengeRequest(
   runner: ValidationRunner,
 ): Promise<Response> {
   const req = await readSignedRequest(c, ctx, dir, urls, "kid");
-  let ch = await challengeById(ctx.db, id);
-  const authz = ch && (await authorizationById(ctx.db, ch.authorizationId));
-  if (!ch || !authz || authz.accountId !== req.account!.id) throw notFound("challenge");
-  if (req.jws.payload !== undefined) {
-    payloadObject(req.jws.payload);
-    if (authz.status === "pending" && authz.expiresAt > ctx.now() && (await startChallenge(ctx.db, ch.id))) {
-      runner.start(ch.id);
-      ch = (await challengeById(ctx.db, id))!;
-    }
-  }
+  const accountId = req.account!.id;
+  // POST {} on a pending challenge, the usual case: started in one statement.
+  const started = req.jws.payload !== undefined && isObjectPayload(req.jws.payload) ? await startChallengeOf(ctx.db, id, accountId, ctx.now()) : undefined;
+  if (started) runner.start({ challenge: started.challenge, authz: started.authz, orderAuthorizations: started.orderAuthorizations, accountKey: req.jwk });
+  // Otherwise read it: someone else's (404), a bad payload, or one not to start (already started, done, or its authorization is not pending).
+  const found = started ?? (await challengeWithAuthorization(ctx.db, id));
+  if (!found || found.authz.accountId !== accountId) throw notFound("challenge");
+  if (!started && req.jws.payload !== undefined) payloadObject(req.jws.payload);
+  const { authz, challenge: ch } = found;
   c.header("link", `<${urls.authorization(authz.id)}>;rel="up"`);
   if (ch.status === "processing") c.header("retry-after", POLL_AFTER_SECONDS);
   return c.json(challengeView(ch, urls));
+}
+
+/** A payload payloadObject would accept (a JSON object), without throwing. */
+function isObjectPayload(payload: unknown): boolean {
+  try {
+    payloadObject(payload);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function postAsGet(req: SignedRequest): void {
   if (req.jws.payload !== undefined) throw new AcmeProblem("malformed", 'this resource is read with POST-as-GET: send an empty payload ("")');
 }
 
-export async function ownOrder(ctx: AcmeContext, req: SignedRequest, id: string): Promise<OrderRow> {
-  let order = await orderById(ctx.db, id);
-  if (!order || order.accountId !== req.account!.id) throw notFound("order");
-  if (order.expiresAt <= ctx.now() && (order.status === "pending" || order.status === "ready")) {
-    order = (await updateOrder(ctx.db, order.id, { status: "invalid", error: { type: "urn:ietf:params:acme:error:malformed", detail: "the order expired", status: 403 } }))!;
+/** The account's order with the ids of its authorizations; an order past its expiry becomes invalid here. */
+export async function ownOrder(ctx: AcmeContext, req: SignedRequest, id: string): Promise<{ order: OrderRow; authorizationIds: string[] }> {
+  const found = await orderWithAuthorizationIds(ctx.db, id);
+  if (!found || found.order.accountId !== req.account!.id) throw notFound("order");
+  if (found.order.expiresAt <= ctx.now() && (found.order.status === "pending" || found.order.status === "ready")) {
+    found.order = (await updateOrder(ctx.db, found.order.id, { status: "invalid", error: { type: "urn:ietf:params:acme:error:malformed", detail: "the order expired", status: 403 } }))!;
   }
-  return order;
+  return found;
 }
 
 export function notFound(what: string): AcmeProblem {

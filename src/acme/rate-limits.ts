@@ -1,15 +1,15 @@
 import { describeRate, rateLimitsOf } from "../policy/rate-limit.ts";
 import { parseDuration } from "../policy/duration.ts";
 import type { AcmeProfile } from "../policy/acme-profile-schema.ts";
-import { authorizationsForIdentifierSince, ordersByAccountSince } from "../store/acme-orders.ts";
+import { orderRateCounts } from "../store/acme-orders.ts";
 import type { Database } from "../store/database.ts";
 import type { AcmeContext } from "./context.ts";
 import { AcmeProblem } from "./problem.ts";
 
 /**
  * Per-account and per-identifier limits on new orders, counted from the
- * orders and authorizations the database already holds: every replica sees
- * the same counts and there is no extra state to keep.
+ * orders and authorizations the database already holds (one query): every
+ * replica sees the same counts and there is no extra state to keep.
  */
 export async function checkOrderRateLimits(
   db: Database,
@@ -20,16 +20,24 @@ export async function checkOrderRateLimits(
 ): Promise<void> {
   const perAccount = profile.rateLimits.newOrdersPerAccount;
   const accountWindow = parseDuration(perAccount.window)!;
-  const orders = await ordersByAccountSince(db, accountId, new Date(now.getTime() - accountWindow));
+  const perIdentifier = profile.rateLimits.ordersPerIdentifier;
+  const idWindow = parseDuration(perIdentifier.window)!;
+  const counts = await orderRateCounts(
+    db,
+    profile.name,
+    accountId,
+    new Date(now.getTime() - accountWindow),
+    identifiers.map((id) => id.value),
+    new Date(now.getTime() - idWindow),
+  );
+  const orders = counts.orders;
   if (orders >= perAccount.count) {
     throw new AcmeProblem("rateLimited", `this account created ${orders} orders in the last ${perAccount.window} (limit ${perAccount.count})`, {
       retryAfterSeconds: Math.ceil(accountWindow / 1000),
     });
   }
-  const perIdentifier = profile.rateLimits.ordersPerIdentifier;
-  const idWindow = parseDuration(perIdentifier.window)!;
-  for (const id of identifiers) {
-    const n = await authorizationsForIdentifierSince(db, profile.name, id.value, new Date(now.getTime() - idWindow));
+  for (const [i, id] of identifiers.entries()) {
+    const n = counts.perIdentifier[i]!;
     if (n >= perIdentifier.count) {
       throw new AcmeProblem("rateLimited", `${id.value} was ordered ${n} times in the last ${perIdentifier.window} (limit ${perIdentifier.count})`, {
         retryAfterSeconds: Math.ceil(idWindow / 1000),

@@ -10,6 +10,7 @@ import { newNonce } from "./nonces.ts";
 import { authorizationRequest, challengeRequest, newOrder, orderRequest } from "./orders.ts";
 import { AcmeProblem } from "./problem.ts";
 import { renewalInfo } from "./renewal-info.ts";
+import { storedReplyNonce } from "./signed-request.ts";
 import { revokeCert } from "./revocation.ts";
 import { AcmeUrls } from "./urls.ts";
 import { ValidationRunner } from "./validation-runner.ts";
@@ -44,7 +45,8 @@ function mountDirectory(app: Hono, ctx: AcmeContext, dir: AcmeDirectory, runner:
   // Every response, errors included, carries a fresh nonce and the directory link (§6.5, §7.1).
   app.use(`${base}/*`, async (c, next) => {
     await next();
-    c.res.headers.set("replay-nonce", await newNonce(ctx.db, ctx.now()));
+    // A signed request stored its response's nonce already, with the one it used.
+    c.res.headers.set("replay-nonce", storedReplyNonce(c) ?? (await newNonce(ctx.db, ctx.now())));
     c.res.headers.set("cache-control", "no-store");
     c.res.headers.append("link", `<${urlsOf(c).directory()}>;rel="index"`);
   });

@@ -1,12 +1,21 @@
 import type { Context } from "hono";
-import { accountById, type AcmeAccountRow } from "../store/acme-accounts.ts";
+import type { AcmeAccountRow } from "../store/acme-accounts.ts";
+import { useNonceAndReadAccount } from "../store/acme-nonces.ts";
 import type { AcmeContext, AcmeDirectory } from "./context.ts";
 import { publicJwk, type PublicJwk } from "./jwk.ts";
 import { parseJwsText, verifyJws, type ParsedJws } from "./jws.ts";
-import { useNonce } from "./nonces.ts";
+import { freshNonce, wellFormedNonce } from "./nonces.ts";
 import { AcmeProblem } from "./problem.ts";
 import { limitAccountRate } from "./rate-limits.ts";
 import type { AcmeUrls } from "./urls.ts";
+
+/** The Hono variable holding the nonce already stored for this request's response. */
+const REPLY_NONCE = "acmeReplyNonce";
+
+/** The nonce readSignedRequest stored for this request's response, if it got that far. */
+export function storedReplyNonce(c: Context): string | undefined {
+  return c.get(REPLY_NONCE) as string | undefined;
+}
 
 export interface SignedRequest {
   jws: ParsedJws;
@@ -36,7 +45,12 @@ export async function readSignedRequest(
   }
   const jws = parseJwsText(new Uint8Array(await c.req.arrayBuffer()));
   const h = jws.header;
-  if (!(await useNonce(ctx.db, h.nonce, ctx.now()))) {
+  // One statement uses the nonce, stores the response's next one and reads the kid's account (see useNonceAndReadAccount).
+  const accountId = h.jwk === undefined && h.kid !== undefined ? urls.accountIdOf(String(h.kid)) : undefined;
+  const reply = freshNonce(ctx.now());
+  const { nonceUsed, account } = await useNonceAndReadAccount(ctx.db, wellFormedNonce(h.nonce), reply, ctx.now(), accountId ?? undefined);
+  c.set(REPLY_NONCE, reply.value);
+  if (!nonceUsed) {
     throw new AcmeProblem("badNonce", h.nonce === undefined ? "the JWS has no nonce" : "the nonce is unknown, expired or already used");
   }
   const url = urls.origin + new URL(c.req.url).pathname;
@@ -51,8 +65,6 @@ export async function readSignedRequest(
     verifyJws(jws, jwk);
     return { jws, jwk, url };
   }
-  const accountId = urls.accountIdOf(String(h.kid));
-  const account = accountId ? await accountById(ctx.db, accountId) : undefined;
   if (!account || account.directory !== dir.profile.name) {
     throw new AcmeProblem("accountDoesNotExist", `no account ${String(h.kid)} in this directory`);
   }

@@ -1,32 +1,35 @@
-import {
-  authorizationById,
-  authorizationsOfOrder,
-  challengeById,
-  orderById,
-  updateAuthorization,
-  updateChallenge,
-  updateOrder,
-  withOrderLocked,
-} from "../store/acme-orders.ts";
-import { accountById } from "../store/acme-accounts.ts";
+import { recordInvalidChallenge, recordValidChallenge, type AuthorizationRow, type ChallengeRow } from "../store/acme-orders.ts";
 import type { AcmeContext } from "./context.ts";
-import { jwkThumbprint, publicJwk } from "./jwk.ts";
+import { jwkThumbprint, type PublicJwk } from "./jwk.ts";
 import { ACME_ERRORS, ACME_ERROR_PREFIX } from "./problem.ts";
 import { validateChallenge } from "./validation/index.ts";
+
+/** What a validation needs, as the challenge request read it: nothing is read again. */
+export interface ValidationJob {
+  challenge: ChallengeRow;
+  authz: AuthorizationRow;
+  /** How many authorizations the order has. */
+  orderAuthorizations: number;
+  /** The account's key (the one that signed the challenge request): the key authorization's thumbprint. */
+  accountKey: PublicJwk;
+}
 
 /**
  * Runs challenge validations in the background (the client polls), and
  * moves challenge, authorization and order on: valid -> the order becomes
  * ready once every authorization is; invalid -> all three become invalid.
+ * Each outcome is written at once (src/store/acme-orders.ts
+ * recordValidChallenge: a client that sees the authorization valid finds
+ * the order ready).
  */
 export class ValidationRunner {
   private readonly running = new Set<Promise<void>>();
 
   constructor(private readonly ctx: AcmeContext) {}
 
-  start(challengeId: string): void {
-    const p = this.validate(challengeId).catch((err: Error) => {
-      this.ctx.log.error({ challenge: challengeId, err: err.message }, "challenge validation crashed");
+  start(job: ValidationJob): void {
+    const p = this.validate(job).catch((err: Error) => {
+      this.ctx.log.error({ challenge: job.challenge.id, err: err.message }, "challenge validation crashed");
     });
     this.running.add(p);
     void p.finally(() => this.running.delete(p));
@@ -37,14 +40,9 @@ export class ValidationRunner {
     await Promise.allSettled([...this.running]);
   }
 
-  private async validate(challengeId: string): Promise<void> {
+  private async validate({ challenge: ch, authz, orderAuthorizations, accountKey }: ValidationJob): Promise<void> {
     const { db, log } = this.ctx;
-    const ch = await challengeById(db, challengeId);
-    if (!ch) return;
-    const authz = await authorizationById(db, ch.authorizationId);
-    const account = authz && (await accountById(db, authz.accountId));
-    if (!authz || !account) return;
-    const keyAuthorization = `${ch.token}.${jwkThumbprint(publicJwk(account.jwk))}`;
+    const keyAuthorization = `${ch.token}.${jwkThumbprint(accountKey)}`;
     const result = await validateChallenge(
       ch.type,
       { type: authz.identifierType, value: authz.identifierValue },
@@ -52,29 +50,14 @@ export class ValidationRunner {
       keyAuthorization,
       this.ctx.validation,
     );
-    const now = this.ctx.now();
+    const target = { challengeId: ch.id, authorizationId: authz.id, orderId: authz.orderId, orderAuthorizations };
     if (result.ok) {
-      await withOrderLocked(db, authz.orderId, async (tx) => {
-        await updateChallenge(tx, ch.id, { status: "valid", validated: now });
-        await updateAuthorization(tx, authz.id, { status: "valid" });
-        const all = await authorizationsOfOrder(tx, authz.orderId);
-        if (all.every((a) => a.status === "valid")) await updateOrder(tx, authz.orderId, { status: "ready" }, "pending");
-      });
+      await recordValidChallenge(db, target, this.ctx.now());
       log.info({ challenge: ch.id, type: ch.type, identifier: authz.identifierValue }, "ACME challenge valid");
       return;
     }
     const error = { type: ACME_ERROR_PREFIX + result.error.type, detail: result.error.detail, status: ACME_ERRORS[result.error.type] };
-    await withOrderLocked(db, authz.orderId, async (tx) => {
-      await updateChallenge(tx, ch.id, { status: "invalid", error });
-      await updateAuthorization(tx, authz.id, { status: "invalid" });
-      const order = await orderById(tx, authz.orderId);
-      if (order && order.status === "pending") {
-        await updateOrder(tx, order.id, {
-          status: "invalid",
-          error: { ...error, detail: `${authz.identifierValue}: ${error.detail}` },
-        });
-      }
-    });
+    await recordInvalidChallenge(db, target, error, { ...error, detail: `${authz.identifierValue}: ${error.detail}` });
     log.info({ challenge: ch.id, type: ch.type, identifier: authz.identifierValue, error: result.error }, "ACME challenge invalid");
   }
 }

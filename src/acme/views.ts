@@ -14,12 +14,12 @@ export function accountView(a: AcmeAccountRow, urls: AcmeUrls) {
   };
 }
 
-export function orderView(o: OrderRow, authz: AuthorizationRow[], urls: AcmeUrls) {
+export function orderView(o: OrderRow, authorizationIds: string[], urls: AcmeUrls) {
   return {
     status: o.status,
     expires: o.expiresAt.toISOString(),
     identifiers: o.identifiers,
-    authorizations: authz.map((a) => urls.authorization(a.id)),
+    authorizations: authorizationIds.map((id) => urls.authorization(id)),
     finalize: urls.finalize(o.id),
     ...(o.certificateSerial ? { certificate: urls.certificate(o.certificateSerial) } : {}),
     ...(o.error ? { error: o.error } : {}),

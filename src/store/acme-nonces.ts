@@ -1,6 +1,7 @@
-import { and, eq, gt, lt } from "drizzle-orm";
+import { and, eq, gt, lt, sql } from "drizzle-orm";
+import type { AcmeAccountRow } from "./acme-accounts.ts";
 import type { Database } from "./database.ts";
-import { acmeNonces } from "./schema.ts";
+import { acmeAccounts, acmeNonces } from "./schema.ts";
 
 export async function insertNonce(db: Database, value: string, expiresAt: Date): Promise<void> {
   await db.insert(acmeNonces).values({ value, expiresAt });
@@ -13,6 +14,34 @@ export async function consumeNonce(db: Database, value: string, now: Date): Prom
     .where(and(eq(acmeNonces.value, value), gt(acmeNonces.expiresAt, now)))
     .returning({ value: acmeNonces.value });
   return rows.length === 1;
+}
+
+/**
+ * What every signed ACME request needs from the database, in one statement
+ * (one round trip instead of three): use the request's nonce (the delete is
+ * the "use", as consumeNonce), store the nonce its response will carry, and
+ * read the signing account (kid requests; none for jwk ones).
+ * `used` undefined: the request has no well-formed nonce, nothing is used.
+ */
+export async function useNonceAndReadAccount(
+  db: Database,
+  used: string | undefined,
+  fresh: { value: string; expiresAt: Date },
+  now: Date,
+  accountId: string | undefined,
+): Promise<{ nonceUsed: boolean; account: AcmeAccountRow | undefined }> {
+  // "" is never a nonce (nonces are 22 base64url characters) nor an account id: it matches nothing.
+  const spent = db
+    .$with("spent")
+    .as(db.delete(acmeNonces).where(and(eq(acmeNonces.value, used ?? ""), gt(acmeNonces.expiresAt, now))).returning({ value: acmeNonces.value }));
+  const issued = db.$with("issued").as(db.insert(acmeNonces).values(fresh).returning({ value: acmeNonces.value }));
+  // Data-modifying CTEs run exactly once whether or not the main query reads them.
+  const [row] = await db
+    .with(spent, issued)
+    .select({ spent: sql<number>`(select count(*) from ${spent})`.mapWith(Number), account: acmeAccounts })
+    .from(sql`(select 1) as one`)
+    .leftJoin(acmeAccounts, eq(acmeAccounts.id, accountId ?? ""));
+  return { nonceUsed: row?.spent === 1, account: row?.account ?? undefined };
 }
 
 export async function deleteExpiredNonces(db: Database, now: Date): Promise<number> {

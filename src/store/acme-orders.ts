@@ -1,6 +1,6 @@
-import { and, asc, count, eq, gt, inArray, lt, notInArray, sql } from "drizzle-orm";
+import { and, asc, count, eq, getTableColumns, gt, inArray, lt, notInArray, sql, type SQL } from "drizzle-orm";
 import type { Database } from "./database.ts";
-import { acmeAuthorizations, acmeChallenges, acmeOrders } from "./schema.ts";
+import { acmeAuthorizations, acmeChallenges, acmeOrders, type ProblemJson } from "./schema.ts";
 
 export type OrderRow = typeof acmeOrders.$inferSelect;
 export type AuthorizationRow = typeof acmeAuthorizations.$inferSelect;
@@ -11,16 +11,71 @@ export interface NewOrder {
   authorizations: Array<{ authorization: typeof acmeAuthorizations.$inferInsert; challenges: Array<typeof acmeChallenges.$inferInsert> }>;
 }
 
-/** An order with its authorizations and challenges, all or nothing. */
-export async function insertOrder(db: Database, n: NewOrder): Promise<OrderRow> {
-  return db.transaction(async (tx) => {
-    const [order] = await tx.insert(acmeOrders).values(n.order).returning();
-    for (const a of n.authorizations) {
-      await tx.insert(acmeAuthorizations).values(a.authorization);
-      if (a.challenges.length) await tx.insert(acmeChallenges).values(a.challenges);
-    }
-    return order!;
-  });
+/**
+ * An order with its authorizations and challenges, in one statement (so all
+ * or nothing, and one round trip); with the ids of its authorizations in
+ * the order orderWithAuthorizationIds lists them.
+ */
+export async function insertOrder(db: Database, n: NewOrder): Promise<{ order: OrderRow; authorizationIds: string[] }> {
+  const order = db.$with("new_order").as(db.insert(acmeOrders).values(n.order).returning());
+  const authz = db
+    .$with("new_authz")
+    .as(db.insert(acmeAuthorizations).values(n.authorizations.map((a) => a.authorization)).returning({ id: acmeAuthorizations.id, createdAt: acmeAuthorizations.createdAt }));
+  // Every authorization has at least one challenge. The foreign keys are checked at the statement's end, when all rows are in.
+  const challenges = db.$with("new_challenges").as(db.insert(acmeChallenges).values(n.authorizations.flatMap((a) => a.challenges)).returning({ id: acmeChallenges.id }));
+  const rows = await db
+    .with(order, authz, challenges)
+    .select({
+      // The order's columns as returned by its insert (drizzle selects a CTE's columns one by one, not the CTE as a whole).
+      order: Object.fromEntries(Object.keys(getTableColumns(acmeOrders)).map((k) => [k, order[k as keyof typeof order]])) as unknown as typeof acmeOrders._.columns,
+      authzId: authz.id,
+      challenges: sql<number>`(select count(*) from ${challenges})`.mapWith(Number),
+    })
+    .from(order)
+    .innerJoin(authz, sql`true`)
+    .orderBy(asc(authz.createdAt), asc(authz.id));
+  return { order: rows[0]!.order, authorizationIds: rows.map((r) => r.authzId) };
+}
+
+/** An order with the ids of its authorizations, in one query. */
+export async function orderWithAuthorizationIds(db: Database, id: string): Promise<{ order: OrderRow; authorizationIds: string[] } | undefined> {
+  const rows = await db
+    .select({ order: acmeOrders, authzId: acmeAuthorizations.id })
+    .from(acmeOrders)
+    .leftJoin(acmeAuthorizations, eq(acmeAuthorizations.orderId, acmeOrders.id))
+    .where(eq(acmeOrders.id, id))
+    .orderBy(asc(acmeAuthorizations.createdAt), asc(acmeAuthorizations.id));
+  if (!rows.length) return undefined;
+  return { order: rows[0]!.order, authorizationIds: rows.flatMap((r) => (r.authzId === null ? [] : [r.authzId])) };
+}
+
+/** An authorization with its challenges, in one query. */
+export async function authorizationWithChallenges(db: Database, id: string): Promise<{ authz: AuthorizationRow; challenges: ChallengeRow[] } | undefined> {
+  const rows = await db
+    .select({ authz: acmeAuthorizations, challenge: acmeChallenges })
+    .from(acmeAuthorizations)
+    .leftJoin(acmeChallenges, eq(acmeChallenges.authorizationId, acmeAuthorizations.id))
+    .where(eq(acmeAuthorizations.id, id))
+    .orderBy(asc(acmeChallenges.type));
+  if (!rows.length) return undefined;
+  return { authz: rows[0]!.authz, challenges: rows.flatMap((r) => (r.challenge ? [r.challenge] : [])) };
+}
+
+/** A challenge with its authorization and how many authorizations that one's order has, in one query. */
+export async function challengeWithAuthorization(
+  db: Database,
+  id: string,
+): Promise<{ challenge: ChallengeRow; authz: AuthorizationRow; orderAuthorizations: number } | undefined> {
+  const [row] = await db
+    .select({
+      challenge: acmeChallenges,
+      authz: acmeAuthorizations,
+      orderAuthorizations: sql<number>`(select count(*) from ${acmeAuthorizations} as sibling where sibling.order_id = ${acmeAuthorizations.orderId})`.mapWith(Number),
+    })
+    .from(acmeChallenges)
+    .innerJoin(acmeAuthorizations, eq(acmeAuthorizations.id, acmeChallenges.authorizationId))
+    .where(eq(acmeChallenges.id, id));
+  return row;
 }
 
 export async function orderById(db: Database, id: string): Promise<OrderRow | undefined> {
@@ -28,32 +83,39 @@ export async function orderById(db: Database, id: string): Promise<OrderRow | un
   return row;
 }
 
-export async function authorizationsOfOrder(db: Database, orderId: string): Promise<AuthorizationRow[]> {
-  return db.select().from(acmeAuthorizations).where(eq(acmeAuthorizations.orderId, orderId)).orderBy(asc(acmeAuthorizations.createdAt), asc(acmeAuthorizations.id));
-}
-
-export async function authorizationById(db: Database, id: string): Promise<AuthorizationRow | undefined> {
-  const [row] = await db.select().from(acmeAuthorizations).where(eq(acmeAuthorizations.id, id));
-  return row;
-}
-
-export async function challengesOf(db: Database, authorizationId: string): Promise<ChallengeRow[]> {
-  return db.select().from(acmeChallenges).where(eq(acmeChallenges.authorizationId, authorizationId)).orderBy(asc(acmeChallenges.type));
-}
-
-export async function challengeById(db: Database, id: string): Promise<ChallengeRow | undefined> {
-  const [row] = await db.select().from(acmeChallenges).where(eq(acmeChallenges.id, id));
-  return row;
-}
-
-/** pending -> processing, once: false when another request started it already. */
-export async function startChallenge(db: Database, id: string): Promise<boolean> {
-  const rows = await db
+/**
+ * POST {} on a challenge, in one statement: pending -> processing when it
+ * belongs to the account and its authorization is pending and unexpired.
+ * The challenge as it now is, with what a validation needs; undefined when
+ * nothing was started (read it with challengeWithAuthorization to say why).
+ */
+export async function startChallengeOf(
+  db: Database,
+  id: string,
+  accountId: string,
+  now: Date,
+): Promise<{ challenge: ChallengeRow; authz: AuthorizationRow; orderAuthorizations: number } | undefined> {
+  const [row] = await db
     .update(acmeChallenges)
     .set({ status: "processing" })
-    .where(and(eq(acmeChallenges.id, id), eq(acmeChallenges.status, "pending")))
-    .returning({ id: acmeChallenges.id });
-  return rows.length === 1;
+    .from(acmeAuthorizations)
+    .where(
+      and(
+        eq(acmeChallenges.id, id),
+        eq(acmeChallenges.status, "pending"),
+        eq(acmeAuthorizations.id, acmeChallenges.authorizationId),
+        eq(acmeAuthorizations.accountId, accountId),
+        eq(acmeAuthorizations.status, "pending"),
+        gt(acmeAuthorizations.expiresAt, now),
+      ),
+    )
+    .returning({
+      challenge: getTableColumns(acmeChallenges),
+      authz: getTableColumns(acmeAuthorizations),
+      // Qualified: drizzle leaves a returning column's table out, and "order_id" alone would be the sibling's.
+      orderAuthorizations: sql<number>`(select count(*) from ${acmeAuthorizations} as sibling where sibling.order_id = ${acmeAuthorizations}.order_id)`.mapWith(Number),
+    });
+  return row;
 }
 
 export async function updateChallenge(db: Database, id: string, changes: Partial<Pick<ChallengeRow, "status" | "validated" | "error">>): Promise<void> {
@@ -78,6 +140,95 @@ export async function withOrderLocked<T>(db: Database, orderId: string, fn: (tx:
   });
 }
 
+/** Where a validation's outcome is written: the challenge, its authorization, that one's order. */
+export interface ValidationTarget {
+  challengeId: string;
+  authorizationId: string;
+  orderId: string;
+  /** How many authorizations the order has (fixed when it is created). */
+  orderAuthorizations: number;
+}
+
+/**
+ * A valid challenge: it, its authorization and (once every authorization
+ * of the order is valid) the order move on together, so that a client that
+ * sees the authorization valid finds the order ready (finalize at once).
+ * An order of one authorization: one statement. Several: a transaction
+ * holding the order's row lock, so that validations of one order's
+ * authorizations take turns and the last one sees the others' writes.
+ */
+export async function recordValidChallenge(db: Database, t: ValidationTarget, validated: Date): Promise<void> {
+  const write = (tx: Database, othersValid: SQL) => {
+    const ch = tx.$with("valid_challenge").as(tx.update(acmeChallenges).set({ status: "valid", validated }).where(eq(acmeChallenges.id, t.challengeId)).returning({ id: acmeChallenges.id }));
+    const az = tx.$with("valid_authz").as(tx.update(acmeAuthorizations).set({ status: "valid" }).where(eq(acmeAuthorizations.id, t.authorizationId)).returning({ id: acmeAuthorizations.id }));
+    return tx
+      .with(ch, az)
+      .update(acmeOrders)
+      .set({ status: "ready" })
+      .where(and(eq(acmeOrders.id, t.orderId), eq(acmeOrders.status, "pending"), othersValid));
+  };
+  if (t.orderAuthorizations <= 1) {
+    await write(db, sql`true`);
+    return;
+  }
+  await withOrderLocked(db, t.orderId, async (tx) => {
+    // After the lock: this statement's snapshot holds every other validation of the order that finished.
+    await write(
+      tx,
+      sql`not exists (select 1 from ${acmeAuthorizations} as other where other.order_id = ${t.orderId} and other.id <> ${t.authorizationId} and other.status <> 'valid')`,
+    );
+  });
+}
+
+/**
+ * An invalid challenge: it, its authorization and the order (while pending)
+ * become invalid together, in one statement. No lock is needed: an order
+ * with an invalid authorization never becomes ready.
+ */
+export async function recordInvalidChallenge(db: Database, t: ValidationTarget, error: ProblemJson, orderError: ProblemJson): Promise<void> {
+  const ch = db.$with("invalid_challenge").as(db.update(acmeChallenges).set({ status: "invalid", error }).where(eq(acmeChallenges.id, t.challengeId)).returning({ id: acmeChallenges.id }));
+  const az = db.$with("invalid_authz").as(db.update(acmeAuthorizations).set({ status: "invalid" }).where(eq(acmeAuthorizations.id, t.authorizationId)).returning({ id: acmeAuthorizations.id }));
+  await db
+    .with(ch, az)
+    .update(acmeOrders)
+    .set({ status: "invalid", error: orderError })
+    .where(and(eq(acmeOrders.id, t.orderId), eq(acmeOrders.status, "pending")));
+}
+
+/**
+ * finalize's ready -> processing, in one statement: only the account's
+ * unexpired ready order whose identifiers are exactly `names` (as sets).
+ * The order with its authorizations' ids; undefined when it did not move.
+ */
+export async function claimReadyOrder(
+  db: Database,
+  id: string,
+  accountId: string,
+  names: Array<{ type: string; value: string }>,
+  now: Date,
+): Promise<{ order: OrderRow; authorizationIds: string[] } | undefined> {
+  const wanted = JSON.stringify(names);
+  const [row] = await db
+    .update(acmeOrders)
+    .set({ status: "processing" })
+    .where(
+      and(
+        eq(acmeOrders.id, id),
+        eq(acmeOrders.accountId, accountId),
+        eq(acmeOrders.status, "ready"),
+        gt(acmeOrders.expiresAt, now),
+        sql`${acmeOrders.identifiers} @> ${wanted}::jsonb and ${acmeOrders.identifiers} <@ ${wanted}::jsonb`,
+      ),
+    )
+    .returning({
+      order: getTableColumns(acmeOrders),
+      // One string, not an array: drizzle's postgres.js and PGlite drivers hand arrays from sql`` back differently. Ids are base64url: no spaces.
+      // Qualified: drizzle leaves a returning column's table out.
+      authorizationIds: sql<string | null>`(select string_agg(a.id, ' ' order by a.created_at, a.id) from ${acmeAuthorizations} as a where a.order_id = ${acmeOrders}.id)`,
+    });
+  return row && { order: row.order, authorizationIds: row.authorizationIds ? row.authorizationIds.split(" ") : [] };
+}
+
 export async function updateOrder(
   db: Database,
   id: string,
@@ -89,22 +240,33 @@ export async function updateOrder(
   return row;
 }
 
-export async function ordersByAccountSince(db: Database, accountId: string, since: Date): Promise<number> {
-  const [row] = await db
+/**
+ * The newOrder rate limits' counts, in one query: orders the account
+ * created since accountSince, and for each identifier value, authorizations
+ * of this directory's orders (any account's) that asked for it since idSince.
+ */
+export async function orderRateCounts(
+  db: Database,
+  directory: string,
+  accountId: string,
+  accountSince: Date,
+  values: string[],
+  idSince: Date,
+): Promise<{ orders: number; perIdentifier: number[] }> {
+  const ordersOfAccount = db
     .select({ n: count() })
     .from(acmeOrders)
-    .where(and(eq(acmeOrders.accountId, accountId), gt(acmeOrders.createdAt, since)));
-  return row?.n ?? 0;
-}
-
-/** Orders of this directory, by any account, that asked for the identifier since then. */
-export async function authorizationsForIdentifierSince(db: Database, directory: string, value: string, since: Date): Promise<number> {
-  const [row] = await db
-    .select({ n: count() })
-    .from(acmeAuthorizations)
-    .innerJoin(acmeOrders, eq(acmeOrders.id, acmeAuthorizations.orderId))
-    .where(and(eq(acmeOrders.directory, directory), eq(acmeAuthorizations.identifierValue, value), gt(acmeAuthorizations.createdAt, since)));
-  return row?.n ?? 0;
+    .where(and(eq(acmeOrders.accountId, accountId), gt(acmeOrders.createdAt, accountSince)));
+  const ofIdentifier = (value: string) =>
+    db
+      .select({ n: count() })
+      .from(acmeAuthorizations)
+      .innerJoin(acmeOrders, eq(acmeOrders.id, acmeAuthorizations.orderId))
+      .where(and(eq(acmeOrders.directory, directory), eq(acmeAuthorizations.identifierValue, value), gt(acmeAuthorizations.createdAt, idSince)));
+  const fields: Record<string, SQL.Aliased<number>> = { orders: sql<number>`(${ordersOfAccount})`.mapWith(Number).as("orders") };
+  values.forEach((v, i) => (fields[`id${i}`] = sql<number>`(${ofIdentifier(v)})`.mapWith(Number).as(`id${i}`)));
+  const [row] = (await db.select(fields).from(sql`(select 1) as one`)) as Array<Record<string, number>>;
+  return { orders: row!.orders!, perIdentifier: values.map((_, i) => row![`id${i}`]!) };
 }
 
 /** Did this account prove control of every one of these identifiers (a valid, unexpired authorization)? */
