@@ -3,33 +3,22 @@ import * as x509 from "@peculiar/x509";
 import { contextTag, integerFromHex, sequence, time, tlv } from "../asn1/der-writer.ts";
 import { derToPem } from "../asn1/pem.ts";
 import { TAG } from "../asn1/tags.ts";
-import type { CaKeyAlgorithm } from "../hsm/key-algorithms.ts";
-import type { Signer } from "../hsm/key-manager.ts";
-import type { LintContext } from "../lint/certificate-expectations.ts";
 import { lintCertificate } from "../lint/certificate.ts";
 import { authorityKeyIdentifier } from "./authority-key-identifier.ts";
 import { certificateFields, subjectPublicKeyBits } from "./certificate-fields.ts";
-import type { LeafCertificate } from "./leaf-certificate.ts";
+import type { LeafCertificate, LeafInput } from "./leaf-certificate.ts";
 import { nameConstraintsExtension } from "./name-constraints.ts";
-import { revocationExtensions, type RevocationPointers } from "./revocation-pointers.ts";
+import { revocationExtensions } from "./revocation-pointers.ts";
 import { signatureAlgorithmDer, signTbs } from "./signature.ts";
 import type { SubCaTemplate } from "./sub-ca-template.ts";
 import { subjectAltName } from "./subject-alt-name.ts";
 import { subjectName, subjectString } from "./subject-name.ts";
 
-export interface SubCaInput {
+/** What building a leaf takes, with a CA profile's decision in place of a leaf's. */
+export type SubCaInput = Omit<LeafInput, "decision"> & {
   /** What policy decided the CA certificate says (a CA profile's decision). */
   decision: SubCaTemplate;
-  /** SubjectPublicKeyInfo, DER, exactly as the CSR carried it. */
-  spki: ArrayBuffer | Uint8Array;
-  serial: string;
-  issuer: x509.X509Certificate;
-  algorithm: CaKeyAlgorithm;
-  signer: Signer;
-  revocation?: RevocationPointers;
-  /** What the lint gate needs beyond the template: the CAs above the issuer, the profile's name rules. */
-  lint?: LintContext;
-}
+};
 
 /**
  * A CA certificate for a sub-CA (a service mesh's issuer, say), signed by

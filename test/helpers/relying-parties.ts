@@ -11,7 +11,9 @@ import { REPO } from "./cli.ts";
  * -x509_strict), Go's crypto/x509 (it enforces name constraints), GnuTLS
  * certtool and NSS certutil. Each gets the same roots, untrusted
  * intermediates and leaf, and says whether it accepts the chain; CRLs and
- * OCSP responses likewise.
+ * OCSP responses likewise. (relying-party.ts, singular, is the older
+ * openssl-only helper with CRL and OCSP fetching that earlier tests use;
+ * new chain checks belong here.)
  */
 
 const run = promisify(execFile);
