@@ -28,6 +28,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
     describe: "REST issuance over HTTPS at 1, 16 and 64 clients, PostgreSQL, vs raw C_Sign and cfssl serve",
     run: async () => (await import("./bench/issuance.ts")).runIssuance("postgres"),
   },
+  profile: {
+    describe: "where a REST certificate's main-thread CPU goes, layer by layer (node --cpu-prof under wrk, PostgreSQL)",
+    run: async () => (await import("./bench/profile.ts")).runProfile(),
+  },
   lint: {
     describe: "lint before sign: leaf certificates, OCSP responses and CRLs with the gate on vs off",
     run: async () => (await import("./bench/lint.ts")).runLint(),

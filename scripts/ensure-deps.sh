@@ -32,8 +32,9 @@ if [ "${HSM_CA_TEST_DEPS:-0}" = 1 ]; then
   command -v go >/dev/null 2>&1 || missing+=(golang-go)
   [ -d /usr/share/gocode/src/golang.org/x/crypto/ocsp ] || missing+=(golang-golang-x-crypto-dev)
   command -v certtool >/dev/null 2>&1 || missing+=(gnutls-bin)
-# verify chains: Go (golang-go, golang-golang-x-crypto-dev), GnuTLS (gnutls-bin), NSS (libnss3-tools),
-# and the Vault client the Vault-compatible API's tests drive: python3-hvac.
+  command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
+  # The Vault client the Vault-compatible API's tests drive, for Debian's python3.
+  /usr/bin/python3 -c 'import hvac' >/dev/null 2>&1 || missing+=(python3-hvac)
   # Two more PKCS#11 modules for test/pkcs11-modules.test.ts (scripts/dev-token): opencryptoki's
   # soft token, and tpm2-pkcs11 on a software TPM behind tpm2-abrmd.
   [ -x /usr/sbin/pkcsslotd ] || missing+=(opencryptoki)

@@ -182,6 +182,28 @@ describe("lint before sign: certificates handed to the signer", () => {
     expect(err.message).toContain("extension-unknown-critical");
   });
 
+  it("reads DER, not BER: a BOOLEAN of 0x01, a padded length, bytes left over are refused", async () => {
+    const { signer } = countingSigner();
+    const cert = await buildLeafCertificate({ decision: goodTemplate(), spki: spki(), serial: newSerial(), issuer: issuer.certificate, algorithm: issuer.algorithm, signer, lint: { profile: tlsServer() } });
+    const tbs = Buffer.from(firstElement(cert.der));
+    const lint = (bytes: Uint8Array) => lintCertificate({ role: "leaf", tbs: bytes, algorithm: issuer.algorithm, issuer: issuer.certificate }).then(() => undefined, (e: unknown) => e);
+    expect(await lint(tbs), "the builder's own TBS passes").toBeUndefined();
+
+    // critical TRUE as 0x01: BER allows any non-zero octet, DER only 0xFF.
+    const at = tbs.indexOf(Buffer.from([0x01, 0x01, 0xff]));
+    expect(at).toBeGreaterThan(0);
+    const loose = Buffer.from(tbs);
+    loose[at + 2] = 0x01;
+    expect(await lint(loose)).toMatchObject({ kind: "lint-failed", rule: "der-canonical" });
+
+    // The outer length in one octet more than it needs (0x83 0x00 ...).
+    expect(tbs[1]).toBe(0x82);
+    const padded = Buffer.concat([Buffer.from([0x30, 0x83, 0x00]), tbs.subarray(2)]);
+    expect(await lint(padded)).toMatchObject({ kind: "lint-failed", rule: "der-canonical" });
+
+    expect(await lint(Buffer.concat([tbs, Buffer.from([0x00])]))).toMatchObject({ kind: "lint-failed", rule: "der-decode" });
+  });
+
   it("with HSM_CA_LINT=off the same malformed template is signed (the gate is what stops it)", async () => {
     const { signer, uses } = countingSigner();
     setLintEnabled(false);

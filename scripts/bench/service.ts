@@ -121,6 +121,8 @@ export interface WorkersService {
   /** Environment that opens the same data dir and database (the CLI, a database client). */
   env: Record<string, string>;
   db: BenchDatabase;
+  /** The primary's process id. */
+  pid: number;
   /** RSS of the primary and its workers together, KiB. */
   rssKiB(): number;
   /** CPU ms (user + system) the primary and its live workers have used. */
@@ -133,7 +135,7 @@ export interface WorkersService {
  * workers (node:cluster) on a fresh PostgreSQL database and data dir,
  * loopback listeners on the given ports.
  */
-export async function startWorkersService(workers: number, httpsPort: number, httpPort: number): Promise<WorkersService> {
+export async function startWorkersService(workers: number, httpsPort: number, httpPort: number, nodeArgs: string[] = []): Promise<WorkersService> {
   const db = await benchDatabase("postgres");
   if (db.kind !== "postgres") throw new Error("workers need PostgreSQL");
   const dataDir = tempDir("hsmca-bench-workers-");
@@ -149,7 +151,7 @@ export async function startWorkersService(workers: number, httpsPort: number, ht
     HSM_CA_WORKERS: String(workers),
     DATABASE_URL: db.url!,
   };
-  const server = Background.start("hsm-ca serve", process.execPath, [path.join(REPO, "scripts/hsm-ca.mjs"), "serve"], {
+  const server = Background.start("hsm-ca serve", process.execPath, [...nodeArgs, path.join(REPO, "scripts/hsm-ca.mjs"), "serve"], {
     env: { ...process.env, ...env },
   });
   const cleanup = async () => {
@@ -159,7 +161,8 @@ export async function startWorkersService(workers: number, httpsPort: number, ht
   };
   // The service logs (pino) to stderr: watch everything it printed.
   const deadline = Date.now() + 120_000;
-  while (!server.output.join("").includes('"msg":"hsm-ca workers are serving"')) {
+  const serving = workers > 1 ? '"msg":"hsm-ca workers are serving"' : '"msg":"hsm-ca is serving"';
+  while (!server.output.join("").includes(serving)) {
     if (!server.alive || Date.now() > deadline) {
       const out = server.output.join("").slice(-1500);
       await cleanup();
@@ -173,6 +176,7 @@ export async function startWorkersService(workers: number, httpsPort: number, ht
     httpUrl: `http://127.0.0.1:${httpPort}`,
     env,
     db,
+    pid,
     rssKiB: () => treeRssKiB(pid),
     cpuMs: () => treeCpuMs(pid),
     cleanup,

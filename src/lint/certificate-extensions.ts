@@ -1,4 +1,3 @@
-import type crypto from "node:crypto";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { BasicConstraints, Certificate, SubjectKeyIdentifier, id_ce_authorityKeyIdentifier, id_ce_basicConstraints, id_ce_keyUsage, id_ce_nameConstraints, id_ce_subjectKeyIdentifier } from "@peculiar/asn1-x509";
 import type * as x509 from "@peculiar/x509";
@@ -16,7 +15,8 @@ import type { Violation } from "./lint-failure.ts";
 const OID_ANY_EKU = "2.5.29.37.0";
 const OID_OCSP_SIGNING = "1.3.6.1.5.5.7.3.9";
 
-export function checkCertificateExtensions(input: CertificateLintInput, openssl: crypto.X509Certificate, ext: ParsedExtensions, out: Violation[]): void {
+/** `keyType`: the subject key's type as OpenSSL reads it ("ec", "rsa", "ed25519", ...). */
+export function checkCertificateExtensions(input: CertificateLintInput, keyType: string, ext: ParsedExtensions, out: Violation[]): void {
   const isCa = input.role === "root" || input.role === "intermediate" || input.role === "sub-ca";
   const critical = (id: string) => ext.list.get(id)?.critical ?? false;
 
@@ -40,14 +40,13 @@ export function checkCertificateExtensions(input: CertificateLintInput, openssl:
   }
 
   // keyUsage
-  const usages = new Set(ext.keyUsage ? ext.keyUsage.toJSON().map(lower) : []);
+  const usages = new Set(ext.keyUsage ? ext.keyUsage.map(lower) : []);
   if (!ext.keyUsage || usages.size === 0) out.push({ rule: "key-usage", detail: "no keyUsage (or an empty one)" });
   else {
     if (!critical(id_ce_keyUsage)) out.push({ rule: "key-usage", detail: "keyUsage is not critical" });
     if (isCa && !usages.has("keycertsign")) out.push({ rule: "key-usage", detail: "a CA certificate without keyCertSign" });
     if (!isCa && (usages.has("keycertsign") || usages.has("crlsign"))) out.push({ rule: "key-usage", detail: `a ${input.role} certificate with keyCertSign or cRLSign` });
     if (input.role === "ocsp-responder" && !usages.has("digitalsignature")) out.push({ rule: "key-usage", detail: "an OCSP responder certificate without digitalSignature" });
-    const keyType = keyTypeOf(openssl);
     if (keyType !== "rsa" && (usages.has("keyencipherment") || usages.has("dataencipherment"))) {
       out.push({ rule: "key-usage-key-type", detail: `keyEncipherment or dataEncipherment for a ${keyType} key, which cannot encrypt` });
     }
@@ -74,7 +73,7 @@ export function checkCertificateExtensions(input: CertificateLintInput, openssl:
   if (critical(id_ce_subjectKeyIdentifier)) out.push({ rule: "subject-key-identifier", detail: "subjectKeyIdentifier is critical (RFC 5280 §4.2.1.2)" });
   if (critical(id_ce_authorityKeyIdentifier)) out.push({ rule: "authority-key-identifier", detail: "authorityKeyIdentifier is critical (RFC 5280 §4.2.1.1)" });
   const expectedAki = input.issuer ? issuerSki(input.issuer) : ext.ski;
-  const aki = ext.aki?.keyIdentifier ? Buffer.from(ext.aki.keyIdentifier.buffer) : undefined;
+  const aki = ext.aki?.keyIdentifier;
   if (input.issuer && !aki) out.push({ rule: "authority-key-identifier", detail: "no authorityKeyIdentifier keyIdentifier" });
   else if (aki && expectedAki && !aki.equals(expectedAki)) {
     out.push({ rule: "authority-key-identifier", detail: `authorityKeyIdentifier ${aki.toString("hex")} is not the issuer's subjectKeyIdentifier ${expectedAki.toString("hex")}` });
@@ -93,14 +92,6 @@ function lower(s: string): string {
 
 function sameSet(a: Set<string>, b: Set<string>): boolean {
   return a.size === b.size && [...a].every((x) => b.has(x));
-}
-
-function keyTypeOf(openssl: crypto.X509Certificate): string {
-  try {
-    return openssl.publicKey.asymmetricKeyType ?? "unknown";
-  } catch {
-    return "unknown";
-  }
 }
 
 const issuerInfo = new WeakMap<x509.X509Certificate, { ski?: Buffer; pathLength?: number }>();

@@ -1,8 +1,7 @@
-import type { Name, SubjectAlternativeName } from "@peculiar/asn1-x509";
 import type { CertificateLintInput } from "./certificate-expectations.ts";
 import type { Violation } from "./lint-failure.ts";
 import { checkNameConstraints } from "./name-constraints.ts";
-import { looksLikeHostName, nameText, sanProblem, type NameText } from "./names.ts";
+import { looksLikeHostName, sanProblem, type NameText } from "./names.ts";
 
 /**
  * The names in a certificate: the subject (no empty values; the template's
@@ -22,22 +21,20 @@ const ATTRIBUTE_NAMES: Record<string, string> = {
   "2.5.4.11": "OU",
 };
 
-export function checkCertificateNames(input: CertificateLintInput, subject: Name, san: SubjectAlternativeName | undefined, sanCritical: boolean, out: Violation[]): void {
+/** `subject`: its attributes in DN order; `san`: the subjectAltName's names, undefined without one. */
+export function checkCertificateNames(input: CertificateLintInput, subject: Array<{ type: string; value: string }>, san: NameText[] | undefined, sanCritical: boolean, out: Violation[]): void {
   const attributes: Array<[string, string]> = [];
-  for (const rdn of subject) {
-    for (const atv of rdn) {
-      const value = atv.value.toString();
-      const name = ATTRIBUTE_NAMES[atv.type] ?? atv.type;
-      if (value.length === 0) out.push({ rule: "subject-empty-value", detail: `subject attribute ${name} is empty` });
-      attributes.push([name, value]);
-    }
+  for (const atv of subject) {
+    const name = ATTRIBUTE_NAMES[atv.type] ?? atv.type;
+    if (atv.value.length === 0) out.push({ rule: "subject-empty-value", detail: `subject attribute ${name} is empty` });
+    attributes.push([name, atv.value]);
   }
   const wantedSubject = input.template?.subject;
   if (wantedSubject && attributes.map(([k, v]) => `${k}=${v}`).join("\n") !== wantedSubject.map(([k, v]) => `${k}=${v}`).join("\n")) {
     out.push({ rule: "template-subject", detail: `subject ${show(attributes)} is not the template's ${show(wantedSubject)}` });
   }
 
-  const names: NameText[] = san ? [...san].map(nameText) : [];
+  const names: NameText[] = san ?? [];
   if (san && names.length === 0) out.push({ rule: "san-empty", detail: "a subjectAltName extension with no names" });
   if (subject.length === 0) {
     if (names.length === 0) out.push({ rule: "san-required", detail: "no subject and no subjectAltName" });

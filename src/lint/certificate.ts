@@ -1,37 +1,38 @@
 import crypto from "node:crypto";
-import { AsnConvert } from "@peculiar/asn1-schema";
-import {
-  AuthorityKeyIdentifier,
-  BasicConstraints,
-  Certificate,
-  ExtendedKeyUsage,
-  KeyUsage,
-  SubjectAlternativeName,
-  SubjectKeyIdentifier,
-  id_ce_authorityKeyIdentifier,
-  id_ce_basicConstraints,
-  id_ce_extKeyUsage,
-  id_ce_keyUsage,
-  id_ce_subjectAltName,
-  id_ce_subjectKeyIdentifier,
-  type Extension,
-} from "@peculiar/asn1-x509";
 import type * as x509 from "@peculiar/x509";
 import type { CertificateLintInput } from "./certificate-expectations.ts";
 import { checkCertificateExtensions } from "./certificate-extensions.ts";
 import { checkCertificateNames } from "./certificate-names.ts";
+import {
+  decodeAuthorityKeyIdentifier,
+  decodeBasicConstraints,
+  decodeExtendedKeyUsage,
+  decodeKeyUsage,
+  decodeSubjectAltName,
+  decodeSubjectKeyIdentifier,
+  decodeTbsCertificate,
+  type DecodedCertificate,
+  type DecodedExtension,
+} from "./decoded-certificate.ts";
+import { DerError, DerReader, TAGS, readOid } from "./der.ts";
 import { signedEnvelope, SIGNATURE_ALGORITHMS } from "./der-envelope.ts";
 import { lintEnabled, refuse } from "./gate.ts";
 import type { Violation } from "./lint-failure.ts";
+import type { NameText } from "./names.ts";
 import { checkTime } from "./time-encoding.ts";
 import { throwawaySignature } from "./throwaway-keys.ts";
 
 /**
- * The gate for certificates: the TBSCertificate is signed with a throwaway
- * key of the CA key's algorithm, the certificate decoded by OpenSSL
- * (node:crypto's X509Certificate) and by @peculiar/asn1-x509, and checked.
- * Throws LintFailure (nothing may be signed) on the first broken rule;
- * returns when the CA key may sign these exact bytes.
+ * The gate for certificates. The TBSCertificate is read by the gate's own
+ * strict DER reader (src/lint/der.ts: shortest lengths, DER booleans, no
+ * written-out defaults, nothing left over) and checked. CA certificates (rare: roots, intermediates, sub-CAs,
+ * OCSP responders) are also signed with a throwaway key of the CA key's
+ * algorithm and decoded whole by OpenSSL (node:crypto's X509Certificate),
+ * which must find them issued by their issuer. Leaves skip that second
+ * decoder: it costs about 0.17 ms a certificate, more than the gate's
+ * every other check (docs/lint.md). Throws LintFailure (nothing may be
+ * signed) on the first broken rule; returns when the CA key may sign these
+ * exact bytes.
  */
 export async function lintCertificate(input: CertificateLintInput): Promise<void> {
   if (!lintEnabled()) return;
@@ -41,54 +42,87 @@ export async function lintCertificate(input: CertificateLintInput): Promise<void
 
 export async function certificateViolations(input: CertificateLintInput): Promise<Violation[]> {
   const out: Violation[] = [];
-  const der = signedEnvelope(input.tbs, SIGNATURE_ALGORITHMS[input.algorithm], await throwawaySignature(input.algorithm, input.tbs));
-  let openssl: crypto.X509Certificate;
-  let cert: Certificate;
+  let tbs: DecodedCertificate;
+  let parsed: ParsedExtensions;
   try {
-    openssl = new crypto.X509Certificate(der);
+    tbs = decodeTbsCertificate(input.tbs);
   } catch (err) {
-    return [{ rule: "der-decode", detail: `OpenSSL cannot parse the certificate: ${(err as Error).message}` }];
+    if (err instanceof DerError) return [{ rule: err.rule, detail: `the TBSCertificate: ${err.message}` }];
+    throw err;
   }
+  const extensions = checkExtensionList(tbs.extensions, out);
   try {
-    cert = AsnConvert.parse(der, Certificate);
+    parsed = parseExtensions(extensions);
   } catch (err) {
-    return [{ rule: "der-decode", detail: `the certificate does not decode as RFC 5280 ASN.1: ${(err as Error).message}` }];
-  }
-  const tbs = cert.tbsCertificate;
-  // Re-encoding the whole TBSCertificate costs about as much as decoding it: done for CA certificates (rare), not on the issuance hot path.
-  if (input.role !== "leaf" && !Buffer.from(AsnConvert.serialize(tbs)).equals(input.tbs)) {
-    out.push({ rule: "der-canonical", detail: "the TBSCertificate is not in the one DER form its decoding re-encodes to" });
+    if (err instanceof DerError) return [...out, { rule: "extension-decode", detail: err.message }];
+    throw err;
   }
   if (tbs.version !== 2) out.push({ rule: "version", detail: `version ${tbs.version + 1}, not 3` });
-  if (!Buffer.from(AsnConvert.serialize(tbs.signature)).equals(SIGNATURE_ALGORITHMS[input.algorithm])) {
-    out.push({ rule: "signature-algorithm", detail: `the signature algorithm ${tbs.signature.algorithm} is not the one of a ${input.algorithm} key` });
+  if (!Buffer.from(tbs.signatureAlgorithm).equals(SIGNATURE_ALGORITHMS[input.algorithm])) {
+    out.push({ rule: "signature-algorithm", detail: `the signature algorithm is not the one of a ${input.algorithm} key` });
   }
-  checkSerial(new Uint8Array(tbs.serialNumber), out);
-  checkValidity(input, tbs.validity, out);
-  checkPublicKey(openssl, out);
+  checkSerial(tbs.serial, out);
+  checkValidity(input, tbs, out);
+  const keyType = publicKeyType(tbs.spki, out);
   if (tbs.subject.length === 0 && input.role !== "leaf") out.push({ rule: "subject-empty", detail: `a ${input.role} certificate needs a subject (RFC 5280 §4.1.2.6)` });
-  const extensions = checkExtensionList(tbs.extensions ?? [], out);
-  const parsed = parseExtensions(extensions, out);
-  if (out.some((v) => v.rule === "extension-decode")) return out;
-  checkCertificateExtensions(input, openssl, parsed, out);
-  checkCertificateNames(input, tbs.subject, parsed.san, extensions.get(id_ce_subjectAltName)?.critical ?? false, out);
-  if (input.issuer) {
-    const issuer = nodeCertificate(input.issuer);
-    if (!openssl.checkIssued(issuer)) out.push({ rule: "issuer-name", detail: `OpenSSL does not find it issued by ${input.issuer.subject} (issuer name, key identifier or the issuer's key usage)` });
-  } else if (openssl.subject !== openssl.issuer) {
-    out.push({ rule: "issuer-name", detail: "a self-signed certificate whose issuer is not its subject" });
-  }
+  checkCertificateExtensions(input, keyType, parsed, out);
+  checkCertificateNames(input, tbs.subject, parsed.san, extensions.get(SAN)?.critical ?? false, out);
+  checkIssuerName(input, tbs, out);
+  if (input.role !== "leaf") await checkWithOpenSsl(input, out);
   return out;
 }
 
+/** The issuer field is the issuer's subject, octet for octet (a self-signed root: its own). */
+function checkIssuerName(input: CertificateLintInput, tbs: DecodedCertificate, out: Violation[]): void {
+  if (input.issuer && !Buffer.from(tbs.issuerDer).equals(subjectDerOf(input.issuer))) {
+    out.push({ rule: "issuer-name", detail: `the issuer name is not ${input.issuer.subject}, octet for octet` });
+  }
+}
+
+const subjectDers = new WeakMap<x509.X509Certificate, Buffer>();
+
+/** An issuer's subject Name as its certificate holds it (read once per issuer certificate object). */
+function subjectDerOf(cert: x509.X509Certificate): Buffer {
+  let der = subjectDers.get(cert);
+  if (!der) {
+    const certificate = new DerReader(new Uint8Array(cert.rawData), "issuer certificate").next(TAGS.SEQUENCE);
+    const tbs = new DerReader(certificate.content, "issuer certificate").next(TAGS.SEQUENCE);
+    const r = new DerReader(tbs.content, "issuer TBSCertificate");
+    r.optional(0xa0);
+    for (let skip = 0; skip < 4; skip++) r.next(); // serial, signature, issuer, validity
+    der = Buffer.from(r.next(TAGS.SEQUENCE).der);
+    subjectDers.set(cert, der);
+  }
+  return der;
+}
+
+/** CA certificates, whole, through OpenSSL: it must parse them and find them issued by their issuer (or by themselves). */
+async function checkWithOpenSsl(input: CertificateLintInput, out: Violation[]): Promise<void> {
+  const der = signedEnvelope(input.tbs, SIGNATURE_ALGORITHMS[input.algorithm], await throwawaySignature(input.algorithm, input.tbs));
+  let openssl: crypto.X509Certificate;
+  try {
+    openssl = new crypto.X509Certificate(der);
+  } catch (err) {
+    out.push({ rule: "der-decode", detail: `OpenSSL cannot parse the certificate: ${(err as Error).message}` });
+    return;
+  }
+  if (input.issuer) {
+    if (!openssl.checkIssued(nodeCertificate(input.issuer))) out.push({ rule: "issuer-name", detail: `OpenSSL does not find it issued by ${input.issuer.subject} (issuer name, key identifier or the issuer's key usage)` });
+  } else if (openssl.subject !== openssl.issuer) {
+    out.push({ rule: "issuer-name", detail: "a self-signed certificate whose issuer is not its subject" });
+  }
+}
+
+const SAN = "2.5.29.17";
+
 export interface ParsedExtensions {
-  basicConstraints?: BasicConstraints;
-  keyUsage?: KeyUsage;
+  basicConstraints?: { cA: boolean; pathLenConstraint?: number };
+  keyUsage?: string[];
   extendedKeyUsage?: string[];
   ski?: Buffer;
-  aki?: AuthorityKeyIdentifier;
-  san?: SubjectAlternativeName;
-  list: Map<string, Extension>;
+  aki?: { keyIdentifier?: Buffer };
+  san?: NameText[];
+  list: Map<string, DecodedExtension>;
 }
 
 /** RFC 5280 §4.2: each extension at most once; a critical one only when it is one hsm-ca and relying parties process. */
@@ -103,37 +137,87 @@ const KNOWN_CRITICAL = new Set([
   "2.5.29.54", // inhibitAnyPolicy
 ]);
 
-function checkExtensionList(list: Extension[], out: Violation[]): Map<string, Extension> {
-  const byId = new Map<string, Extension>();
+function checkExtensionList(list: DecodedExtension[], out: Violation[]): Map<string, DecodedExtension> {
+  const byId = new Map<string, DecodedExtension>();
   for (const e of list) {
-    if (byId.has(e.extnID)) out.push({ rule: "extension-duplicate", detail: `extension ${e.extnID} appears more than once` });
-    byId.set(e.extnID, e);
-    if (e.critical && !KNOWN_CRITICAL.has(e.extnID)) out.push({ rule: "extension-unknown-critical", detail: `extension ${e.extnID} is critical and not one relying parties are known to process` });
+    if (byId.has(e.id)) out.push({ rule: "extension-duplicate", detail: `extension ${e.id} appears more than once` });
+    byId.set(e.id, e);
+    if (e.critical && !KNOWN_CRITICAL.has(e.id)) out.push({ rule: "extension-unknown-critical", detail: `extension ${e.id} is critical and not one relying parties are known to process` });
   }
   return byId;
 }
 
-function parseExtensions(list: Map<string, Extension>, out: Violation[]): ParsedExtensions {
-  const parsed: ParsedExtensions = { list };
-  const parse = <T>(id: string, type: new () => T): T | undefined => {
+const DECODERS = {
+  basicConstraints: ["2.5.29.19", decodeBasicConstraints],
+  keyUsage: ["2.5.29.15", decodeKeyUsage],
+  extendedKeyUsage: ["2.5.29.37", decodeExtendedKeyUsage],
+  ski: ["2.5.29.14", decodeSubjectKeyIdentifier],
+  aki: ["2.5.29.35", decodeAuthorityKeyIdentifier],
+  san: [SAN, decodeSubjectAltName],
+} as const;
+
+/** The extensions the rules read, decoded; a DerError names the one that does not decode. */
+function parseExtensions(list: Map<string, DecodedExtension>): ParsedExtensions {
+  const parsed: Record<string, unknown> = { list };
+  for (const [field, [id, decode]] of Object.entries(DECODERS)) {
     const e = list.get(id);
-    if (!e) return undefined;
+    if (!e) continue;
     try {
-      return AsnConvert.parse(e.extnValue.buffer, type);
+      parsed[field] = decode(e.value);
     } catch (err) {
-      out.push({ rule: "extension-decode", detail: `extension ${id} does not decode: ${(err as Error).message}` });
-      return undefined;
+      if (err instanceof DerError) throw new DerError(err.rule, `extension ${id} does not decode: ${err.message}`);
+      throw err;
     }
-  };
-  parsed.basicConstraints = parse(id_ce_basicConstraints, BasicConstraints);
-  parsed.keyUsage = parse(id_ce_keyUsage, KeyUsage);
-  const eku = parse(id_ce_extKeyUsage, ExtendedKeyUsage);
-  if (eku) parsed.extendedKeyUsage = [...eku];
-  const ski = parse(id_ce_subjectKeyIdentifier, SubjectKeyIdentifier);
-  if (ski) parsed.ski = Buffer.from(ski.buffer);
-  parsed.aki = parse(id_ce_authorityKeyIdentifier, AuthorityKeyIdentifier);
-  parsed.san = parse(id_ce_subjectAltName, SubjectAlternativeName);
-  return parsed;
+  }
+  return parsed as unknown as ParsedExtensions;
+}
+
+const KEY_TYPES: Record<string, string> = {
+  "1.2.840.10045.2.1": "ec",
+  "1.2.840.113549.1.1.1": "rsa",
+  "1.3.101.112": "ed25519",
+  "1.3.101.113": "ed448",
+};
+
+/** Named curves hsm-ca certifies, and the length of their uncompressed points. */
+const EC_POINT_BYTES: Record<string, number> = {
+  "1.2.840.10045.3.1.7": 65, // P-256
+  "1.3.132.0.34": 97, // P-384
+  "1.3.132.0.35": 133, // P-521
+};
+
+/**
+ * The subject key's type from its SubjectPublicKeyInfo, read by the gate's
+ * own reader: OpenSSL's key decoder costs about 0.3 ms a call in OpenSSL
+ * 3.0 (docs/lint.md), and the key came from a CSR whose signature OpenSSL
+ * already verified with it. An EC key must be an uncompressed point of its
+ * curve's size.
+ */
+function publicKeyType(spki: Uint8Array, out: Violation[]): string {
+  try {
+    const outer = new DerReader(spki, "SubjectPublicKeyInfo");
+    const r = new DerReader(outer.next(TAGS.SEQUENCE).content, "SubjectPublicKeyInfo");
+    outer.end();
+    const algorithm = new DerReader(r.next(TAGS.SEQUENCE).content, "subject key algorithm");
+    const oid = readOid(algorithm.next(), "subject key algorithm");
+    const parameters = algorithm.done ? undefined : algorithm.next();
+    algorithm.end();
+    const key = r.next(TAGS.BIT_STRING).content;
+    r.end();
+    const type = KEY_TYPES[oid] ?? "unknown";
+    if (type === "unknown") out.push({ rule: "public-key", detail: `a subject key of algorithm ${oid}, which hsm-ca does not certify` });
+    if (type === "ec") {
+      const curve = parameters?.tag === TAGS.OID ? readOid(parameters, "named curve") : undefined;
+      const size = curve ? EC_POINT_BYTES[curve] : undefined;
+      if (!size) out.push({ rule: "public-key", detail: `an EC key on ${curve ?? "explicit parameters"}, not a named curve hsm-ca certifies` });
+      else if (key.length !== size + 1 || key[0] !== 0 || key[1] !== 0x04) out.push({ rule: "public-key", detail: "an EC public key that is not an uncompressed point of its curve's size" });
+    }
+    return type;
+  } catch (err) {
+    if (!(err instanceof DerError)) throw err;
+    out.push({ rule: "public-key", detail: `the subject public key does not decode: ${err.message}` });
+    return "unknown";
+  }
 }
 
 /** RFC 5280 §4.1.2.2: a positive INTEGER of at most 20 octets. */
@@ -145,9 +229,9 @@ function checkSerial(bytes: Uint8Array, out: Violation[]): void {
   if (bytes.length > 1 && bytes[0] === 0 && !(bytes[1]! & 0x80)) out.push({ rule: "der-canonical", detail: "a serial number with a leading zero octet" });
 }
 
-function checkValidity(input: CertificateLintInput, validity: Certificate["tbsCertificate"]["validity"], out: Violation[]): void {
-  const notBefore = checkTime("notBefore", validity.notBefore, out);
-  const notAfter = checkTime("notAfter", validity.notAfter, out);
+function checkValidity(input: CertificateLintInput, tbs: DecodedCertificate, out: Violation[]): void {
+  const notBefore = checkTime("notBefore", tbs.notBefore, out);
+  const notAfter = checkTime("notAfter", tbs.notAfter, out);
   if (!notBefore || !notAfter) return;
   if (notAfter.getTime() <= notBefore.getTime()) out.push({ rule: "validity-order", detail: `notAfter ${notAfter.toISOString()} is not after notBefore ${notBefore.toISOString()}` });
   const issuer = input.issuer;
@@ -160,14 +244,6 @@ function checkValidity(input: CertificateLintInput, validity: Certificate["tbsCe
   const t = input.template;
   if (t && (notBefore.getTime() !== wholeSeconds(t.notBefore) || notAfter.getTime() !== wholeSeconds(t.notAfter))) {
     out.push({ rule: "template-validity", detail: `validity ${notBefore.toISOString()} to ${notAfter.toISOString()} is not the template's (${t.notBefore.toISOString()} to ${t.notAfter.toISOString()})` });
-  }
-}
-
-function checkPublicKey(openssl: crypto.X509Certificate, out: Violation[]): void {
-  try {
-    openssl.publicKey.asymmetricKeyType;
-  } catch (err) {
-    out.push({ rule: "public-key", detail: `OpenSSL cannot read the subject public key: ${(err as Error).message}` });
   }
 }
 

@@ -1,0 +1,25 @@
+import "reflect-metadata";
+import crypto from "node:crypto";
+import * as x509 from "@peculiar/x509";
+x509.cryptoProvider.set(crypto.webcrypto as Crypto);
+import { buildLeafCertificate } from "../src/ca/leaf-certificate.ts";
+import { newSerial } from "../src/ca/serial.ts";
+import { lintCertificate } from "../src/lint/certificate.ts";
+import { firstElement } from "../src/lint/der-envelope.ts";
+import { decodeTbsCertificate } from "../src/lint/decoded-certificate.ts";
+const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+const keys = (await crypto.webcrypto.subtle.generateKey(alg, false, ["sign", "verify"])) as CryptoKeyPair;
+const issuer = await x509.X509CertificateGenerator.createSelfSigned({ name: "CN=ca", keys, signingAlgorithm: alg, notBefore: new Date(Date.now()-3600e3), notAfter: new Date(Date.now()+86400e3), serialNumber: "01", extensions: [new x509.BasicConstraintsExtension(true, 1, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign|x509.KeyUsageFlags.cRLSign, true), await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)] });
+const leafKeys = (await crypto.webcrypto.subtle.generateKey(alg, true, ["sign", "verify"])) as CryptoKeyPair;
+const spki = new Uint8Array(await crypto.webcrypto.subtle.exportKey("spki", leafKeys.publicKey));
+const signer = { signingAlgorithm: alg, use: async (f: any) => f(keys.privateKey, crypto.webcrypto), label: "x" } as any;
+let tbs: Uint8Array | undefined;
+const signer2 = { ...signer, sign: async (d: Uint8Array) => { tbs = d; return new Uint8Array(64); } };
+const now = Date.now();
+const input = () => ({ decision: { subject: [["CN","a.example.test"]], sans: [{type:"dns", value:"a.example.test"}], keyUsage: ["digitalSignature"], extendedKeyUsage: ["1.3.6.1.5.5.7.3.1"], notBefore: new Date(now), notAfter: new Date(now+3600e3) } as any, spki, serial: newSerial(), issuer, algorithm: "ecdsa-p256" as const, signer, lint: { profile: { name: "tls-server", sanRequired: true, sanTypes: ["dns", "ip"], dnsSuffixes: ["example.test"], commonNameFromSans: true } } });
+const cert = await buildLeafCertificate(input());
+const t0 = firstElement(cert.der);
+async function time(name: string, f: () => unknown, n = 3000) { for (let i=0;i<300;i++) await f(); const t=performance.now(); for (let i=0;i<n;i++) await f(); console.log(name.padEnd(40), ((performance.now()-t)/n*1000).toFixed(1), "µs"); }
+await time("decode", () => decodeTbsCertificate(t0));
+await time("lintCertificate", () => lintCertificate({ role: "leaf", tbs: t0, algorithm: "ecdsa-p256", issuer, template: input().decision, profile: input().lint.profile }));
+await time("createPublicKey", () => crypto.createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" }));
