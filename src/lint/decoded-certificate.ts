@@ -83,7 +83,8 @@ function decodeName(name: Element): Array<{ type: string; value: string }> {
   return out;
 }
 
-function decodeExtension(e: Element): DecodedExtension {
+/** An Extension (RFC 5280 §4.1): critical written out only when TRUE. */
+export function decodeExtension(e: Element): DecodedExtension {
   if (e.tag !== TAGS.SEQUENCE) throw new DerError("der-decode", "an extension that is not a SEQUENCE");
   const r = new DerReader(e.content, "extension");
   const id = readOid(r.next(), "extnID");
