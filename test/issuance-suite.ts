@@ -219,6 +219,23 @@ export function issuanceSuite(backend: Backend) {
       expect(await count()).toBe(before);
     });
 
+    it("counts a chunked body without Content-Length: over 64 KiB is 413, a small one is issued", async () => {
+      const before = await count();
+      const chunked = { "transfer-encoding": "chunked" };
+      const big = await t.api("POST", "/api/v1/certificates", {
+        token: issuerToken,
+        headers: chunked,
+        raw: JSON.stringify({ csr: goodCsr() + " ".repeat(70 * 1024), profile: "tls-server" }),
+      });
+      expect(big.status).toBe(413);
+      expect(big.body.type).toBe(PROBLEM_TYPE_PREFIX + "payload-too-large");
+      expect(big.headers.connection).toBe("close");
+      expect(await count()).toBe(before);
+      const small = await t.api("POST", "/api/v1/certificates", { token: issuerToken, headers: chunked, raw: JSON.stringify({ csr: goodCsr(), profile: "tls-server" }) });
+      expect(small.status, small.text).toBe(201);
+      expect(await count()).toBe(before + 1);
+    });
+
     it("refuses a missing or wrong token with 401 and a token of the wrong scope or role with 403", async () => {
       const before = await count();
       const body = { csr: goodCsr(), profile: "tls-server" };

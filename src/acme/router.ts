@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
+import { readBodyWithin } from "../http/request-body.ts";
 import { orderIdsOfAccount } from "../store/acme-orders.ts";
 import { accountOrders, accountRequest, keyChange, newAccount } from "./accounts.ts";
 import type { AcmeContext, AcmeDirectory } from "./context.ts";
@@ -33,13 +33,10 @@ export function acmeRoutes(ctx: AcmeContext): { app: Hono; runner: ValidationRun
 function mountDirectory(app: Hono, ctx: AcmeContext, dir: AcmeDirectory, runner: ValidationRunner): void {
   const base = dir.basePath;
   const urlsOf = (c: Context) => new AcmeUrls(ctx.publicUrl ?? new URL(c.req.url).origin, base);
-  const limit = bodyLimit({
-    maxSize: MAX_JWS_BYTES,
-    onError: (c) => {
-      // The unread body makes the connection unusable: tell the client not to reuse it.
-      c.header("connection", "close");
-      throw new AcmeProblem("malformed", `the request body exceeds ${MAX_JWS_BYTES} bytes`, { status: 413 });
-    },
+  const limit = readBodyWithin(MAX_JWS_BYTES, (c) => {
+    // The unread body makes the connection unusable: tell the client not to reuse it.
+    c.header("connection", "close");
+    throw new AcmeProblem("malformed", `the request body exceeds ${MAX_JWS_BYTES} bytes`, { status: 413 });
   });
 
   // Every response, errors included, carries a fresh nonce and the directory link (§6.5, §7.1).

@@ -7,6 +7,7 @@ import { parseJwsText, verifyJws, type ParsedJws } from "./jws.ts";
 import { freshNonce, wellFormedNonce } from "./nonces.ts";
 import { AcmeProblem } from "./problem.ts";
 import { limitAccountRate } from "./rate-limits.ts";
+import { requestBody } from "../http/request-body.ts";
 import type { AcmeUrls } from "./urls.ts";
 
 /** The Hono variable holding the nonce already stored for this request's response. */
@@ -43,7 +44,7 @@ export async function readSignedRequest(
   if (type !== "application/jose+json") {
     throw new AcmeProblem("malformed", `Content-Type must be application/jose+json, not "${type || "(none)"}"`, { status: 415 });
   }
-  const jws = parseJwsText(new Uint8Array(await c.req.arrayBuffer()));
+  const jws = parseJwsText(new Uint8Array(await requestBody(c)));
   const h = jws.header;
   // One statement uses the nonce, stores the response's next one and reads the kid's account (see useNonceAndReadAccount).
   const accountId = h.jwk === undefined && h.kid !== undefined ? urls.accountIdOf(String(h.kid)) : undefined;

@@ -1,5 +1,5 @@
 import { Hono, type Context, type Next } from "hono";
-import { bodyLimit } from "hono/body-limit";
+import { readBodyWithin } from "../http/request-body.ts";
 import { HTTPException } from "hono/http-exception";
 import { actorFor } from "../audit/actor.ts";
 import type { Principal } from "../auth/api-tokens.ts";
@@ -45,7 +45,9 @@ export function vaultRoutes(ctx: VaultContext): Hono<VaultEnv> {
     paths.push({ path, methods });
     (app.on as unknown as (methods: string[], path: string, ...h: Handler[]) => void)(methods, path, ...handlers);
   };
-  const limit = bodyLimit({ maxSize: MAX_BODY_BYTES, onError: () => { throw new VaultError(400, `the request body is larger than ${MAX_BODY_BYTES} bytes`); } });
+  const limit = readBodyWithin(MAX_BODY_BYTES, () => {
+    throw new VaultError(400, `the request body is larger than ${MAX_BODY_BYTES} bytes`);
+  });
 
   on(READ, "/sys/health", async (c) => {
     const ready = await ctx.ready();

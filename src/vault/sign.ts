@@ -14,6 +14,7 @@ import type { VaultContext } from "./context.ts";
 import { VaultError } from "./errors.ts";
 import { secretResponse } from "./response.ts";
 import { vaultSerial } from "./serial.ts";
+import { requestText } from "../http/request-body.ts";
 import { validityOfTtl } from "./ttl.ts";
 
 /** The fields of sign/<role> and sign-verbatim that hsm-ca reads; any other is ignored with a warning, as Vault does. */
@@ -42,7 +43,7 @@ type Format = "pem" | "der" | "pem_bundle";
 
 /** The JSON body as an object; Vault answers 400 to anything else. */
 export async function jsonBody(c: Context): Promise<Record<string, unknown>> {
-  const text = await c.req.text();
+  const text = await requestText(c);
   if (text.trim() === "") return {};
   let body: unknown;
   try {

@@ -1,5 +1,6 @@
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { readBodyWithin, requestJson } from "../../http/request-body.ts";
 import { z } from "zod";
 import { mayIssue, mayRead, type Principal } from "../../auth/api-tokens.ts";
 import { Rejection } from "../../errors.ts";
@@ -42,17 +43,14 @@ export function certificateRoutes(ctx: AppContext, revocation?: RevocationPublis
 
   app.post(
     "/",
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: (c) => {
-        // The unread body makes the connection unusable: tell the client not to reuse it.
-        c.header("connection", "close");
-        return problem(c, "payload-too-large", `send at most ${MAX_BODY_BYTES} bytes`);
-      },
+    readBodyWithin(MAX_BODY_BYTES, (c) => {
+      // The unread body makes the connection unusable: tell the client not to reuse it.
+      c.header("connection", "close");
+      return problem(c, "payload-too-large", `send at most ${MAX_BODY_BYTES} bytes`);
     }),
     requireRole(ctx, (p) => p.role === "admin" || p.role === "issuer"),
     async (c) => {
-      const body = issueBody.safeParse(await c.req.json().catch(() => undefined));
+      const body = issueBody.safeParse(await requestJson(c));
       if (!body.success) {
         const issue = body.error.issues[0];
         const detail = issue ? `${issue.path.join(".") || "body"}: ${issue.message}` : "invalid body";
