@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -6,6 +6,7 @@ import { loadConfig } from "../src/config.ts";
 import { Hsm } from "../src/hsm/hsm.ts";
 import { CA_KEY_ALGORITHMS, KEY_ALGORITHM_SPECS } from "../src/hsm/key-algorithms.ts";
 import { MODULE_INIT_OPTIONS } from "../src/hsm/module.ts";
+import { REPO } from "./helpers/cli.ts";
 import { tempDir } from "./helpers/openssl.ts";
 
 /** The HSM layer against a real SoftHSM2 token in a fresh directory. */
@@ -82,6 +83,24 @@ describe("CA keys", () => {
       expect(await hsm.withSigningKey(label, algorithm, async (k) => [k.type, k.extractable, k.usages])).toEqual(["private", false, ["sign"]]);
     }, 120_000);
   }
+
+  it("signs on worker threads that keep a process alive only while a signature is on its way", async () => {
+    // A process of its own (its own token directory): it signs once and must exit by itself, having printed the signature.
+    const own = tempDir("hsmca-sign-once-");
+    try {
+      const out = await new Promise<string>((resolve, reject) => {
+        execFile(process.execPath, ["--import", "tsx", path.join(REPO, "test/fixtures/sign-once/main.ts"), own], { cwd: REPO, timeout: 60_000 }, (err, stdout, stderr) =>
+          err ? reject(new Error(`${err.message}: ${stderr}`)) : resolve(stdout),
+        );
+      });
+      const { signature, spki } = JSON.parse(out) as { signature: string; spki: string };
+      const spec = KEY_ALGORITHM_SPECS["ecdsa-p256"];
+      const publicKey = await globalThis.crypto.subtle.importKey("spki", Buffer.from(spki, "hex"), spec.keyParams, true, ["verify"]);
+      expect(await globalThis.crypto.subtle.verify(spec.signParams, publicKey, Buffer.from(signature, "hex"), new TextEncoder().encode("sign once"))).toBe(true);
+    } finally {
+      fs.rmSync(own, { recursive: true, force: true });
+    }
+  }, 90_000);
 
   it("never creates a second key under an existing label", async () => {
     await expect(hsm.generateKey("test/ecdsa-p256", "ecdsa-p256")).rejects.toThrow(/already exists/);

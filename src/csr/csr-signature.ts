@@ -144,24 +144,33 @@ function smallInteger(buf: Uint8Array, t: Tlv): number {
 /**
  * Whether `signature` over `data` verifies with the CSR's own key. The
  * algorithm must belong to the key's family: node:crypto would otherwise
- * happily check an "ECDSA" signature as RSA.
+ * happily check an "ECDSA" signature as RSA. The check runs on libuv's
+ * thread pool (node:crypto's callback form): about 0.15 ms of OpenSSL per
+ * CSR that the event loop, the bound of one process's issuance rate, does
+ * not spend (docs/benchmarks.md, profile section).
  */
-export function verifySignature(alg: SignatureAlgorithm, subject: SubjectPublicKey, data: Uint8Array, signature: Uint8Array): boolean {
+export function verifySignature(alg: SignatureAlgorithm, subject: SubjectPublicKey, data: Uint8Array, signature: Uint8Array): Promise<boolean> {
   if (alg.family !== subject.key.type) {
-    throw new Rejection("bad-csr-signature", `the CSR is signed with ${FAMILY_NAMES[alg.family]}, which does not fit its ${FAMILY_NAMES[subject.key.type]} public key`);
+    return Promise.reject(new Rejection("bad-csr-signature", `the CSR is signed with ${FAMILY_NAMES[alg.family]}, which does not fit its ${FAMILY_NAMES[subject.key.type]} public key`));
   }
-  try {
+  const [hash, key] = ((): [string | null, crypto.VerifyKeyObjectInput | crypto.VerifyPublicKeyInput | crypto.KeyObject] => {
     switch (alg.family) {
       case "ed25519":
-        return crypto.verify(null, data, subject.keyObject, signature);
+        return [null, subject.keyObject];
       case "ecdsa":
-        return crypto.verify(alg.hash, data, { key: subject.keyObject, dsaEncoding: "der" }, signature);
+        return [alg.hash, { key: subject.keyObject, dsaEncoding: "der" }];
       case "rsa":
         return alg.pss
-          ? crypto.verify(alg.hash, data, { key: subject.keyObject, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: alg.pss.saltLength }, signature)
-          : crypto.verify(alg.hash, data, { key: subject.keyObject, padding: crypto.constants.RSA_PKCS1_PADDING }, signature);
+          ? [alg.hash, { key: subject.keyObject, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: alg.pss.saltLength }]
+          : [alg.hash, { key: subject.keyObject, padding: crypto.constants.RSA_PKCS1_PADDING }];
     }
-  } catch {
-    return false; // a signature OpenSSL cannot even decode does not verify either
-  }
+  })();
+  return new Promise((resolve) => {
+    try {
+      // A signature OpenSSL cannot even decode does not verify either.
+      crypto.verify(hash, data, key, signature, (err, ok) => resolve(!err && ok));
+    } catch {
+      resolve(false);
+    }
+  });
 }

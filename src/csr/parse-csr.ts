@@ -63,7 +63,7 @@ export async function parseCsr(pem: string): Promise<ParsedCsr> {
   const publicKey = readSubjectPublicKey(spki);
   const algorithm = readSignatureAlgorithm(der, parts.signatureAlgorithm);
   const signed = der.subarray(parts.info.start, parts.info.end);
-  if (!parts.signature || !verifySignature(algorithm, publicKey, signed, parts.signature)) {
+  if (!parts.signature || !(await verifySignature(algorithm, publicKey, signed, parts.signature))) {
     throw new Rejection("bad-csr-signature", "the CSR's signature does not verify with its own public key");
   }
   const parsed: ParsedCsr = { der, subject, key: publicKey.key, spki: new Uint8Array(spki).buffer, sans };

@@ -10,6 +10,7 @@ import type { HsmConfig } from "./hsm-config.ts";
 import { findObject } from "./key-objects.ts";
 import { acquireModule, findSlotByTokenLabel, releaseModule, type ModuleUser, type SharedModule } from "./module.ts";
 import { readPin } from "./pin.ts";
+import { signThreadsFor } from "./sign-threads.ts";
 import { SessionPool } from "./session-pool.ts";
 
 /** PKCS#11 session state "read/write, user logged in" (pkcs11js does not export CKS_*). */
@@ -489,7 +490,7 @@ function connect(shared: SharedModule, config: HsmConfig, pin: string, root: "re
   const slot = findSlotByTokenLabel(shared.mod, config.tokenLabel);
   if (!slot) throw new HsmUnavailableError(`no token labelled "${config.tokenLabel}" in ${config.module}`);
   const capabilities = tokenCapabilities(slot, config.module);
-  const signing = { rsaHashed: capabilities.rsaHashed, synchronous: !shared.osLocking };
+  const signing = { rsaHashed: capabilities.rsaHashed, synchronous: !shared.osLocking, threads: shared.osLocking ? signThreadsFor(config.module) : undefined };
   const options = { queueLimit: config.queueLimit, tracker: shared, signing };
   const pool = new SessionPool(slot, poolSizeFor(config.sessions, capabilities), options);
   let rootPool: SessionPool | undefined;

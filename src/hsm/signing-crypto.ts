@@ -3,6 +3,7 @@ import type * as graphene from "graphene-pk11";
 // Default import: pkcs11js is CommonJS and its constants are not visible as ESM named exports.
 import pkcs11 from "pkcs11js";
 import { UnsupportedSignatureError } from "./errors.ts";
+import type { SignThreads } from "./sign-threads.ts";
 
 /**
  * The project's WebCrypto provider for CA signatures: `subtle.sign` only,
@@ -57,6 +58,12 @@ export interface SigningOptions {
    * at once. Slower, but such a module gets no concurrent call at all.
    */
   synchronous: boolean;
+  /**
+   * Worker threads that run C_SignInit and C_Sign together
+   * (src/hsm/sign-threads.ts); unset: C_SignInit on the event loop and
+   * C_Sign on a libuv thread.
+   */
+  threads?: SignThreads;
 }
 
 /** What SoftHSM2 and most HSMs offer: every hashed RSA mechanism, OS locking. */
@@ -109,6 +116,8 @@ class Pkcs11Subtle implements Pick<SubtleCrypto, "sign"> {
         return Promise.reject(err);
       }
     }
+    const threads = this.options.threads;
+    if (threads?.healthy) return threads.sign(handle, mechanism, key.handle, input, size).then((s) => s.buffer.slice(s.byteOffset, s.byteOffset + s.byteLength) as ArrayBuffer);
     return new Promise((resolve, reject) => {
       try {
         lib.C_SignInit(handle, { mechanism }, key.handle);
