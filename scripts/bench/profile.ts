@@ -19,13 +19,15 @@ import { runWrk } from "./wrk.ts";
 
 const SECONDS = Number(process.env.BENCH_PROFILE_SECONDS ?? 10);
 const CLIENTS = Number(process.env.BENCH_PROFILE_CLIENTS ?? 64);
+/** HSM_CA_WORKERS for the profiled service: with more than one, the busiest process's profile is read. */
+const WORKERS = Number(process.env.BENCH_PROFILE_WORKERS ?? 1);
 
 export async function profileRest(): Promise<{ answered: number; busyMs: number; layers: LayerShare[]; rps: number }> {
   const dir = tempDir("hsmca-bench-profile-");
   const profDir = path.join(dir, "prof");
   fs.mkdirSync(profDir);
   const csrs = await makeCsrs(256);
-  const w = await startWorkersService(1, await freePort(), await freePort(), ["--cpu-prof", "--cpu-prof-dir", profDir]);
+  const w = await startWorkersService(WORKERS, await freePort(), await freePort(), ["--cpu-prof", "--cpu-prof-dir", profDir]);
   try {
     const token = await run(process.execPath, [path.join(REPO, "scripts/hsm-ca.mjs"), "token", "create", "--role", "issuer", "--profile", "tls-server"], {
       env: { ...process.env, ...w.env },

@@ -8,7 +8,7 @@ export type AuditRow = typeof auditLog.$inferSelect;
 export type AuditCheckpointRow = typeof auditCheckpoints.$inferSelect;
 export type NewAuditCheckpoint = typeof auditCheckpoints.$inferInsert;
 
-/** Rows per INSERT: 9 parameters each, far below PostgreSQL's 65535. */
+/** Rows per INSERT: one JSON parameter of at most this many entries. */
 const INSERT_CHUNK = 500;
 
 /** Runs fn in a transaction holding the audit lock: one writer at a time extends the chain, across replicas. */
@@ -22,9 +22,28 @@ export async function auditHead(db: Database): Promise<{ seq: number; hash: stri
   return row;
 }
 
+/**
+ * One statement text whatever the number of rows (they go as one JSON
+ * parameter): the database plans it once per connection, where a VALUES
+ * list of each length was a new statement to parse and plan.
+ */
 export async function insertAuditEntries(db: Database, rows: AuditRow[]): Promise<void> {
   for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
-    await db.insert(auditLog).values(rows.slice(i, i + INSERT_CHUNK));
+    const chunk = rows.slice(i, i + INSERT_CHUNK).map((r) => ({
+      seq: r.seq,
+      at: r.at.toISOString(),
+      kind: r.kind,
+      actor: r.actor,
+      subject: r.subject,
+      result: r.result,
+      details: r.details,
+      prev_hash: r.prevHash,
+      hash: r.hash,
+    }));
+    await db.execute(sql`
+      insert into audit_log (seq, at, kind, actor, subject, result, details, prev_hash, hash)
+      select * from json_to_recordset(${JSON.stringify(chunk)}::json)
+        as r(seq bigint, at timestamptz, kind text, actor text, subject text, result text, details jsonb, prev_hash text, hash text)`);
   }
 }
 
