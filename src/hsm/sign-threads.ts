@@ -61,7 +61,12 @@ export class SignThreads {
 
   constructor(modulePath: string, threads: number) {
     for (let i = 0; i < threads; i++) {
-      const worker = new Worker(THREAD_SOURCE, { eval: true, workerData: { module: modulePath, pkcs11js: PKCS11JS } });
+      const worker = new Worker(THREAD_SOURCE, {
+        eval: true,
+        workerData: { module: modulePath, pkcs11js: PKCS11JS },
+        // A thread holds a few small buffers at a time: V8's default heaps would cost the process ~20 MiB of RSS each.
+        resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16, codeRangeSizeMb: 4 },
+      });
       worker.on("message", (reply: Reply) => this.settle(i, reply));
       worker.on("error", (err) => this.fail(err));
       worker.on("exit", () => this.fail(new Error("a PKCS#11 signing thread stopped")));
