@@ -28,6 +28,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
     describe: "REST issuance over HTTPS at 1, 16 and 64 clients, PostgreSQL, vs raw C_Sign and cfssl serve",
     run: async () => (await import("./bench/issuance.ts")).runIssuance("postgres"),
   },
+  "issuance-paths": {
+    describe: "the later issuance paths vs REST at 64 clients (PostgreSQL): lint gate off, Vault API sign, CA profile sub-CAs",
+    run: async () => (await import("./bench/issuance-paths.ts")).runIssuancePaths(),
+  },
   profile: {
     describe: "where a REST certificate's main-thread CPU goes, layer by layer (node --cpu-prof under wrk, PostgreSQL)",
     run: async () => (await import("./bench/profile.ts")).runProfile(),

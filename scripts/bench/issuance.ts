@@ -52,7 +52,7 @@ interface Run {
 }
 
 /** Runs wrk and notes what each answer cost the machine in CPU. */
-async function measured(
+export async function measured(
   options: Parameters<typeof runWrk>[0],
   serverCpuMs: () => number,
   withPostgres = true,
@@ -68,20 +68,29 @@ async function measured(
 }
 
 /** This process's CPU ms (the in-process service; the bench itself idles while wrk runs). */
-const ownCpuMs = () => {
+export const ownCpuMs = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 };
 
-/** P-256 CSRs for distinct names and keys, as a fleet of workloads would send. */
-export async function makeCsrs(n: number): Promise<string[]> {
+/** What the i-th CSR asks for: its subject (an X.500 name string) and subject alternative names. */
+export interface CsrNames {
+  subject: string;
+  sans: x509.JsonGeneralNames;
+}
+
+/** A workload of a fleet: CN and DNS SAN workload-<i>.bench.svc (tls-server's names). */
+const workloadNames = (i: number): CsrNames => ({ subject: `CN=workload-${i}.bench.svc`, sans: [{ type: "dns", value: `workload-${i}.bench.svc` }] });
+
+/** P-256 CSRs for distinct names and keys, as a fleet of workloads would send (or other names, from `namesOf`). */
+export async function makeCsrs(n: number, namesOf: (i: number) => CsrNames = workloadNames): Promise<string[]> {
   const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
   const out: string[] = [];
   for (let i = 0; i < n; i++) {
     const keys = (await crypto.webcrypto.subtle.generateKey(alg, false, ["sign", "verify"])) as CryptoKeyPair;
-    const name = `workload-${i}.bench.svc`;
+    const { subject, sans } = namesOf(i);
     const csr = await x509.Pkcs10CertificateRequestGenerator.create(
-      { name: `CN=${name}`, keys, signingAlgorithm: alg, extensions: [new x509.SubjectAlternativeNameExtension([{ type: "dns", value: name }])] },
+      { name: subject, keys, signingAlgorithm: alg, extensions: [new x509.SubjectAlternativeNameExtension(sans)] },
       crypto.webcrypto as Crypto,
     );
     out.push(csr.toString("pem"));
