@@ -4,7 +4,7 @@ import * as x509 from "@peculiar/x509";
 import { pathLengthOf } from "../ca/ca-certificate.ts";
 import { buildLeafCertificate } from "../ca/leaf-certificate.ts";
 import { buildSubCaCertificate } from "../ca/sub-ca-certificate.ts";
-import { parseCsr } from "../csr/parse-csr.ts";
+import { parseCsr, type ParsedCsr } from "../csr/parse-csr.ts";
 import { sha256Hex } from "../ca/fingerprint.ts";
 import { newSerial } from "../ca/serial.ts";
 import { Rejection } from "../errors.ts";
@@ -21,6 +21,8 @@ import { lintContextFor } from "./lint-context.ts";
 
 export interface IssueRequest {
   csrPem: string;
+  /** csrPem already parsed (and its signature checked) by the door, which read it first; unset: parsed here. */
+  parsedCsr?: ParsedCsr;
   profile: string;
   validity?: string;
   /** API token id (or later ACME account) that asked, for the record. */
@@ -72,7 +74,7 @@ export async function checkIssueRequest(ctx: Pick<IssueContext, "db" | "profiles
         : `profile ${profile.name} issues end-entity certificates, and this request is for a CA certificate: name a CA profile`,
     );
   }
-  const csr = await parseCsr(req.csrPem);
+  const csr = req.parsedCsr ?? (await parseCsr(req.csrPem));
   const spkiSha256 = sha256Hex(csr.spki);
   if (await isKeyBlocked(ctx.db, spkiSha256)) {
     throw new Rejection("key-compromised", "this public key was revoked for key compromise and is never certified again: make a new key");

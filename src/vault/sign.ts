@@ -168,11 +168,12 @@ export async function issueForVault(
     throw new VaultError(403, `permission denied: this token may not issue from ${why}`);
   }
   const { issuer, row } = await countIssuance(ctx.metrics, "vault", profile, async () => {
-    input.checkCsr(await parseCsr(input.csrPem));
+    const parsedCsr = await parseCsr(input.csrPem);
+    input.checkCsr(parsedCsr);
     const issuer = ctx.issuer();
     const row = await issueCertificate(
       { db: ctx.db, profiles: ctx.profiles, issuer, revocation: ctx.revocation, audit: ctx.audit },
-      { csrPem: input.csrPem, profile, validity: input.validity, kind, requestedBy: principal.tokenId, via: { door: "vault", path: c.req.path, role } },
+      { csrPem: input.csrPem, parsedCsr, profile, validity: input.validity, kind, requestedBy: principal.tokenId, via: { door: "vault", path: c.req.path, role } },
     );
     return { issuer, row };
   });
