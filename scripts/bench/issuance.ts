@@ -10,8 +10,8 @@ import { certificates } from "../../src/store/schema.ts";
 import { machineBusyMs, postgresCpu, postgresCpuSince, processCpuMs } from "./cpu.ts";
 import { Background, ensureTool, freePort, run, tempDir, waitForPort } from "./proc.ts";
 import { RawSigner } from "./raw-sign.ts";
-import { log, mib, num, ratio, REPO, type Section } from "./report.ts";
-import { startBenchService, startWorkersService, type BenchService } from "./service.ts";
+import { log, mib, num, ratio, type Section } from "./report.ts";
+import { issuerTokenFromCli, startBenchService, startWorkersService, type BenchService } from "./service.ts";
 import { buildStepCa, startStepCa, stepCaSign } from "./step-ca.ts";
 import { describeErrors, runWrk, wrkErrors, type WrkRequest, type WrkResult } from "./wrk.ts";
 
@@ -200,12 +200,7 @@ async function benchWorkers(csrs: string[], dir: string): Promise<{ runs: Run[];
   const w = await startWorkersService(WORKERS, await freePort(), await freePort());
   const sql = postgres(w.db.url!, { max: 2, onnotice: () => {} });
   try {
-    const token = await run(process.execPath, [path.join(REPO, "scripts/hsm-ca.mjs"), "token", "create", "--role", "issuer", "--profile", "tls-server"], {
-      env: { ...process.env, ...w.env },
-      check: true,
-    });
-    const secret = token.stdout.trim().split("\n").pop()!.trim();
-    const requests = issuanceRequests(csrs, secret);
+    const requests = issuanceRequests(csrs, await issuerTokenFromCli(w.env));
     const stored = async () => Number((await sql`select count(*)::int as n from certificates where profile = 'tls-server'`)[0]!.n);
     await runWrk({ target: w.httpsUrl, requests, connections: 16, threads: 2, durationS: WARMUP_S });
     const runs: Run[] = [];

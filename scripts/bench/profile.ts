@@ -2,10 +2,9 @@ import fs from "node:fs";
 import path from "node:path";
 import { cpuByLayer, newestProfile, type LayerShare } from "./cpu-layers.ts";
 import { makeCsrs, issuanceRequests } from "./issuance.ts";
-import { freePort, run, tempDir } from "./proc.ts";
+import { freePort, tempDir } from "./proc.ts";
 import { num, type Section } from "./report.ts";
-import { REPO } from "./report.ts";
-import { startWorkersService } from "./service.ts";
+import { issuerTokenFromCli, startWorkersService } from "./service.ts";
 import { runWrk } from "./wrk.ts";
 
 /**
@@ -29,12 +28,7 @@ export async function profileRest(): Promise<{ answered: number; busyMs: number;
   const csrs = await makeCsrs(256);
   const w = await startWorkersService(WORKERS, await freePort(), await freePort(), ["--cpu-prof", "--cpu-prof-dir", profDir]);
   try {
-    const token = await run(process.execPath, [path.join(REPO, "scripts/hsm-ca.mjs"), "token", "create", "--role", "issuer", "--profile", "tls-server"], {
-      env: { ...process.env, ...w.env },
-      check: true,
-    });
-    const secret = token.stdout.trim().split("\n").pop()!.trim();
-    const requests = issuanceRequests(csrs, secret);
+    const requests = issuanceRequests(csrs, await issuerTokenFromCli(w.env));
     const warmup = await runWrk({ target: w.httpsUrl, requests, connections: 16, threads: 2, durationS: 3 });
     const wrk = await runWrk({ target: w.httpsUrl, requests, connections: CLIENTS, threads: 2, durationS: SECONDS, timeoutS: 5 });
     // The profile is written when the process exits.

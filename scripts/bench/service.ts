@@ -6,7 +6,7 @@ import { loadConfig, type Config } from "../../src/config.ts";
 import { createLogger } from "../../src/logger.ts";
 import { startServiceWithCli } from "../../src/serve.ts";
 import type { Service } from "../../src/service.ts";
-import { Background, sleep, tempDir } from "./proc.ts";
+import { Background, run, sleep, tempDir } from "./proc.ts";
 import { CLK_TCK } from "./cpu.ts";
 import { log, REPO } from "./report.ts";
 
@@ -114,6 +114,15 @@ export async function startBenchService(extraEnv: Record<string, string> = {}, d
   };
 }
 
+
+/** An issuer token for tls-server, made by `hsm-ca token create` against the service's data dir and database, as a user makes one. */
+export async function issuerTokenFromCli(env: Record<string, string>): Promise<string> {
+  const token = await run(process.execPath, [path.join(REPO, "scripts/hsm-ca.mjs"), "token", "create", "--role", "issuer", "--profile", "tls-server"], {
+    env: { ...process.env, ...env },
+    check: true,
+  });
+  return token.stdout.trim().split("\n").pop()!.trim();
+}
 
 export interface WorkersService {
   httpsUrl: string;

@@ -1,6 +1,6 @@
 import { and, asc, eq, inArray, isNotNull, isNull, lt, or, sql } from "drizzle-orm";
 import type { Database } from "./database.ts";
-import { cas, certificates, ocspResponders, ocspResponses } from "./schema.ts";
+import { certificates, ocspResponders, ocspResponses } from "./schema.ts";
 
 export type OcspResponderRow = typeof ocspResponders.$inferSelect;
 export type OcspResponseRow = typeof ocspResponses.$inferSelect;
