@@ -10,6 +10,7 @@ import { postgresCpu, postgresCpuSince, processCpuMs } from "./cpu.ts";
 import { Background, ensureTool, freePort, nodeTsArgs, run, tempDir, waitForPort } from "./proc.ts";
 import { log, num, ratio, REPO, seconds, toolVersion, type Section } from "./report.ts";
 import { startBenchService, type BenchService } from "./service.ts";
+import { profileWhile } from "./cpu-layers.ts";
 import { buildStepCa, startStepCa } from "./step-ca.ts";
 
 /**
@@ -329,6 +330,11 @@ concurrencies, after hsm-ca's runs; its http-01 validator fetches from port 80 o
       all.push(rest, acme);
       rows.push({ acme, rest });
     }
+    // Where an order's service CPU goes, by layer: one more run at the highest concurrency under the profiler
+    // (it slows the service; its rate is not one of the figures above).
+    const top = Math.max(...CONCURRENCY);
+    const profiled = await profileWhile(() => exec("acme", top, DURATION_S));
+    all.push(profiled.result);
 
     // Checks: no errors, a sample verifies with openssl, the database holds every ACME certificate.
     const failed: string[] = [];
@@ -437,6 +443,12 @@ concurrencies, after hsm-ca's runs; its http-01 validator fetches from port 80 o
     });
     const STEPS = ["newOrder", "authorization", "challenge", "authorization poll", "validation", "finalize", "order poll", "certificate"];
     const stepCell = (r: Measured, rest: Measured, k: string) => (r.stepMs[k] === undefined ? "-" : `${seconds(r.stepMs[k]!)} (${ratio(r.stepMs[k], rest.stepMs.issue)})`);
+    const perOrder = (ms: number) => ms / Math.max(1, profiled.result.completed);
+    section.tables.push({
+      caption: `Where an order's service CPU goes: the service's main thread under node:inspector's profiler during one more run of ${top} loops (${num(profiled.result.perSecond)} orders/s while profiled), each sample charged to its nearest frame outside Node's own JavaScript (scripts/bench/cpu-layers.ts). Main thread busy ${num(perOrder(profiled.busyMs))} ms per order; PKCS#11 signing threads, libuv's pool and PostgreSQL are not in it. On a saturated 2-core machine a sample also lands on a frame while its thread waits for a core (a socket write that woke PostgreSQL, say), so the shares say where the event loop's time goes, not only its own CPU.`,
+      headers: ["layer", "main-thread ms per order", "share"],
+      rows: profiled.layers.slice(0, 14).map((l) => [l.layer, num(perOrder(l.ms)), `${(l.share * 100).toFixed(1)}%`]),
+    });
     section.tables.push({
       caption:
         'Mean time of each ACME request as the client sees it, with its ratio to a whole REST issuance request at the same concurrency ("validation": from the challenge POST to the authorization\'s first "valid", polls included):',

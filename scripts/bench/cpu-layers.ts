@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import inspector from "node:inspector";
 import path from "node:path";
 
 /**
@@ -65,9 +66,34 @@ export interface LayerShare {
   share: number;
 }
 
-/** CPU ms by layer, idle left out; shares of the busy time. */
+/** CPU ms by layer from a .cpuprofile file, idle left out; shares of the busy time. */
 export function cpuByLayer(profileFile: string): { busyMs: number; layers: LayerShare[] } {
-  const profile = JSON.parse(fs.readFileSync(profileFile, "utf8")) as CpuProfile;
+  return cpuByLayerOf(JSON.parse(fs.readFileSync(profileFile, "utf8")) as CpuProfile);
+}
+
+/**
+ * This process's main thread profiled (node:inspector, 1 ms samples) while
+ * `fn` runs: for a benchmark whose service runs in-process, exactly the
+ * timed window, without the start or the warm-up.
+ */
+export async function profileWhile<T>(fn: () => Promise<T>): Promise<{ result: T; busyMs: number; layers: LayerShare[] }> {
+  const session = new inspector.Session();
+  session.connect();
+  const post = <R>(method: string, params?: object) =>
+    new Promise<R>((resolve, reject) => session.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res as R))));
+  try {
+    await post("Profiler.enable");
+    await post("Profiler.setSamplingInterval", { interval: 1000 });
+    await post("Profiler.start");
+    const result = await fn();
+    const { profile } = await post<{ profile: CpuProfile }>("Profiler.stop");
+    return { result, ...cpuByLayerOf(profile) };
+  } finally {
+    session.disconnect();
+  }
+}
+
+export function cpuByLayerOf(profile: CpuProfile): { busyMs: number; layers: LayerShare[] } {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
