@@ -31,17 +31,49 @@ export async function useNonceAndReadAccount(
   accountId: string | undefined,
 ): Promise<{ nonceUsed: boolean; account: AcmeAccountRow | undefined }> {
   // "" is never a nonce (nonces are 22 base64url characters) nor an account id: it matches nothing.
+  const [row] = await nonceAndAccountQuery(db).execute({
+    used: used ?? "",
+    now: now.toISOString(),
+    fresh: fresh.value,
+    expiresAt: fresh.expiresAt.toISOString(),
+    accountId: accountId ?? "",
+  });
+  return { nonceUsed: row?.spent === 1, account: row?.account ?? undefined };
+}
+
+/**
+ * The statement above, built once per database handle with placeholders: it
+ * runs for every signed ACME request, and building it through the query
+ * builder each time cost more than the database's own work (the ACME
+ * section of docs/benchmarks.md).
+ */
+function buildNonceAndAccountQuery(db: Database) {
   const spent = db
     .$with("spent")
-    .as(db.delete(acmeNonces).where(and(eq(acmeNonces.value, used ?? ""), gt(acmeNonces.expiresAt, now))).returning({ value: acmeNonces.value }));
-  const issued = db.$with("issued").as(db.insert(acmeNonces).values(fresh).returning({ value: acmeNonces.value }));
+    .as(
+      db
+        .delete(acmeNonces)
+        .where(and(eq(acmeNonces.value, sql.placeholder("used")), sql`${acmeNonces.expiresAt} > ${sql.placeholder("now")}::timestamptz`))
+        .returning({ value: acmeNonces.value }),
+    );
+  const issued = db
+    .$with("issued")
+    .as(db.insert(acmeNonces).values({ value: sql.placeholder("fresh"), expiresAt: sql`${sql.placeholder("expiresAt")}::timestamptz` }).returning({ value: acmeNonces.value }));
   // Data-modifying CTEs run exactly once whether or not the main query reads them.
-  const [row] = await db
+  return db
     .with(spent, issued)
     .select({ spent: sql<number>`(select count(*) from ${spent})`.mapWith(Number), account: acmeAccounts })
     .from(sql`(select 1) as one`)
-    .leftJoin(acmeAccounts, eq(acmeAccounts.id, accountId ?? ""));
-  return { nonceUsed: row?.spent === 1, account: row?.account ?? undefined };
+    .leftJoin(acmeAccounts, eq(acmeAccounts.id, sql.placeholder("accountId")))
+    .prepare("acme_nonce_and_account");
+}
+
+const nonceAndAccountQueries = new WeakMap<Database, ReturnType<typeof buildNonceAndAccountQuery>>();
+
+function nonceAndAccountQuery(db: Database): ReturnType<typeof buildNonceAndAccountQuery> {
+  let q = nonceAndAccountQueries.get(db);
+  if (!q) nonceAndAccountQueries.set(db, (q = buildNonceAndAccountQuery(db)));
+  return q;
 }
 
 export async function deleteExpiredNonces(db: Database, now: Date): Promise<number> {
