@@ -58,7 +58,7 @@ export async function runProfile(): Promise<Section> {
 P-256 CSRs to \`POST /api/v1/certificates\` at ${CLIENTS} connections for ${SECONDS} s after a 3 s warm-up at 16 connections (the
 profile holds both, and the certificates of both count; the service's start is in it too, so figures are slightly high). Each sample is charged to its nearest frame outside Node's own
 JavaScript (scripts/bench/cpu-layers.ts): time in node:tls under postgres.js is the driver's. The main thread only: PKCS#11
-signatures run on libuv's threads and PostgreSQL in its own processes. The profiler costs throughput, so the rate is below the
+signatures run on worker threads (src/hsm/sign-threads.ts) and PostgreSQL in its own processes. The profiler costs throughput, so the rate is below the
 issuance section's.`,
     tables: [
       {
