@@ -192,17 +192,20 @@ export async function startWorkersService(workers: number, httpsPort: number, ht
   };
 }
 
-/** CPU ms of a process and its children (Linux /proc/<pid>/stat utime + stime). */
-function treeCpuMs(pid: number): number {
-  const pids = [pid];
+/** A process and its children (Linux /proc); none once it is gone. */
+function processTree(pid: number): number[] {
   try {
     const children = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
-    if (children) pids.push(...children.split(/\s+/).map(Number));
+    return [pid, ...(children ? children.split(/\s+/).map(Number) : [])];
   } catch {
-    return 0;
+    return [];
   }
+}
+
+/** CPU ms of a process and its children (Linux /proc/<pid>/stat utime + stime). */
+function treeCpuMs(pid: number): number {
   let ticks = 0;
-  for (const p of pids) {
+  for (const p of processTree(pid)) {
     try {
       const stat = fs.readFileSync(`/proc/${p}/stat`, "utf8");
       const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -216,15 +219,8 @@ function treeCpuMs(pid: number): number {
 
 /** RSS of a process and its children (Linux /proc), KiB. */
 function treeRssKiB(pid: number): number {
-  const pids = [pid];
-  try {
-    const children = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
-    if (children) pids.push(...children.split(/\s+/).map(Number));
-  } catch {
-    return 0;
-  }
   let total = 0;
-  for (const p of pids) {
+  for (const p of processTree(pid)) {
     try {
       const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${p}/status`, "utf8"));
       total += m ? Number(m[1]) : 0;

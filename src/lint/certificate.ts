@@ -252,7 +252,7 @@ function checkValidity(input: CertificateLintInput, tbs: DecodedCertificate, out
 const nodeCertificates = new WeakMap<x509.X509Certificate, crypto.X509Certificate>();
 
 /** The issuer as OpenSSL reads it, parsed once per issuer certificate object. */
-export function nodeCertificate(cert: x509.X509Certificate): crypto.X509Certificate {
+function nodeCertificate(cert: x509.X509Certificate): crypto.X509Certificate {
   let c = nodeCertificates.get(cert);
   if (!c) nodeCertificates.set(cert, (c = new crypto.X509Certificate(Buffer.from(cert.rawData))));
   return c;

@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "./database.ts";
+import { hexArrayLiteral } from "./raw-sql.ts";
 import { blockedKeys } from "./schema.ts";
 
 export async function blockKey(db: Database, spkiSha256: string, reason: string, serial?: string): Promise<void> {
@@ -48,8 +49,7 @@ class BlockedKeyLookup {
         try {
           const wanted = [...new Set(batch.map((q) => q.spkiSha256))];
           // One array parameter, not one per key: the same prepared statement whatever the batch size.
-          // The keys are SHA-256 hex digests, so the array literal needs no quoting; anything else matches nothing.
-          const literal = `{${wanted.filter((k) => /^[0-9a-f]{1,128}$/.test(k)).join(",")}}`;
+          const literal = hexArrayLiteral(wanted);
           const rows = await this.db
             .select({ k: blockedKeys.spkiSha256 })
             .from(blockedKeys)

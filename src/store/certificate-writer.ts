@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "./database.ts";
 import { isDatabaseUnavailable } from "./errors.ts";
+import { rowsOf } from "./raw-sql.ts";
 import type { certificates } from "./schema.ts";
 
 type CertificateRow = typeof certificates.$inferSelect;
@@ -133,10 +134,6 @@ async function insertRows(db: Database, rows: NewCertificateRow[]): Promise<Map<
   return bySerial;
 }
 
-/** postgres.js answers an array of rows, PGlite an object holding them. */
-function rowsOf(result: unknown): unknown[] {
-  return Array.isArray(result) ? result : ((result as { rows: unknown[] }).rows ?? []);
-}
 
 const writers = new WeakMap<Database, CertificateWriter>();
 

@@ -1,5 +1,6 @@
 import { and, asc, eq, inArray, isNotNull, isNull, lt, or, sql } from "drizzle-orm";
 import type { Database } from "./database.ts";
+import { hexArrayLiteral, rowsOf } from "./raw-sql.ts";
 import { certificates, ocspResponders, ocspResponses } from "./schema.ts";
 
 export type OcspResponderRow = typeof ocspResponders.$inferSelect;
@@ -41,9 +42,8 @@ export async function ocspResponseFor(db: Database, serial: string): Promise<Ocs
 export async function revokedAmong(db: Database, serials: string[]): Promise<Set<string>> {
   if (serials.length === 0) return new Set();
   // One array parameter, not one per serial, in a statement written out: the same prepared statement whatever the
-  // batch size, and no query builder, for a question asked once per OCSP round trip under load. Serials are
-  // lower-case hex, so the array literal needs no quoting; anything else matches nothing.
-  const literal = `{${serials.filter((s) => /^[0-9a-f]{1,64}$/.test(s)).join(",")}}`;
+  // batch size, and no query builder, for a question asked once per OCSP round trip under load.
+  const literal = hexArrayLiteral(serials);
   const result = await db.execute(sql`
     select serial from certificates where serial = any(${literal}::text[]) and revoked_at is not null
     union all
@@ -185,9 +185,6 @@ export async function dropOcspUpkeep(db: Database, certificateIds: number[], ser
   if (serials.length) await db.delete(ocspResponses).where(inArray(ocspResponses.serial, serials));
 }
 
-function rowsOf(result: unknown): unknown[] {
-  return Array.isArray(result) ? result : ((result as { rows: unknown[] }).rows ?? []);
-}
 
 /** Retires every responder of an issuer; returns their key labels (to destroy). */
 export async function retireResponders(db: Database, issuerId: number): Promise<string[]> {
