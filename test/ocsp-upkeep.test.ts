@@ -8,6 +8,7 @@ import { buildCertId, issuerHashes, type IssuerKeyHashes } from "../src/ca/ocsp-
 import { loadConfig } from "../src/config.ts";
 import { createLogger } from "../src/logger.ts";
 import { startService, type Service } from "../src/service.ts";
+import { revokedSinceQuery } from "../src/store/certificates.ts";
 import { pendingOcspQuery, staleOcspQuery } from "../src/store/ocsp.ts";
 import { apiClient, type ApiRequest } from "./helpers/https.ts";
 import { makeCsr } from "./helpers/openssl.ts";
@@ -209,6 +210,16 @@ describe("with 300k more certificates stored, none due", () => {
     }
   });
 
+  it("every replica's revocation watch reads only the revoked rows, by index", async () => {
+    // Asked every few seconds by every replica (src/revocation/revocation-watcher.ts): without its partial index
+    // this read the whole table (5.5 ms a poll at 10k certificates in the ACME bench, growing with the table).
+    const plan = await explain(revokedSinceQuery(a.service.ctx.store.db, new Date(Date.now() - 10_000)));
+    const all = nodes(plan);
+    expect(all.some((n) => n["Node Type"] === "Seq Scan"), JSON.stringify(plan)).toBe(false);
+    expect(all.some((n) => n["Index Name"] === "certificates_revoked_at_idx"), JSON.stringify(plan)).toBe(true);
+    expect(plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]).toBeLessThan(150);
+  });
+
   it("a resting run costs a few milliseconds and signs nothing; a new burst is signed once, no more", async () => {
     const before = await presignedBy(a.service);
     const t0 = performance.now();
@@ -218,7 +229,12 @@ describe("with 300k more certificates stored, none due", () => {
     expect(restMs).toBeLessThan(500);
 
     const serials = await burst(16, "after");
-    await a.service.jobs.runNow("ocsp-presigning");
+    // runNow does nothing while the job's own tick runs (it may have started before the burst was stored): ask
+    // until the burst is signed, then check it was signed once.
+    await waitFor("the burst pre-signed", async () => {
+      await a.service.jobs.runNow("ocsp-presigning");
+      return (await presignedBy(a.service)) - before >= 16;
+    }, { timeoutMs: 30_000 });
     expect((await presignedBy(a.service)) - before).toBe(16);
     for (const s of serials) expect(await ocspStatus(b, s)).toBe("good");
     // Every certificate has exactly one current response (the filler's are current too).

@@ -141,7 +141,7 @@ for (const kind of MODULES) {
     it("revokes: openssl ocsp says revoked, the CRL lists it", async (ctx) => {
       if (skipped) return ctx.skip();
       const r = await issue();
-      expect(r.status).toBe(201);
+      expect(r.status, `${JSON.stringify(r.body)}\nthe service's last log lines: ${serving!.logTail()}`).toBe(201);
       const revoked = cli(["revoke", r.body.serial, "--reason", "superseded"]);
       expect(revoked.status, revoked.stderr).toBe(0);
       const rp = new RelyingParty();

@@ -116,13 +116,18 @@ export async function* revokedEntries(
 
 /** Serials revoked after a time (any issuer): how replicas learn of revocations made elsewhere. */
 export async function revokedSince(db: Database, since: Date): Promise<Array<{ serial: string; issuerId: number; revokedAt: Date }>> {
-  const rows = await db
+  const rows = await revokedSinceQuery(db, since);
+  return rows.map((r) => ({ serial: r.serial, issuerId: r.issuerId, revokedAt: r.revokedAt! }));
+}
+
+/** revokedSince's query, which every replica sends every few seconds: it reads certificates_revoked_at_idx (revoked rows only). */
+export function revokedSinceQuery(db: Database, since: Date) {
+  return db
     .select({ serial: certificates.serial, issuerId: certificates.issuerId, revokedAt: certificates.revokedAt })
     .from(certificates)
     .where(gt(certificates.revokedAt, since))
     .orderBy(asc(certificates.revokedAt))
     .limit(10_000);
-  return rows.map((r) => ({ serial: r.serial, issuerId: r.issuerId, revokedAt: r.revokedAt! }));
 }
 
 /** The latest notAfter among an issuer's certificates: its key is needed until then. */

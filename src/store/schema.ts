@@ -127,6 +127,10 @@ export const certificates = pgTable(
     index("certificates_profile_status_idx").on(t.profile, t.status, t.id),
     index("certificates_spki_idx").on(t.spkiSha256),
     index("certificates_revoked_idx").on(t.issuerId, t.revokedAt),
+    // Every replica asks every few seconds what was revoked lately, of any issuer (src/revocation/revocation-watcher.ts):
+    // only revoked rows, so that question reads a few index entries, not the whole table (measured: 5.5 ms per poll at
+    // 10k certificates, growing with the table, without it).
+    index("certificates_revoked_at_idx").on(t.revokedAt).where(sql`${t.revokedAt} is not null`),
     index("certificates_ocsp_pending_idx").on(t.id).where(sql`${t.ocspPending}`),
   ],
 );

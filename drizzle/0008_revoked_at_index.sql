@@ -1,0 +1,1 @@
+CREATE INDEX "certificates_revoked_at_idx" ON "certificates" USING btree ("revoked_at") WHERE "certificates"."revoked_at" is not null;
