@@ -11,6 +11,7 @@ import { sql } from "drizzle-orm";
 import postgres from "postgres";
 import { routeConnections } from "./postgres-hosts.ts";
 import { openPool } from "./postgres-pool.ts";
+import { initialiseInChild, PGLITE_SETTINGS } from "./pglite-first-start.ts";
 import { PrivateNodeFS } from "./private-node-fs.ts";
 import * as schema from "./schema.ts";
 
@@ -88,7 +89,8 @@ async function openPglite(dataDir: string): Promise<Store> {
   const release = takePidLock(path.join(dataDir, "pglite.pid"));
   let client: PGlite;
   try {
-    client = await PGlite.create({ fs: new PrivateNodeFS(dir) });
+    await initialiseInChild(dir);
+    client = await PGlite.create({ fs: new PrivateNodeFS(dir), postgresqlconf: PGLITE_SETTINGS });
     const db = drizzlePglite(client, { schema });
     await migratePglite(db, { migrationsFolder: MIGRATIONS });
   } catch (err) {
