@@ -37,6 +37,8 @@ let profilesDir: string;
 let http01: http.Server;
 /** What the http-01 server answers, per token: a body, or a redirect. */
 const challengeBodies = new Map<string, string | { redirect: string }>();
+/** Milliseconds the http-01 responder waits before answering a token. */
+const challengeDelays = new Map<string, number>();
 /** The CA's plain-HTTP port; also named as the HTTPS port http-01 redirects may use, so that only the own-listener rule refuses a redirect to it. */
 let caHttpPort: number;
 
@@ -73,7 +75,8 @@ beforeAll(async () => {
       res.writeHead(302, { location: body.redirect }).end();
       return;
     }
-    res.writeHead(200, { "content-type": "text/plain" }).end(body);
+    const delay = challengeDelays.get(token!) ?? 0;
+    setTimeout(() => res.writeHead(200, { "content-type": "text/plain" }).end(body), delay);
   });
   const http01Port = await listen(http01, "127.0.0.1");
   profilesDir = tempDir("acme-profiles-");
@@ -85,6 +88,9 @@ beforeAll(async () => {
     HSM_CA_HTTP_PORT: String((caHttpPort = await freePort())),
     HSM_CA_ACME_TLSALPN01_PORT: String(caHttpPort),
     HSM_CA_ACME_VALIDATION_TIMEOUT_MS: "5000",
+    // This file drives a few accounts through dozens of orders back to back, faster than 20 requests a second once
+    // challenges answer with their outcome; the per-account limit has its own tests (test/rate-limit.test.ts).
+    HSM_CA_ACME_RATE_LIMIT_PER_ACCOUNT: "off",
   });
   acme = new AcmeClient(t.service.httpsUrl, t.rootPem);
   await acme.init();
@@ -800,6 +806,32 @@ describe("orders", () => {
     expectProblem(await newOrder(acme, account, []), 400, "malformed");
     expectProblem(await acme.postAs(account, acme.directory.newOrder, {}), 400, "malformed");
     expectProblem(await newOrder(acme, account, [ip("127.0.0.1")], { notAfter: new Date(Date.now() + 86_400_000).toISOString() }), 400, "malformed");
+  });
+
+  it("a challenge POST answers with the validation's outcome when it ends within a second, else processing with Retry-After", async () => {
+    const account = await accountA();
+    const post = async (delayMs: number) => {
+      const created = await newOrder(acme, account, [ip("127.0.0.1")]);
+      const authzUrl = expectOk(created, 201).authorizations[0];
+      const ch = expectOk(await acme.postAs(account, authzUrl, "")).challenges.find((x: any) => x.type === "http-01");
+      challengeBodies.set(ch.token, keyAuthorization(ch.token, account.key.jwk));
+      challengeDelays.set(ch.token, delayMs);
+      const started = await acme.postAs(account, ch.url, {});
+      return { view: expectOk(started), started, authzUrl, orderUrl: created.location! };
+    };
+    // A loopback http-01 answer, at once: the POST says valid, and the authorization and order read so without a poll.
+    const quick = await post(0);
+    expect(quick.view.status, JSON.stringify(quick.view)).toBe("valid");
+    expect(Date.parse(quick.view.validated)).toBeGreaterThan(0);
+    expect(quick.started.retryAfter).toBeUndefined();
+    expect(expectOk(await acme.postAs(account, quick.authzUrl, "")).status).toBe("valid");
+    expect(expectOk(await acme.postAs(account, quick.orderUrl, "")).status).toBe("ready");
+    // An answer that takes 1.5 s: the POST stops waiting and says processing, with when to look again.
+    const slow = await post(1_500);
+    expect(slow.view.status).toBe("processing");
+    expect(slow.started.retryAfter).toBeGreaterThan(0);
+    const { res } = await acme.poll(account, slow.authzUrl, (b) => b.status !== "pending");
+    expect(res.body.status).toBe("valid");
   });
 
   it("a wrong http-01 answer: challenge invalid with incorrectResponse, authorization and order invalid", async () => {

@@ -1,6 +1,7 @@
 import { eq, sql } from "drizzle-orm";
 import type { CertificateRow } from "./certificates.ts";
 import type { Database } from "./database.ts";
+import { perDatabase } from "./prepared.ts";
 import { caCrossCertificates, cas, certificates } from "./schema.ts";
 
 /**
@@ -14,7 +15,13 @@ export async function certificateForDownload(
   db: Database,
   serial: string,
 ): Promise<{ cert: CertificateRow; crossCertificates: boolean; chainPem: string } | undefined> {
-  const [row] = await db
+  const [row] = await certificateForDownloadQuery(db).execute({ serial });
+  return row && { cert: row.cert, crossCertificates: Boolean(row.crossCertificates), chainPem: row.chainPem ?? "" };
+}
+
+// Every certificate download reads it: prepared (src/store/prepared.ts).
+const certificateForDownloadQuery = perDatabase((db) =>
+  db
     .select({
       cert: certificates,
       crossCertificates: sql<boolean>`exists (select 1 from ${caCrossCertificates})`,
@@ -29,6 +36,7 @@ export async function certificateForDownload(
       )`,
     })
     .from(certificates)
-    .where(eq(certificates.serial, serial));
-  return row && { cert: row.cert, crossCertificates: Boolean(row.crossCertificates), chainPem: row.chainPem ?? "" };
-}
+    .where(eq(certificates.serial, sql.placeholder("serial")))
+    .prepare("acme_certificate_for_download"),
+);
+

@@ -1,6 +1,7 @@
 import { and, eq, gt, lt, sql } from "drizzle-orm";
 import type { AcmeAccountRow } from "./acme-accounts.ts";
 import type { Database } from "./database.ts";
+import { perDatabase } from "./prepared.ts";
 import { acmeAccounts, acmeNonces } from "./schema.ts";
 
 export async function insertNonce(db: Database, value: string, expiresAt: Date): Promise<void> {
@@ -68,13 +69,7 @@ function buildNonceAndAccountQuery(db: Database) {
     .prepare("acme_nonce_and_account");
 }
 
-const nonceAndAccountQueries = new WeakMap<Database, ReturnType<typeof buildNonceAndAccountQuery>>();
-
-function nonceAndAccountQuery(db: Database): ReturnType<typeof buildNonceAndAccountQuery> {
-  let q = nonceAndAccountQueries.get(db);
-  if (!q) nonceAndAccountQueries.set(db, (q = buildNonceAndAccountQuery(db)));
-  return q;
-}
+const nonceAndAccountQuery = perDatabase(buildNonceAndAccountQuery);
 
 export async function deleteExpiredNonces(db: Database, now: Date): Promise<number> {
   const rows = await db.delete(acmeNonces).where(lt(acmeNonces.expiresAt, now)).returning({ value: acmeNonces.value });

@@ -1,5 +1,6 @@
 import { and, asc, count, eq, getTableColumns, gt, inArray, lt, notInArray, sql, type SQL } from "drizzle-orm";
 import type { Database } from "./database.ts";
+import { perDatabase } from "./prepared.ts";
 import { acmeAuthorizations, acmeChallenges, acmeOrders, type ProblemJson } from "./schema.ts";
 
 export type OrderRow = typeof acmeOrders.$inferSelect;
@@ -39,24 +40,14 @@ export async function insertOrder(db: Database, n: NewOrder): Promise<{ order: O
 
 /** An order with the ids of its authorizations, in one query. */
 export async function orderWithAuthorizationIds(db: Database, id: string): Promise<{ order: OrderRow; authorizationIds: string[] } | undefined> {
-  const rows = await db
-    .select({ order: acmeOrders, authzId: acmeAuthorizations.id })
-    .from(acmeOrders)
-    .leftJoin(acmeAuthorizations, eq(acmeAuthorizations.orderId, acmeOrders.id))
-    .where(eq(acmeOrders.id, id))
-    .orderBy(asc(acmeAuthorizations.createdAt), asc(acmeAuthorizations.id));
+  const rows = await orderWithAuthorizationIdsQuery(db).execute({ id });
   if (!rows.length) return undefined;
   return { order: rows[0]!.order, authorizationIds: rows.flatMap((r) => (r.authzId === null ? [] : [r.authzId])) };
 }
 
 /** An authorization with its challenges, in one query. */
 export async function authorizationWithChallenges(db: Database, id: string): Promise<{ authz: AuthorizationRow; challenges: ChallengeRow[] } | undefined> {
-  const rows = await db
-    .select({ authz: acmeAuthorizations, challenge: acmeChallenges })
-    .from(acmeAuthorizations)
-    .leftJoin(acmeChallenges, eq(acmeChallenges.authorizationId, acmeAuthorizations.id))
-    .where(eq(acmeAuthorizations.id, id))
-    .orderBy(asc(acmeChallenges.type));
+  const rows = await authorizationWithChallengesQuery(db).execute({ id });
   if (!rows.length) return undefined;
   return { authz: rows[0]!.authz, challenges: rows.flatMap((r) => (r.challenge ? [r.challenge] : [])) };
 }
@@ -66,7 +57,36 @@ export async function challengeWithAuthorization(
   db: Database,
   id: string,
 ): Promise<{ challenge: ChallengeRow; authz: AuthorizationRow; orderAuthorizations: number } | undefined> {
-  const [row] = await db
+  const [row] = await challengeWithAuthorizationQuery(db).execute({ id });
+  return row;
+}
+
+export async function orderById(db: Database, id: string): Promise<OrderRow | undefined> {
+  const [row] = await orderByIdQuery(db).execute({ id });
+  return row;
+}
+
+// The statements every ACME request reads with, prepared (src/store/prepared.ts).
+const orderWithAuthorizationIdsQuery = perDatabase((db) =>
+  db
+    .select({ order: acmeOrders, authzId: acmeAuthorizations.id })
+    .from(acmeOrders)
+    .leftJoin(acmeAuthorizations, eq(acmeAuthorizations.orderId, acmeOrders.id))
+    .where(eq(acmeOrders.id, sql.placeholder("id")))
+    .orderBy(asc(acmeAuthorizations.createdAt), asc(acmeAuthorizations.id))
+    .prepare("acme_order_with_authorization_ids"),
+);
+const authorizationWithChallengesQuery = perDatabase((db) =>
+  db
+    .select({ authz: acmeAuthorizations, challenge: acmeChallenges })
+    .from(acmeAuthorizations)
+    .leftJoin(acmeChallenges, eq(acmeChallenges.authorizationId, acmeAuthorizations.id))
+    .where(eq(acmeAuthorizations.id, sql.placeholder("id")))
+    .orderBy(asc(acmeChallenges.type))
+    .prepare("acme_authorization_with_challenges"),
+);
+const challengeWithAuthorizationQuery = perDatabase((db) =>
+  db
     .select({
       challenge: acmeChallenges,
       authz: acmeAuthorizations,
@@ -74,14 +94,10 @@ export async function challengeWithAuthorization(
     })
     .from(acmeChallenges)
     .innerJoin(acmeAuthorizations, eq(acmeAuthorizations.id, acmeChallenges.authorizationId))
-    .where(eq(acmeChallenges.id, id));
-  return row;
-}
-
-export async function orderById(db: Database, id: string): Promise<OrderRow | undefined> {
-  const [row] = await db.select().from(acmeOrders).where(eq(acmeOrders.id, id));
-  return row;
-}
+    .where(eq(acmeChallenges.id, sql.placeholder("id")))
+    .prepare("acme_challenge_with_authorization"),
+);
+const orderByIdQuery = perDatabase((db) => db.select().from(acmeOrders).where(eq(acmeOrders.id, sql.placeholder("id"))).prepare("acme_order_by_id"));
 
 /**
  * POST {} on a challenge, in one statement: pending -> processing when it
@@ -95,18 +111,23 @@ export async function startChallengeOf(
   accountId: string,
   now: Date,
 ): Promise<{ challenge: ChallengeRow; authz: AuthorizationRow; orderAuthorizations: number } | undefined> {
-  const [row] = await db
+  const [row] = await startChallengeQuery(db).execute({ id, accountId, now: now.toISOString() });
+  return row;
+}
+
+const startChallengeQuery = perDatabase((db) =>
+  db
     .update(acmeChallenges)
     .set({ status: "processing" })
     .from(acmeAuthorizations)
     .where(
       and(
-        eq(acmeChallenges.id, id),
+        eq(acmeChallenges.id, sql.placeholder("id")),
         eq(acmeChallenges.status, "pending"),
         eq(acmeAuthorizations.id, acmeChallenges.authorizationId),
-        eq(acmeAuthorizations.accountId, accountId),
+        eq(acmeAuthorizations.accountId, sql.placeholder("accountId")),
         eq(acmeAuthorizations.status, "pending"),
-        gt(acmeAuthorizations.expiresAt, now),
+        sql`${acmeAuthorizations.expiresAt} > ${sql.placeholder("now")}::timestamptz`,
       ),
     )
     .returning({
@@ -114,9 +135,9 @@ export async function startChallengeOf(
       authz: getTableColumns(acmeAuthorizations),
       // Qualified: drizzle leaves a returning column's table out, and "order_id" alone would be the sibling's.
       orderAuthorizations: sql<number>`(select count(*) from ${acmeAuthorizations} as sibling where sibling.order_id = ${acmeAuthorizations}.order_id)`.mapWith(Number),
-    });
-  return row;
-}
+    })
+    .prepare("acme_start_challenge"),
+);
 
 export async function updateChallenge(db: Database, id: string, changes: Partial<Pick<ChallengeRow, "status" | "validated" | "error">>): Promise<void> {
   await db.update(acmeChallenges).set(changes).where(eq(acmeChallenges.id, id));

@@ -1,5 +1,6 @@
 import { and, asc, eq, inArray, isNotNull, isNull, lt, or, sql } from "drizzle-orm";
 import type { Database } from "./database.ts";
+import { perDatabase } from "./prepared.ts";
 import { hexArrayLiteral, rowsOf } from "./raw-sql.ts";
 import { cas, certificates, ocspResponders, ocspResponses } from "./schema.ts";
 
@@ -47,11 +48,9 @@ export async function revokedAmong(db: Database, serials: string[]): Promise<Set
 }
 
 /**
- * The statement above, prepared once per database handle: it is sent once
- * per OCSP round trip under load, and built through the query builder and
- * parsed and planned by PostgreSQL each time it held OCSP to 4.5-4.7k
- * answers/s here, against 6.4-7.8k/s prepared (the OCSP section of
- * docs/benchmarks.md).
+ * The statement above, prepared (src/store/prepared.ts): it is sent once
+ * per OCSP round trip under load; built and planned each time it held OCSP
+ * to 4.5-4.7k answers/s here, against 6.2-7.7k/s prepared.
  */
 function buildRevokedAmongQuery(db: Database) {
   const serials = sql`${sql.placeholder("serials")}::text[]`;
@@ -63,13 +62,7 @@ function buildRevokedAmongQuery(db: Database) {
     .prepare("ocsp_revoked_among");
 }
 
-const revokedAmongQueries = new WeakMap<Database, ReturnType<typeof buildRevokedAmongQuery>>();
-
-function revokedAmongQuery(db: Database): ReturnType<typeof buildRevokedAmongQuery> {
-  let q = revokedAmongQueries.get(db);
-  if (!q) revokedAmongQueries.set(db, (q = buildRevokedAmongQuery(db)));
-  return q;
-}
+const revokedAmongQuery = perDatabase(buildRevokedAmongQuery);
 
 /** One response the upkeep must sign (or, for an expired certificate, stop keeping). */
 export interface OcspDueItem {
