@@ -39,4 +39,3 @@ const certificateForDownloadQuery = perDatabase((db) =>
     .where(eq(certificates.serial, sql.placeholder("serial")))
     .prepare("acme_certificate_for_download"),
 );
-

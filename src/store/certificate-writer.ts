@@ -134,7 +134,6 @@ async function insertRows(db: Database, rows: NewCertificateRow[]): Promise<Map<
   return bySerial;
 }
 
-
 const writers = new WeakMap<Database, CertificateWriter>();
 
 /** The writer for this database (or transaction): one queue per handle. */

@@ -11,7 +11,7 @@ import { sql } from "drizzle-orm";
 import postgres from "postgres";
 import { routeConnections } from "./postgres-hosts.ts";
 import { openPool } from "./postgres-pool.ts";
-import { initialiseInChild, PGLITE_SETTINGS } from "./pglite-first-start.ts";
+import { initialiseInChild } from "./pglite-first-start.ts";
 import { PrivateNodeFS } from "./private-node-fs.ts";
 import * as schema from "./schema.ts";
 
@@ -29,6 +29,12 @@ export interface Store {
 export class DatabaseBusyError extends Error {}
 
 const MIGRATIONS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../drizzle");
+/** PostgreSQL settings of the embedded database, at every start. */
+const PGLITE_SETTINGS = [
+  // PGlite's default of 128MB grows its WebAssembly memory (which never shrinks) from 128 to 189 MiB. A CA's working
+  // set is its indexes' upper pages; the rest of the files stay in the OS page cache (PGlite reads them through node:fs).
+  "shared_buffers=32MB",
+];
 /** Serialises migrations between replicas starting at once. */
 const MIGRATION_LOCK = 0x68736d63; // "hsmc"
 

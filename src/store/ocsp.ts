@@ -198,7 +198,6 @@ export async function dropOcspUpkeep(db: Database, certificateIds: number[], ser
   if (serials.length) await db.delete(ocspResponses).where(inArray(ocspResponses.serial, serials));
 }
 
-
 /** Retires every responder of an issuer; returns their key labels (to destroy). */
 export async function retireResponders(db: Database, issuerId: number): Promise<string[]> {
   const rows = await db.update(ocspResponders).set({ status: "retired" }).where(eq(ocspResponders.issuerId, issuerId)).returning({ keyLabel: ocspResponders.keyLabel });

@@ -15,13 +15,6 @@ import { PrivateNodeFS } from "./private-node-fs.ts";
  * child exits, and the service opens a directory that already exists.
  */
 
-/** PostgreSQL settings of the embedded database, at every start. */
-export const PGLITE_SETTINGS = [
-  // PGlite's default of 128MB grows its WebAssembly memory (which never shrinks) from 128 to 189 MiB. A CA's working
-  // set is its indexes' upper pages; the rest of the files stay in the OS page cache (PGlite reads them through node:fs).
-  "shared_buffers=32MB",
-];
-
 const FIRST_START_TIMEOUT_MS = 120_000;
 const THIS_FILE = fileURLToPath(import.meta.url);
 
@@ -31,7 +24,7 @@ export async function initialiseInChild(dir: string): Promise<void> {
   // The child runs this file's TypeScript as the service does: through tsx's loader, found from here (not from the cwd).
   const tsx = import.meta.resolve("tsx");
   await new Promise<void>((resolve, reject) => {
-    execFile(process.execPath, ["--import", tsx, THIS_FILE, dir], { timeout: FIRST_START_TIMEOUT_MS, env: process.env }, (err, _stdout, stderr) => {
+    execFile(process.execPath, ["--import", tsx, THIS_FILE, dir], { timeout: FIRST_START_TIMEOUT_MS }, (err, _stdout, stderr) => {
       if (!err) return resolve();
       const why = stderr.trim().split("\n").filter(Boolean).at(-1) ?? err.message;
       reject(new Error(`cannot create the embedded database in ${dir}: ${why}`));
@@ -40,7 +33,7 @@ export async function initialiseInChild(dir: string): Promise<void> {
 }
 
 async function firstStart(dir: string): Promise<void> {
-  const client = await PGlite.create({ fs: new PrivateNodeFS(dir), postgresqlconf: PGLITE_SETTINGS });
+  const client = await PGlite.create({ fs: new PrivateNodeFS(dir) });
   await client.close();
 }
 
