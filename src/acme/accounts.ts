@@ -114,7 +114,7 @@ export async function keyChange(c: Context, ctx: AcmeContext, dir: AcmeDirectory
   }
   if (inner.header.url !== req.url) throw new AcmeProblem("malformed", "the inner JWS url must equal the outer JWS url");
   const newKey = publicJwk(inner.header.jwk);
-  verifyJws(inner, newKey);
+  await verifyJws(inner, newKey);
   const p = payloadObject(inner.payload);
   if (p.account !== urls.account(account.id)) throw new AcmeProblem("malformed", "the inner payload's account is not the signing account");
   if (!sameKey(publicJwk(p.oldKey), req.jwk)) throw new AcmeProblem("malformed", "the inner payload's oldKey is not the account's current key");

@@ -209,40 +209,7 @@ function signatureSpec(alg: string, key: PublicJwk): { digest: string | null; le
  * itself is bad. Boulder and Pebble answer "malformed" too, and clients do not
  * treat it as "retry with a new nonce" (which is "badNonce").
  */
-export function verifyJws(jws: ParsedJws, key: PublicJwk): void {
-  const check = signatureCheck(jws, key);
-  let ok = false;
-  if (check) {
-    try {
-      ok = crypto.verify(check.digest, check.data, check.key, check.signature);
-    } catch {
-      ok = false;
-    }
-  }
-  if (!ok) throw new AcmeProblem("malformed", "JWS signature is invalid");
-}
-
-/**
- * verifyJws on libuv's thread pool: every signed request checks one
- * signature, and on the event loop those were a share of each ACME order's
- * main-thread time (the ACME section of docs/benchmarks.md).
- */
-export async function verifyJwsOffLoop(jws: ParsedJws, key: PublicJwk): Promise<void> {
-  const check = signatureCheck(jws, key);
-  const ok = check
-    ? await new Promise<boolean>((resolve) => {
-        try {
-          crypto.verify(check.digest, check.data, check.key, check.signature, (err, valid) => resolve(!err && valid));
-        } catch {
-          resolve(false);
-        }
-      })
-    : false;
-  if (!ok) throw new AcmeProblem("malformed", "JWS signature is invalid");
-}
-
-/** What crypto.verify is given; undefined when the signature cannot be right (its length). Throws on an alg the key does not sign with. */
-function signatureCheck(jws: ParsedJws, key: PublicJwk) {
+export async function verifyJws(jws: ParsedJws, key: PublicJwk): Promise<void> {
   const expected = algorithmOf(key);
   if (jws.header.alg !== expected) {
     const keyName = key.kty === "RSA" ? "an RSA key" : `an ${key.kty} ${key.crv} key`;
@@ -250,11 +217,17 @@ function signatureCheck(jws: ParsedJws, key: PublicJwk) {
   }
   const spec = signatureSpec(expected, key);
   // ECDSA in JWS is the fixed-width R || S (RFC 7518 §3.4), never DER.
-  if (spec.length !== undefined && jws.signature.length !== spec.length) return undefined;
-  return {
-    digest: spec.digest,
-    data: Buffer.from(jws.signingInput, "ascii"),
-    key: { key: keyObjectOf(key), dsaEncoding: "ieee-p1363" as const },
-    signature: jws.signature,
-  };
+  const ok =
+    (spec.length === undefined || jws.signature.length === spec.length) &&
+    // On libuv's thread pool (node:crypto's callback form): every signed request checks one signature, and on the
+    // event loop those were a share of each ACME order's main-thread time (the ACME section of docs/benchmarks.md).
+    (await new Promise<boolean>((resolve) => {
+      try {
+        const data = Buffer.from(jws.signingInput, "ascii");
+        crypto.verify(spec.digest, data, { key: keyObjectOf(key), dsaEncoding: "ieee-p1363" }, jws.signature, (err, valid) => resolve(!err && valid));
+      } catch {
+        resolve(false);
+      }
+    }));
+  if (!ok) throw new AcmeProblem("malformed", "JWS signature is invalid");
 }

@@ -3,7 +3,7 @@ import type { AcmeAccountRow } from "../store/acme-accounts.ts";
 import { useNonceAndReadAccount } from "../store/acme-nonces.ts";
 import type { AcmeContext, AcmeDirectory } from "./context.ts";
 import { publicJwk, type PublicJwk } from "./jwk.ts";
-import { parseJwsText, verifyJwsOffLoop, type ParsedJws } from "./jws.ts";
+import { parseJwsText, verifyJws, type ParsedJws } from "./jws.ts";
 import { freshNonce, wellFormedNonce } from "./nonces.ts";
 import { AcmeProblem } from "./problem.ts";
 import { limitAccountRate } from "./rate-limits.ts";
@@ -63,14 +63,14 @@ export async function readSignedRequest(
 
   if (h.jwk !== undefined) {
     const jwk = publicJwk(h.jwk);
-    await verifyJwsOffLoop(jws, jwk);
+    await verifyJws(jws, jwk);
     return { jws, jwk, url };
   }
   if (!account || account.directory !== dir.profile.name) {
     throw new AcmeProblem("accountDoesNotExist", `no account ${String(h.kid)} in this directory`);
   }
   const jwk = publicJwk(account.jwk);
-  await verifyJwsOffLoop(jws, jwk);
+  await verifyJws(jws, jwk);
   // The request log names the account whose key verified, also when the request is refused from here on.
   c.set("acmeAccount", account.id);
   if (account.status !== "valid") throw new AcmeProblem("unauthorized", `the account is ${account.status}`);
